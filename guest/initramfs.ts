@@ -1,0 +1,41 @@
+// Assembling the initramfs: busybox and its applet links, the device nodes the kernel
+// needs before devtmpfs is mounted, the selected modules and the guest's own files.
+
+import { NewcWriter } from './cpio.ts';
+import { type KernelModule, modulesDep } from './modules.ts';
+import { GUEST_DIRS, GUEST_FILES, GUEST_LINKS } from './rootfs.ts';
+
+export interface InitramfsInput {
+  busybox: Buffer;
+  /** `busybox --list-full` output: applet paths such as sbin/acpid, usr/bin/awk. */
+  applets: readonly string[];
+  kernelVersion: string;
+  modules: ReadonlyArray<KernelModule & { data: Buffer }>;
+}
+
+export function buildInitramfs(input: InitramfsInput): Buffer {
+  const w = new NewcWriter();
+  for (const d of GUEST_DIRS) w.dir(d);
+  // The kernel opens /dev/console for init's stdio before anything can mount devtmpfs.
+  w.charDevice('dev/console', 0o600, 5, 1);
+  w.charDevice('dev/null', 0o666, 1, 3);
+
+  w.file('bin/busybox', input.busybox, 0o755);
+  // Invoked as "init", busybox runs its init applet.
+  w.symlink('init', '/bin/busybox');
+  const overridden = new Set(GUEST_LINKS.map((l) => l.path));
+  for (const applet of input.applets) {
+    const path = applet.replace(/^\/+/, '');
+    if (path === 'bin/busybox' || overridden.has(path)) continue;
+    w.symlink(path, '/bin/busybox');
+  }
+  for (const l of GUEST_LINKS) w.symlink(l.path, l.target);
+  for (const f of GUEST_FILES) w.file(f.path, f.text, f.mode);
+
+  const modDir = `lib/modules/${input.kernelVersion}`;
+  w.dir(modDir);
+  for (const m of input.modules) w.file(`${modDir}/${m.name}.ko`, m.data);
+  w.file(`${modDir}/modules.dep`, modulesDep(input.modules));
+  w.file('etc/modules', input.modules.map((m) => `${m.name}\n`).join(''));
+  return w.finish();
+}

@@ -1,0 +1,145 @@
+// The default guest's own files: init configuration and scripts. Their text is part
+// of the cache key, so editing any of them rebuilds the image.
+
+export const READY_MARKER = 'XENODE-READY';
+
+export interface GuestFile {
+  path: string;
+  mode: number;
+  text: string;
+}
+
+export interface GuestLink {
+  path: string;
+  target: string;
+}
+
+// busybox init is PID 1: it reaps orphans, respawns the console shell, and turns
+// SIGUSR2/SIGTERM/SIGUSR1 (poweroff/reboot/halt) into a shutdown. cttyhack finds the
+// real console device (ttyS0, hvc0, ...) behind /dev/console and makes it the shell's
+// controlling tty, so job control and ^C work; `-l` makes it a login shell that reads
+// /etc/profile.
+const INITTAB = `::sysinit:/etc/rc
+::respawn:/bin/cttyhack /bin/sh -l
+::ctrlaltdel:/sbin/reboot
+::shutdown:/etc/rc.shutdown
+`;
+
+const RC = `#!/bin/sh
+# busybox init's sysinit action: runs once, stdio on the console, before the shell.
+export PATH=/sbin:/usr/sbin:/bin:/usr/bin
+# Kernel command-line words are data, never globs.
+set -f
+
+mount -t proc -o nosuid,nodev,noexec proc /proc
+mount -t sysfs -o nosuid,nodev,noexec sysfs /sys
+# CONFIG_DEVTMPFS_MOUNT is off in the Debian kernel, so /dev is ours to mount.
+mount -t devtmpfs -o nosuid,mode=0755 devtmpfs /dev
+mkdir -p /dev/pts /dev/shm
+mount -t devpts -o nosuid,noexec,gid=5,mode=0620,ptmxmode=0666 devpts /dev/pts
+mount -t tmpfs -o nosuid,nodev,mode=1777 tmpfs /dev/shm
+mount -t tmpfs -o nosuid,nodev,mode=1777 tmpfs /tmp
+mount -t tmpfs -o nosuid,nodev,mode=0755 tmpfs /run
+ln -s /proc/self/fd /dev/fd
+
+# /etc/modules is in dependency order. A driver whose device is absent loads and idles.
+read -r kver < /proc/sys/kernel/osrelease
+while read -r m; do
+  insmod "/lib/modules/$kver/$m.ko" 2>/dev/null
+done < /etc/modules
+
+name=xenode
+ip=
+gw=
+data=/dev/vdb
+read -r cmdline < /proc/cmdline
+for arg in $cmdline; do
+  case $arg in
+    xenode.name=?*) name=\${arg#*=} ;;
+    xenode.ip=*) ip=\${arg#*=} ;;
+    xenode.gw=*) gw=\${arg#*=} ;;
+    xenode.data=*) data=\${arg#*=} ;;
+  esac
+done
+echo "$name" > /proc/sys/kernel/hostname
+echo "$name" > /etc/hostname
+printf '127.0.0.1\\tlocalhost\\n127.0.1.1\\t%s\\n' "$name" > /etc/hosts
+
+ip link set lo up
+if [ -n "$ip" ]; then
+  if ! { ip link set eth0 up && ip addr add "$ip" dev eth0 && { [ -z "$gw" ] || ip route add default via "$gw"; }; }; then
+    echo "xenode: could not configure eth0 as $ip\${gw:+ via $gw}"
+  fi
+fi
+
+# QMP system_powerdown presses the ACPI power button: button.ko reports it as
+# KEY_POWER on an evdev node, acpid maps it (/etc/acpid.conf) to /etc/acpi/poweroff.
+# acpid opens the event nodes present when it starts, so it starts after insmod.
+[ -e /dev/input/event0 ] && acpid
+
+# The data disk is optional and may be blank: mount it only if it holds a filesystem.
+if [ -n "$data" ] && [ -b "$data" ]; then
+  mount "$data" /mnt/data 2>/dev/null
+fi
+
+read -r up _ < /proc/uptime
+echo "${READY_MARKER} uptime=$up"
+`;
+
+// Run by busybox init's shutdown action, and directly as poweroff/reboot/halt (links to
+// this file). busybox init's own sequence sleeps 2 s before the machine stops; here the
+// disks are flushed and detached, then the machine stops at once. With arguments
+// (-f, -d N, -n) the busybox applet does exactly what it documents.
+const RC_SHUTDOWN = `#!/bin/sh
+export PATH=/sbin:/usr/sbin:/bin:/usr/bin
+action=\${0##*/}
+case $action in
+  poweroff|reboot|halt) [ $# -eq 0 ] || exec busybox "$action" "$@" ;;
+  *) action= ;;
+esac
+sync
+# Only block-device filesystems need detaching; newest mount first.
+mounts=
+while read -r dev dir _; do
+  case $dev in /dev/*) mounts="$dir $mounts" ;; esac
+done < /proc/mounts
+for dir in $mounts; do
+  umount "$dir" 2>/dev/null || mount -o remount,ro "$dir" 2>/dev/null
+done
+sync
+[ -z "$action" ] || exec busybox "$action" -f
+`;
+
+const PROFILE = `export PATH=/sbin:/usr/sbin:/bin:/usr/bin
+export HOME=/root
+# NAME:/cwd# , e.g. xenode:/#
+PS1='\\h:\\w\\$ '
+# ash runs busybox's own applets ahead of $PATH; send these to /etc/rc.shutdown.
+poweroff() { /sbin/poweroff "$@"; }
+reboot() { /sbin/reboot "$@"; }
+halt() { /sbin/halt "$@"; }
+`;
+
+export const GUEST_FILES: readonly GuestFile[] = [
+  { path: 'etc/inittab', mode: 0o644, text: INITTAB },
+  { path: 'etc/rc', mode: 0o755, text: RC },
+  { path: 'etc/rc.shutdown', mode: 0o755, text: RC_SHUTDOWN },
+  { path: 'etc/profile', mode: 0o644, text: PROFILE },
+  // acpid's action table: event key -> file under /etc/acpi to run.
+  { path: 'etc/acpid.conf', mode: 0o644, text: 'PWRF poweroff\nPWRB poweroff\n' },
+  { path: 'etc/acpi/poweroff', mode: 0o755, text: '#!/bin/sh\nexec /sbin/poweroff\n' },
+  { path: 'etc/passwd', mode: 0o644, text: 'root:x:0:0:root:/root:/bin/sh\n' },
+  { path: 'etc/group', mode: 0o644, text: 'root:x:0:\ntty:x:5:\n' },
+  { path: 'etc/shells', mode: 0o644, text: '/bin/sh\n/bin/ash\n' },
+];
+
+/** Links that replace busybox applets of the same name. */
+export const GUEST_LINKS: readonly GuestLink[] = [
+  { path: 'sbin/poweroff', target: '/etc/rc.shutdown' },
+  { path: 'sbin/reboot', target: '/etc/rc.shutdown' },
+  { path: 'sbin/halt', target: '/etc/rc.shutdown' },
+  { path: 'var/run', target: '/run' },
+];
+
+/** Empty directories the scripts mount on or write to. */
+export const GUEST_DIRS: readonly string[] = ['proc', 'sys', 'dev', 'tmp', 'run', 'root', 'mnt/data', 'var/log'];

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Install everything Xenode needs on a fresh Debian 12 machine: Debian packages,
+# npm packages, the bundled CLI/daemon and the default guest image.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DEBIAN_FRONTEND=noninteractive
+need=(qemu-system-x86 busybox-static cpio e2fsprogs kmod xz-utils zstd)
+missing=()
+for p in "${need[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p"); done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "setup: installing Debian packages: ${missing[*]}" >&2
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+if [ ! -d node_modules ] || [ package.json -nt node_modules ]; then
+  echo "setup: installing npm packages" >&2
+  # npm ci refuses this lockfile (platform-only optional packages); install honours it.
+  npm install --no-audit --no-fund
+fi
+npm run --silent build
+echo "setup: building the default guest (cached after the first time)" >&2
+node --import tsx guest/cli.ts >/dev/null
+echo "setup: done" >&2

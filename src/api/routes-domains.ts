@@ -1,0 +1,94 @@
+// Domain routes: list, create, lifecycle actions, vCPUs, console (WebSocket).
+
+import type { FastifyInstance } from 'fastify';
+import type { DomainConfig } from '../config/types.ts';
+import { XenodeError } from '../errors.ts';
+import type { ApiContext } from './server.ts';
+import { domainView } from './views.ts';
+
+interface DomParams {
+  dom: string;
+}
+
+export interface CreateBody {
+  config: DomainConfig;
+  paused?: boolean;
+}
+
+export function registerDomainRoutes(app: FastifyInstance, ctx: ApiContext): void {
+  const ts = ctx.toolstack;
+
+  app.get('/v1/domains', async (req) => ts.list(req.principal).map((d) => domainView(d)));
+
+  app.get<{ Params: DomParams }>('/v1/domains/:dom', async (req) => domainView(ts.find(req.params.dom, req.principal), true));
+
+  app.post<{ Body: CreateBody }>('/v1/domains', async (req) => {
+    const body = req.body;
+    if (!body || typeof body !== 'object' || !body.config || typeof body.config.name !== 'string') {
+      throw new XenodeError('usage', 'request body must be {"config": DomainConfig}');
+    }
+    const d = await ts.create(body.config, req.principal, { paused: body.paused === true });
+    return domainView(d, true);
+  });
+
+  const action = (name: string, fn: (dom: string, req: { principal: import('../toolstack/principal.ts').Principal; body: unknown }) => Promise<unknown>) => {
+    app.post<{ Params: DomParams; Body: unknown }>(`/v1/domains/:dom/${name}`, async (req) => {
+      const r = await fn(req.params.dom, { principal: req.principal, body: req.body ?? {} });
+      return r ?? { ok: true };
+    });
+  };
+
+  action('pause', async (dom, r) => ts.pause(ts.find(dom, r.principal)));
+  action('unpause', async (dom, r) => ts.unpause(ts.find(dom, r.principal)));
+  action('destroy', async (dom, r) => ts.destroy(ts.find(dom, r.principal)));
+  action('reboot', async (dom, r) => ts.reboot(ts.find(dom, r.principal)));
+  action('shutdown', async (dom, r) => {
+    const b = r.body as { wait?: boolean; timeoutMs?: number };
+    const ok = await ts.shutdown(ts.find(dom, r.principal), { wait: b.wait === true, timeoutMs: b.timeoutMs });
+    if (!ok) throw new XenodeError('state', `domain ${dom} did not shut down in time`, { hint: 'use destroy to force it' });
+    return { ok: true };
+  });
+  action('rename', async (dom, r) => {
+    const b = r.body as { name?: unknown };
+    if (typeof b.name !== 'string') throw new XenodeError('usage', 'rename needs {"name": NEW}');
+    ts.rename(ts.find(dom, r.principal), b.name);
+  });
+  action('mem-set', async (dom, r) => {
+    const b = r.body as { mib?: unknown };
+    if (typeof b.mib !== 'number' || !Number.isInteger(b.mib)) throw new XenodeError('usage', 'mem-set needs {"mib": N}');
+    ts.memSet(ts.find(dom, r.principal), b.mib);
+  });
+  action('mem-max', async (dom, r) => {
+    const b = r.body as { mib?: unknown };
+    if (typeof b.mib !== 'number' || !Number.isInteger(b.mib)) throw new XenodeError('usage', 'mem-max needs {"mib": N}');
+    ts.memMax(ts.find(dom, r.principal), b.mib);
+  });
+
+  app.get<{ Params: DomParams }>('/v1/domains/:dom/vcpus', async (req) => {
+    const d = ts.find(req.params.dom, req.principal);
+    return { domid: d.domid, name: d.name, vcpus: d.vcpus() };
+  });
+
+  // Console: binary frames both ways; scroll-back first unless ?scrollback=0.
+  app.get<{ Params: DomParams; Querystring: { scrollback?: string } }>(
+    '/v1/domains/:dom/console',
+    { websocket: true },
+    (socket, req) => {
+      let d: ReturnType<typeof ts.find>;
+      try {
+        d = ts.find(req.params.dom, req.principal);
+      } catch (e) {
+        socket.close(4004, e instanceof Error ? e.message.slice(0, 100) : 'not found');
+        return;
+      }
+      const detach = d.console.attach({ send: (data) => socket.send(data) }, req.query.scrollback !== '0');
+      const onGone = () => socket.close(1000, 'domain destroyed');
+      d.once('gone', onGone);
+      socket.on('message', (data: Buffer) => d.console.input(data));
+      socket.on('close', () => {
+        detach();
+        d.off('gone', onGone);
+      });
+    },
+  );
+}

@@ -1,0 +1,43 @@
+// Host-wide routes: info, the daemon log (dmesg), tokens.
+
+import type { FastifyInstance } from 'fastify';
+import { XenodeError } from '../errors.ts';
+import type { ApiContext } from './server.ts';
+
+function requireAdmin(admin: boolean): void {
+  if (!admin) throw new XenodeError('permission', 'only the admin may do this');
+}
+
+export function registerHostRoutes(app: FastifyInstance, ctx: ApiContext): void {
+  app.get('/v1/info', async () => ctx.hostInfo());
+
+  app.get('/v1/whoami', async (req) => req.principal);
+
+  app.get<{ Querystring: { clear?: string } }>('/v1/log', async (req) => {
+    requireAdmin(req.principal.admin);
+    const entries = ctx.log.entries();
+    if (req.query.clear === '1') ctx.log.clear();
+    return entries;
+  });
+
+  app.post<{ Body: { sponsor?: string; admin?: boolean; label?: string } }>('/v1/tokens', async (req) => {
+    requireAdmin(req.principal.admin);
+    const sponsor = req.body?.sponsor;
+    if (!sponsor) throw new XenodeError('usage', 'sponsor is required');
+    const r = ctx.tokens.create(sponsor, { admin: req.body.admin, label: req.body.label });
+    ctx.log.info(`token ${r.info.id} created for sponsor ${sponsor}${r.info.admin ? ' (admin)' : ''}`);
+    return r;
+  });
+
+  app.get('/v1/tokens', async (req) => {
+    requireAdmin(req.principal.admin);
+    return ctx.tokens.list();
+  });
+
+  app.delete<{ Params: { id: string } }>('/v1/tokens/:id', async (req) => {
+    requireAdmin(req.principal.admin);
+    ctx.tokens.revoke(req.params.id);
+    ctx.log.info(`token ${req.params.id} revoked`);
+    return { ok: true };
+  });
+}

@@ -1,0 +1,151 @@
+// The CLI's connection to xenoded: HTTP over the local Unix socket (as admin),
+// or over TCP with a token when XENODE_URL is set. Starts the daemon on first use.
+
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, openSync } from 'node:fs';
+import { request } from 'node:http';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import WebSocket from 'ws';
+import { type WireError, XenodeError } from '../errors.ts';
+import { type XenodeDirs, xenodeDirs } from '../toolstack/dirs.ts';
+
+export interface ClientOptions {
+  dirs?: XenodeDirs;
+  url?: string;
+  token?: string;
+  /** Start xenoded if it is not running (local socket only). */
+  autostart?: boolean;
+  quiet?: boolean;
+}
+
+export class ApiClient {
+  readonly dirs: XenodeDirs;
+  private readonly url?: URL;
+  private readonly token?: string;
+  private started = false;
+
+  constructor(private readonly o: ClientOptions = {}) {
+    this.dirs = o.dirs ?? xenodeDirs();
+    const url = o.url ?? process.env.XENODE_URL;
+    this.url = url ? new URL(url) : undefined;
+    this.token = o.token ?? process.env.XENODE_TOKEN;
+  }
+
+  private raw(method: string, path: string, body?: unknown): Promise<{ status: number; json: unknown }> {
+    const payload = body === undefined ? undefined : JSON.stringify(body);
+    const headers: Record<string, string> = {};
+    if (payload !== undefined) headers['content-type'] = 'application/json';
+    if (this.token) headers.authorization = `Bearer ${this.token}`;
+    const target = this.url
+      ? { host: this.url.hostname, port: Number(this.url.port || 80), path, method, headers }
+      : { socketPath: this.dirs.socket, path, method, headers };
+    return new Promise((resolve, reject) => {
+      const req = request(target, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          let json: unknown = text;
+          try {
+            json = text ? JSON.parse(text) : undefined;
+          } catch {
+            /* plain text */
+          }
+          resolve({ status: res.statusCode ?? 0, json });
+        });
+      });
+      req.on('error', reject);
+      if (payload !== undefined) req.write(payload);
+      req.end();
+    });
+  }
+
+  async call<T>(method: string, path: string, body?: unknown): Promise<T> {
+    let r: { status: number; json: unknown };
+    try {
+      r = await this.raw(method, path, body);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (!this.url && (code === 'ENOENT' || code === 'ECONNREFUSED') && this.o.autostart !== false && !this.started) {
+        await this.startDaemon();
+        r = await this.raw(method, path, body);
+      } else if (this.url) {
+        throw new XenodeError('engine', `cannot reach xenoded at ${this.url.origin}: ${(e as Error).message}`);
+      } else {
+        throw new XenodeError('engine', `cannot reach xenoded at ${this.dirs.socket}: ${(e as Error).message}`, {
+          hint: 'start it with `xenoded` or run any xenode command',
+        });
+      }
+    }
+    if (r.status >= 400) {
+      const err = (r.json as { error?: WireError } | undefined)?.error;
+      if (err) throw XenodeError.fromWire(err);
+      throw new XenodeError('internal', `xenoded answered HTTP ${r.status}`);
+    }
+    return r.json as T;
+  }
+
+  get<T>(path: string): Promise<T> {
+    return this.call<T>('GET', path);
+  }
+  post<T>(path: string, body: unknown = {}): Promise<T> {
+    return this.call<T>('POST', path, body);
+  }
+  put<T>(path: string, body: unknown): Promise<T> {
+    return this.call<T>('PUT', path, body);
+  }
+  del<T>(path: string): Promise<T> {
+    return this.call<T>('DELETE', path);
+  }
+
+  /** Start xenoded in the background and wait for its socket. */
+  async startDaemon(): Promise<void> {
+    this.started = true;
+    mkdirSync(this.dirs.base, { recursive: true, mode: 0o700 });
+    const here = dirname(fileURLToPath(import.meta.url));
+    const bundled = join(here, 'xenoded.mjs');
+    const args = existsSync(bundled)
+      ? [bundled]
+      : ['--import', 'tsx', join(here, '..', 'daemon-main.ts')];
+    const out = openSync(join(this.dirs.base, 'xenoded.out'), 'a');
+    const child = spawn(process.execPath, args, {
+      detached: true,
+      stdio: ['ignore', out, out],
+      env: { ...process.env, XENODE_DIR: this.dirs.base },
+    });
+    child.unref();
+    const deadline = Date.now() + 20_000;
+    let exited: number | null = null;
+    child.on('exit', (c) => {
+      exited = c ?? 1;
+    });
+    while (Date.now() < deadline) {
+      if (exited !== null) {
+        throw new XenodeError('engine', `xenoded failed to start (exit ${exited})`, {
+          hint: `see ${join(this.dirs.base, 'xenoded.out')}`,
+        });
+      }
+      try {
+        await this.raw('GET', '/v1/info');
+        if (!this.o.quiet) process.stderr.write(`xenoded was not running; started it (pid ${child.pid}, dir ${this.dirs.base})\n`);
+        return;
+      } catch {
+        await new Promise((r) => setTimeout(r, 25));
+      }
+    }
+    throw new XenodeError('engine', 'xenoded did not come up within 20 s', { hint: `see ${this.dirs.daemonLog}` });
+  }
+
+  /** Open a WebSocket to a daemon route. */
+  websocket(path: string): WebSocket {
+    const headers: Record<string, string> = {};
+    if (this.token) headers.authorization = `Bearer ${this.token}`;
+    if (this.url) {
+      const u = new URL(path, this.url);
+      u.protocol = this.url.protocol === 'https:' ? 'wss:' : 'ws:';
+      return new WebSocket(u, { headers });
+    }
+    return new WebSocket(`ws+unix://${this.dirs.socket}:${path}`, { headers });
+  }
+}

@@ -1,0 +1,342 @@
+// Every xenode subcommand in one table, as xl_cmdtable.c does for xl.
+
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { DomainView, HostInfo } from '../api/views.ts';
+import { loadConfigFile } from '../config/load.ts';
+import { configToJson } from '../config/validate.ts';
+import { XenodeError } from '../errors.ts';
+import type { LogEntry } from '../toolstack/log.ts';
+import { formatLogEntry } from '../toolstack/log.ts';
+import type { ApiClient } from './client.ts';
+import { attachConsole } from './console-attach.ts';
+import { formatInfo, formatList, formatUptimeTable, formatVcpuList, parseMemSizeMiB, type VcpuRow } from './format.ts';
+import { storeCommands } from './store-commands.ts';
+import { topCommand } from './top.ts';
+
+export interface CmdContext {
+  client: () => ApiClient;
+  out: (s: string) => void;
+  err: (s: string) => void;
+}
+
+export interface OptionSpec {
+  flags: string; // commander syntax, e.g. '-c, --console'
+  help: string;
+  default?: string | boolean;
+}
+
+export interface CommandSpec {
+  name: string;
+  args: string; // commander syntax, e.g. '<domain> [size]'
+  summary: string;
+  help?: string;
+  options?: OptionSpec[];
+  run: (ctx: CmdContext, args: string[], opts: Record<string, string | boolean | undefined>) => Promise<number | undefined>;
+}
+
+const enc = encodeURIComponent;
+
+async function domainViews(c: ApiClient, refs: string[]): Promise<DomainView[]> {
+  if (refs.length === 0) return c.get<DomainView[]>('/v1/domains');
+  const out: DomainView[] = [];
+  for (const r of refs) out.push(await c.get<DomainView>(`/v1/domains/${enc(r)}`));
+  return out;
+}
+
+export const COMMANDS: CommandSpec[] = [
+  {
+    name: 'create',
+    args: '[args...]',
+    summary: 'Create a domain from a config file',
+    help: `Usage: xenode create [<cfg>] [-c] [-p] [-n] [key=value ...]
+The first argument that is not key=value is the xl.cfg file. Each key=value
+overrides the file (last wins), e.g. xenode create web.cfg memory=512 'vcpus=2'.
+A config without kernel= boots the default guest (built on first use).`,
+    options: [
+      { flags: '-c, --console', help: 'connect to the console after creation' },
+      { flags: '-p, --paused', help: 'leave the domain paused after creation' },
+      { flags: '-n, --dry-run', help: 'print the resulting config as JSON and create nothing' },
+      { flags: '-q, --quiet', help: 'quiet' },
+    ],
+    async run(ctx, args, opts) {
+      const file = args.find((a) => !/^[A-Za-z_][A-Za-z0-9_.]*\s*\+?=/.test(a));
+      const overrides = args.filter((a) => a !== file);
+      if (!file && overrides.length === 0) throw new XenodeError('usage', "'xenode create' requires a config file or key=value arguments");
+      if (file && !opts.quiet) ctx.err(`Parsing config from ${file}\n`);
+      const { config, warnings } = loadConfigFile(file ?? '/dev/null', overrides, {});
+      for (const w of warnings) ctx.err(`warning: ${w}\n`);
+      if (opts.dryRun) {
+        ctx.out(`${configToJson(config)}\n`);
+        return 0;
+      }
+      const c = ctx.client();
+      if (!config.kernel) {
+        // Build the default guest here so its progress shows on this terminal.
+        const { ensureDefaultGuest } = await import('../../guest/build.ts');
+        await ensureDefaultGuest({ onProgress: opts.quiet ? undefined : (m) => ctx.err(`default guest: ${m}\n`) });
+      }
+      const d = await c.post<DomainView>('/v1/domains', { config, paused: opts.paused === true });
+      if (!opts.quiet && d.boot) {
+        ctx.err(`Domain ${d.name} (domid ${d.domid}) started on ${d.boot.machine}/${d.boot.accel}: ${d.boot.accelReason}\n`);
+      }
+      if (opts.console) return attachConsole(c, String(d.domid));
+      return 0;
+    },
+  },
+  {
+    name: 'list',
+    args: '[domains...]',
+    summary: 'List information about all/some domains',
+    options: [{ flags: '-l, --long', help: 'output all domain details as JSON' }],
+    async run(ctx, args, opts) {
+      const c = ctx.client();
+      const doms = await domainViews(c, args);
+      if (opts.long) {
+        const full = await Promise.all(doms.map((d) => c.get<DomainView>(`/v1/domains/${d.domid}`)));
+        ctx.out(`${JSON.stringify(full.map((d) => ({ domid: d.domid, sponsor: d.sponsor, state: d.state, config: d.config })), null, 4)}\n`);
+        return 0;
+      }
+      let info: HostInfo | undefined;
+      if (args.length === 0) {
+        const who = await c.get<{ admin: boolean }>('/v1/whoami');
+        if (who.admin) info = await c.get<HostInfo>('/v1/info');
+      }
+      ctx.out(formatList(info, doms));
+      return 0;
+    },
+  },
+  {
+    name: 'destroy',
+    args: '<domain>',
+    summary: 'Terminate a domain immediately',
+    async run(ctx, [dom]) {
+      await ctx.client().post(`/v1/domains/${enc(dom)}/destroy`);
+      return 0;
+    },
+  },
+  {
+    name: 'shutdown',
+    args: '<domain>',
+    summary: 'Issue a shutdown signal (ACPI power button) to a domain',
+    options: [
+      { flags: '-w, --wait', help: 'wait for the domain to complete shutdown' },
+      { flags: '-F', help: 'accepted for xl compatibility (the ACPI button is always used)' },
+    ],
+    async run(ctx, [dom], opts) {
+      const c = ctx.client();
+      const d = await c.get<DomainView>(`/v1/domains/${enc(dom)}`);
+      ctx.err(`Shutting down domain ${d.domid}\n`);
+      await c.post(`/v1/domains/${d.domid}/shutdown`, { wait: opts.wait === true });
+      if (opts.wait) ctx.err(`Domain ${d.domid} has been shut down.\n`);
+      return 0;
+    },
+  },
+  {
+    name: 'reboot',
+    args: '<domain>',
+    summary: 'Reboot a domain (hard reset, then on_reboot applies)',
+    options: [{ flags: '-F', help: 'accepted for xl compatibility' }],
+    async run(ctx, [dom]) {
+      const c = ctx.client();
+      const d = await c.get<DomainView>(`/v1/domains/${enc(dom)}`);
+      ctx.err(`Rebooting domain ${d.domid}\n`);
+      await c.post(`/v1/domains/${d.domid}/reboot`);
+      return 0;
+    },
+  },
+  {
+    name: 'pause',
+    args: '<domain>',
+    summary: 'Pause execution of a domain',
+    async run(ctx, [dom]) {
+      await ctx.client().post(`/v1/domains/${enc(dom)}/pause`);
+      return 0;
+    },
+  },
+  {
+    name: 'unpause',
+    args: '<domain>',
+    summary: 'Unpause a paused domain',
+    async run(ctx, [dom]) {
+      await ctx.client().post(`/v1/domains/${enc(dom)}/unpause`);
+      return 0;
+    },
+  },
+  {
+    name: 'console',
+    args: '<domain>',
+    summary: 'Attach to a domain console (Ctrl-] detaches)',
+    options: [
+      { flags: '-t, --type <type>', help: 'console type: serial (the only one)' },
+      { flags: '--no-scrollback', help: 'do not replay the console history first' },
+    ],
+    async run(ctx, [dom], opts) {
+      if (opts.type && opts.type !== 'serial') throw new XenodeError('usage', `console type '${opts.type}' not supported`, { hint: 'use -t serial' });
+      const c = ctx.client();
+      const d = await c.get<DomainView>(`/v1/domains/${enc(dom)}`);
+      return attachConsole(c, String(d.domid), { scrollback: opts.scrollback !== false });
+    },
+  },
+  {
+    name: 'rename',
+    args: '<domain> <newname>',
+    summary: 'Rename a domain',
+    async run(ctx, [dom, name]) {
+      await ctx.client().post(`/v1/domains/${enc(dom)}/rename`, { name });
+      return 0;
+    },
+  },
+  {
+    name: 'domid',
+    args: '<name>',
+    summary: 'Convert a domain name to domain id',
+    async run(ctx, [name]) {
+      const doms = await ctx.client().get<DomainView[]>('/v1/domains');
+      const d = doms.find((x) => x.name === name);
+      if (!d) throw new XenodeError('not-found', `Can't get domid of domain name '${name}', maybe this domain does not exist.`);
+      ctx.out(`${d.domid}\n`);
+      return 0;
+    },
+  },
+  {
+    name: 'domname',
+    args: '<domid>',
+    summary: 'Convert a domain id to domain name',
+    async run(ctx, [id]) {
+      const doms = await ctx.client().get<DomainView[]>('/v1/domains');
+      const d = doms.find((x) => String(x.domid) === id);
+      if (!d) throw new XenodeError('not-found', `Can't get domain name of domain id '${id}', maybe this domain does not exist.`);
+      ctx.out(`${d.name}\n`);
+      return 0;
+    },
+  },
+  {
+    name: 'uptime',
+    args: '[domains...]',
+    summary: 'Print uptime for all/some domains',
+    async run(ctx, args) {
+      ctx.out(formatUptimeTable(await domainViews(ctx.client(), args)));
+      return 0;
+    },
+  },
+  {
+    name: 'info',
+    args: '[field]',
+    summary: 'Get information about the host (accelerator and why)',
+    async run(ctx, [field]) {
+      const info = await ctx.client().get<HostInfo>('/v1/info');
+      const text = formatInfo(info);
+      if (field) {
+        const line = text.split('\n').find((l) => l.split(':')[0].trim() === field);
+        if (!line) throw new XenodeError('usage', `unknown info field '${field}'`);
+        ctx.out(`${line.slice(line.indexOf(':') + 1).trim()}\n`);
+      } else ctx.out(text);
+      return 0;
+    },
+  },
+  {
+    name: 'dmesg',
+    args: '',
+    summary: "Read the daemon's log (the toolstack's dmesg)",
+    options: [{ flags: '-c, --clear', help: 'clear the log after reading' }],
+    async run(ctx, _a, opts) {
+      const entries = await ctx.client().get<LogEntry[]>(`/v1/log${opts.clear ? '?clear=1' : ''}`);
+      for (const e of entries) ctx.out(`${formatLogEntry(e)}\n`);
+      return 0;
+    },
+  },
+  {
+    name: 'vcpu-list',
+    args: '[domains...]',
+    summary: 'List the vCPUs of all/some domains',
+    async run(ctx, args) {
+      const c = ctx.client();
+      const doms = await domainViews(c, args);
+      const rows: VcpuRow[] = [];
+      for (const d of doms) {
+        const v = await c.get<{ vcpus: Array<Omit<VcpuRow, 'name' | 'domid'>> }>(`/v1/domains/${d.domid}/vcpus`);
+        for (const r of v.vcpus) rows.push({ ...r, name: d.name, domid: d.domid });
+      }
+      ctx.out(formatVcpuList(rows));
+      return 0;
+    },
+  },
+  {
+    name: 'mem-set',
+    args: '<domain> <size>',
+    summary: "Set a domain's memory target (no suffix = MiB)",
+    async run(ctx, [dom, size]) {
+      await ctx.client().post(`/v1/domains/${enc(dom)}/mem-set`, { mib: parseMemSizeMiB(size) });
+      return 0;
+    },
+  },
+  {
+    name: 'mem-max',
+    args: '<domain> <size>',
+    summary: "Set a domain's maximum memory (no suffix = MiB)",
+    async run(ctx, [dom, size]) {
+      await ctx.client().post(`/v1/domains/${enc(dom)}/mem-max`, { mib: parseMemSizeMiB(size) });
+      return 0;
+    },
+  },
+  topCommand,
+  ...storeCommands,
+  {
+    name: 'token',
+    args: '<action> [arg]',
+    summary: 'Manage API tokens: token create SPONSOR [--admin] | token list | token revoke ID',
+    options: [
+      { flags: '--admin', help: 'with create: the token has admin rights' },
+      { flags: '--label <text>', help: 'with create: a label to recognise the token by' },
+    ],
+    async run(ctx, [action, arg], opts) {
+      const c = ctx.client();
+      if (action === 'create') {
+        if (!arg) throw new XenodeError('usage', 'token create needs a sponsor name');
+        const r = await c.post<{ token: string; info: { id: string } }>('/v1/tokens', { sponsor: arg, admin: opts.admin === true, label: opts.label });
+        ctx.out(`${r.token}\n`);
+        ctx.err(`token ${r.info.id} for sponsor ${arg} (shown once; keep it safe)\n`);
+      } else if (action === 'list') {
+        const list = await c.get<Array<{ id: string; sponsor: string; admin: boolean; created: number; label: string }>>('/v1/tokens');
+        ctx.out(`${'ID'.padEnd(10)}${'Sponsor'.padEnd(20)}${'Admin'.padEnd(7)}${'Created'.padEnd(21)}Label\n`);
+        for (const t of list) {
+          ctx.out(`${t.id.padEnd(10)}${t.sponsor.padEnd(20)}${(t.admin ? 'yes' : 'no').padEnd(7)}${new Date(t.created).toISOString().slice(0, 19).padEnd(21)}${t.label}\n`);
+        }
+      } else if (action === 'revoke') {
+        if (!arg) throw new XenodeError('usage', 'token revoke needs a token id');
+        await c.del(`/v1/tokens/${enc(arg)}`);
+      } else throw new XenodeError('usage', `unknown token action '${action}'`, { hint: 'use create, list or revoke' });
+      return 0;
+    },
+  },
+  {
+    name: 'wait-ready',
+    args: '<domain>',
+    summary: "Wait until the guest prints its ready line on the console (scripts, benchmarks)",
+    options: [{ flags: '--timeout <s>', help: 'seconds to wait (default 60)' }],
+    async run(ctx, [dom], opts) {
+      const c = ctx.client();
+      const ws = c.websocket(`/v1/domains/${enc(dom)}/console`);
+      const limit = Number(opts.timeout ?? 60) * 1000;
+      const found = await new Promise<boolean>((resolve) => {
+        let text = '';
+        const t = setTimeout(() => resolve(false), limit);
+        ws.on('message', (d: Buffer) => {
+          text += d.toString('latin1');
+          const m = /XENODE-READY uptime=([\d.]+)/.exec(text);
+          if (m) {
+            clearTimeout(t);
+            ctx.out(`${m[0]}\n`);
+            resolve(true);
+          }
+        });
+        ws.on('close', () => resolve(false));
+        ws.on('error', () => resolve(false));
+      });
+      ws.terminate();
+      await sleep(0);
+      if (!found) throw new XenodeError('state', `domain ${dom} did not print its ready line`);
+      return 0;
+    },
+  },
+];

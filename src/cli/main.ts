@@ -1,0 +1,62 @@
+// The xenode command: a tiny dispatcher over the command table.
+
+import { Command, CommanderError } from 'commander';
+import { errorMessage, XenodeError } from '../errors.ts';
+import { ApiClient } from './client.ts';
+import { COMMANDS, type CmdContext } from './commands.ts';
+
+export async function runCli(argv: string[]): Promise<number> {
+  let client: ApiClient | undefined;
+  const ctx: CmdContext = {
+    client: () => {
+      client ??= new ApiClient();
+      return client;
+    },
+    out: (s) => process.stdout.write(s),
+    err: (s) => process.stderr.write(s),
+  };
+  let exitCode = 0;
+  const program = new Command('xenode')
+    .description('Xenode: a Xen-style toolstack for QEMU domains, with xl-compatible commands')
+    .version('0.1.0')
+    .showHelpAfterError(false)
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s), outputError: (s, write) => write(s) });
+  for (const spec of COMMANDS) {
+    const cmd = program.command(`${spec.name}${spec.args ? ` ${spec.args}` : ''}`).description(spec.summary);
+    if (spec.help) cmd.addHelpText('after', `\n${spec.help}`);
+    for (const o of spec.options ?? []) cmd.option(o.flags, o.help);
+    cmd.exitOverride();
+    // Overrides like memory=512 look like arguments, never options.
+    if (spec.name === 'create') cmd.allowUnknownOption(false);
+    cmd.action(async (...a: unknown[]) => {
+      const command = a[a.length - 1] as Command;
+      const opts = command.opts() as Record<string, string | boolean | undefined>;
+      const args = command.args;
+      exitCode = (await spec.run(ctx, args, opts)) ?? 0;
+    });
+  }
+  program
+    .command('help [command]')
+    .description('Show help for a command')
+    .action((name?: string) => {
+      const c = name ? program.commands.find((x) => x.name() === name) : undefined;
+      if (name && !c) throw new XenodeError('usage', `command '${name}' not implemented`, { exitCode: 1 });
+      (c ?? program).outputHelp();
+    });
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return 0;
+      if (e.code === 'commander.unknownCommand') return 1;
+      return 2;
+    }
+    process.stderr.write(`${errorMessage(e)}\n`);
+    return e instanceof XenodeError ? e.exitCode : 1;
+  }
+  return exitCode;
+}
+
+const code = await runCli(process.argv.slice(2));
+process.exitCode = code;

@@ -1,0 +1,95 @@
+// JSON Schema (TypeBox) of the validated DomainConfig: what `create -n` prints and
+// what the API accepts. The type assertion at the bottom fails to compile if this
+// schema and src/config/types.ts drift apart.
+
+import Type, { type Static, type TSchema } from 'typebox';
+import type { DomainConfig } from './types.ts';
+
+const Action = Type.Union([
+  Type.Literal('destroy'),
+  Type.Literal('restart'),
+  Type.Literal('preserve'),
+  Type.Literal('rename-restart'),
+  Type.Literal('coredump-destroy'),
+  Type.Literal('coredump-restart'),
+]);
+
+export const DiskSpecSchema = Type.Object(
+  {
+    target: Type.String({ description: "absolute host path; '' = empty cdrom" }),
+    format: Type.Union([Type.Literal('raw'), Type.Literal('qcow2')]),
+    vdev: Type.String(),
+    access: Type.Union([Type.Literal('rw'), Type.Literal('ro')]),
+    devtype: Type.Union([Type.Literal('disk'), Type.Literal('cdrom')]),
+  },
+  { additionalProperties: false },
+);
+
+export const VifSpecSchema = Type.Object(
+  {
+    mac: Type.Optional(Type.String({ pattern: '^[0-9a-f]{2}(:[0-9a-f]{2}){5}$' })),
+    bridge: Type.Optional(Type.String()),
+    ip: Type.Optional(Type.String()),
+    model: Type.Optional(Type.String()),
+    rate: Type.Optional(Type.String()),
+    vifname: Type.Optional(Type.String()),
+    mtu: Type.Optional(Type.Integer({ minimum: 68, maximum: 65535 })),
+  },
+  { additionalProperties: false },
+);
+
+export const StaticShmSpecSchema = Type.Object(
+  {
+    id: Type.String({ pattern: '^[A-Za-z0-9_]{1,128}$' }),
+    begin: Type.Integer({ minimum: 0, multipleOf: 4096 }),
+    size: Type.Integer({ minimum: 4096, multipleOf: 4096 }),
+    offset: Type.Integer({ minimum: 0, multipleOf: 4096 }),
+    role: Type.Union([Type.Literal('owner'), Type.Literal('borrower')]),
+    prot: Type.Literal('rw'),
+    cachePolicy: Type.String(),
+  },
+  { additionalProperties: false },
+);
+
+export const DomainConfigSchema = Type.Object(
+  {
+    name: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$' }),
+    uuid: Type.Optional(Type.String({ pattern: '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' })),
+    sponsor: Type.String({ pattern: '^[a-z0-9_-]{1,64}$' }),
+    type: Type.Union([Type.Literal('pvh'), Type.Literal('hvm'), Type.Literal('pv')]),
+    memory: Type.Integer({ minimum: 1 }),
+    maxmem: Type.Integer({ minimum: 1 }),
+    vcpus: Type.Integer({ minimum: 1, maximum: 128 }),
+    maxvcpus: Type.Integer({ minimum: 1, maximum: 128 }),
+    kernel: Type.Optional(Type.String()),
+    ramdisk: Type.Optional(Type.String()),
+    cmdline: Type.String(),
+    on_poweroff: Action,
+    on_reboot: Action,
+    on_crash: Action,
+    on_watchdog: Action,
+    accel: Type.Union([Type.Literal('auto'), Type.Literal('kvm'), Type.Literal('tcg')]),
+    machine: Type.Union([Type.Literal('auto'), Type.Literal('pc'), Type.Literal('q35'), Type.Literal('microvm')]),
+    device_model_override: Type.Optional(Type.String()),
+    cpus: Type.Optional(Type.String()),
+    cpus_per_vcpu: Type.Optional(Type.Array(Type.String())),
+    cpu_weight: Type.Integer({ minimum: 1, maximum: 65535 }),
+    cap: Type.Integer({ minimum: 0 }),
+    disk: Type.Array(DiskSpecSchema),
+    vif: Type.Array(VifSpecSchema),
+    static_shm: Type.Array(StaticShmSpecSchema),
+    on_memory_noncompliance: Type.Union([Type.Literal('report'), Type.Literal('pause'), Type.Literal('destroy')]),
+  },
+  { additionalProperties: false },
+);
+
+type Equals<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
+type Assert<T extends true> = T;
+/** Compile-time proof that the schema describes exactly DomainConfig. */
+export type SchemaMatchesDomainConfig = Assert<Equals<Static<typeof DomainConfigSchema>, DomainConfig>>;
+
+/** Property order of an object schema, used to print JSON in a stable, readable order. */
+export function propertyOrder(schema: TSchema): string[] | undefined {
+  const props = (schema as { properties?: Record<string, unknown> }).properties;
+  return props ? Object.keys(props) : undefined;
+}

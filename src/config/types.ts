@@ -1,0 +1,71 @@
+// The typed, validated domain configuration. Produced once by the xl.cfg
+// parser + validator (src/config); everything downstream reads only this.
+
+export type OnEventAction = 'destroy' | 'restart' | 'preserve' | 'rename-restart' | 'coredump-destroy' | 'coredump-restart';
+export type Accel = 'auto' | 'kvm' | 'tcg';
+export type MachineType = 'auto' | 'pc' | 'q35' | 'microvm';
+export type MemoryNoncompliance = 'report' | 'pause' | 'destroy';
+
+export interface DiskSpec {
+  target: string; // absolute host path ('' = empty cdrom)
+  format: 'raw' | 'qcow2';
+  vdev: string; // xvda, hda, sda, ...
+  access: 'rw' | 'ro';
+  devtype: 'disk' | 'cdrom';
+}
+
+export interface VifSpec {
+  mac?: string;
+  bridge?: string;
+  ip?: string;
+  model?: string;
+  rate?: string;
+  vifname?: string;
+  mtu?: number;
+}
+
+export interface StaticShmSpec {
+  id: string;
+  begin: number;
+  size: number;
+  offset: number;
+  role: 'owner' | 'borrower';
+  prot: 'rw';
+  cachePolicy: string;
+}
+
+export interface DomainConfig {
+  name: string;
+  uuid?: string;
+  /** Who pays for this domain; admin by default. */
+  sponsor: string;
+  type: 'pvh' | 'hvm' | 'pv';
+  /** MiB at boot. */
+  memory: number;
+  /** MiB upper bound for mem-set; >= memory. */
+  maxmem: number;
+  vcpus: number;
+  maxvcpus: number;
+  /** Host path; undefined = the default guest kernel. */
+  kernel?: string;
+  ramdisk?: string;
+  /** Final kernel command line as given (cmdline, or root=/extra= combined). */
+  cmdline: string;
+  on_poweroff: OnEventAction;
+  on_reboot: OnEventAction;
+  on_crash: OnEventAction;
+  on_watchdog: OnEventAction;
+  accel: Accel;
+  machine: MachineType;
+  /** Path of the QEMU binary to use instead of the default (xl's device_model_override). */
+  device_model_override?: string;
+  cpus?: string;
+  /** `cpus=[...]` list form: pinning per vCPU (index = vCPU); set instead of cpus. */
+  cpus_per_vcpu?: string[];
+  cpu_weight: number;
+  cap: number;
+  disk: DiskSpec[];
+  vif: VifSpec[];
+  static_shm: StaticShmSpec[];
+  on_memory_noncompliance: MemoryNoncompliance;
+}

@@ -1,0 +1,95 @@
+// Spawning QEMU so that it outlives the daemon that started it, and finding it
+// again after a daemon restart.
+
+import { spawn } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';
+import { XenodeError } from '../errors.ts';
+import type { DomainRunPaths } from './paths.ts';
+import type { QemuCommand } from './qemu-args.ts';
+
+export interface LaunchedQemu {
+  pid: number;
+  /** Resolves when QEMU exits, while this process is its parent. */
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+export function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** True when `pid` is a QEMU started for this run directory (pids get reused). */
+export function isOurQemu(pid: number, runDir: string): boolean {
+  try {
+    const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    const state = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.[0];
+    return cmdline.includes(runDir) && state !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+export function readPidFile(paths: DomainRunPaths): number | undefined {
+  try {
+    const n = Number.parseInt(readFileSync(paths.pidFile, 'utf8').trim(), 10);
+    return Number.isFinite(n) && n > 0 ? n : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The last meaningful line QEMU wrote to its log: its own error message. */
+export function lastQemuError(paths: DomainRunPaths): string | undefined {
+  try {
+    const lines = readFileSync(paths.qemuLog, 'utf8')
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l && !l.startsWith('#'));
+    const last = lines.at(-1);
+    return last?.replace(/^qemu-system-x86_64: /, '');
+  } catch {
+    return undefined;
+  }
+}
+
+export function launchQemu(cmd: QemuCommand, paths: DomainRunPaths): Promise<LaunchedQemu> {
+  mkdirSync(paths.runDir, { recursive: true });
+  if (cmd.binary.includes('/') && !existsSync(cmd.binary)) {
+    return Promise.reject(
+      new XenodeError('engine', `QEMU binary '${cmd.binary}' not found`, {
+        hint: 'install it with `apt-get install qemu-system-x86` or fix device_model_override',
+      }),
+    );
+  }
+  const log = openSync(paths.qemuLog, 'a');
+  return new Promise((resolve, reject) => {
+    // Detached, own session, no pipes: QEMU keeps running if the daemon dies.
+    const child = spawn(cmd.binary, cmd.args, { detached: true, stdio: ['ignore', log, log] });
+    closeSync(log);
+    child.once('error', (e: NodeJS.ErrnoException) => {
+      if (e.code === 'ENOENT') {
+        reject(
+          new XenodeError('engine', `QEMU binary '${cmd.binary}' not found`, {
+            hint: 'install it with `apt-get install qemu-system-x86` or set XENODE_QEMU',
+          }),
+        );
+      } else reject(new XenodeError('engine', `cannot start QEMU: ${e.message}`));
+    });
+    child.once('spawn', () => {
+      child.unref();
+      const pid = child.pid;
+      if (pid === undefined) {
+        reject(new XenodeError('engine', 'QEMU did not start'));
+        return;
+      }
+      const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((res) =>
+        child.once('exit', (code, signal) => res({ code, signal })),
+      );
+      resolve({ pid, exited });
+    });
+  });
+}

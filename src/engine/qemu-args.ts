@@ -1,0 +1,84 @@
+// Build QEMU's command line from the typed config. Nothing else in Xenode
+// knows QEMU's option syntax.
+
+import type { DomainConfig } from '../config/types.ts';
+import type { Machine } from './machine.ts';
+import { versionedMachine } from './machine.ts';
+import type { DomainRunPaths } from './paths.ts';
+
+export interface BootPlan {
+  accel: 'kvm' | 'tcg';
+  machine: Machine;
+  kernel: string;
+  initrd?: string;
+  /** Full guest command line, console included. */
+  cmdline: string;
+}
+
+export interface QemuCommand {
+  binary: string;
+  args: string[];
+}
+
+export interface BuildOptions {
+  domid: number;
+  uuid: string;
+  /** Start with vCPUs stopped (-S) so consoles and QMP attach before the first byte. */
+  startPaused: boolean;
+  qemuBinary: string;
+  /** TCG translation-cache size in MiB: the main lever on QEMU's RSS under TCG. */
+  tcgTbSizeMiB?: number;
+}
+
+/** QEMU option values are comma-separated; a literal comma is doubled. */
+export function qemuEscape(v: string): string {
+  return v.replaceAll(',', ',,');
+}
+
+export function buildQemuCommand(cfg: DomainConfig, boot: BootPlan, paths: DomainRunPaths, o: BuildOptions): QemuCommand {
+  const mem = `${cfg.memory}M`;
+  const accel = boot.accel === 'kvm' ? 'kvm' : o.tcgTbSizeMiB ? `tcg,tb-size=${o.tcgTbSizeMiB}` : 'tcg';
+  const args: string[] = [
+    '-name',
+    `${qemuEscape(cfg.name)},process=xenode-d${o.domid},debug-threads=on`,
+    '-uuid',
+    o.uuid,
+    '-machine',
+    `${versionedMachine(boot.machine)},memory-backend=ram${boot.machine === 'microvm' ? ',pcie=on' : ''}`,
+    '-accel',
+    accel,
+    '-cpu',
+    boot.accel === 'kvm' ? 'host' : 'max',
+    '-smp',
+    `${cfg.vcpus},maxcpus=${cfg.maxvcpus}`,
+    // Guest RAM in a shared memfd: vhost-user backends, static_shm and fast save need it.
+    '-object',
+    `memory-backend-memfd,id=ram,size=${mem},share=on`,
+    '-m',
+    cfg.maxmem > cfg.memory ? `${mem},slots=4,maxmem=${cfg.maxmem}M` : mem,
+    '-nodefaults',
+    '-no-user-config',
+    '-display',
+    'none',
+    // Guest reboot and poweroff stop the machine instead of resetting or exiting,
+    // so the toolstack applies on_reboot / on_poweroff itself.
+    '-action',
+    'reboot=shutdown,shutdown=pause,panic=pause',
+    '-chardev',
+    `socket,id=ser0,path=${qemuEscape(paths.serialSock)},server=on,wait=off,logfile=${qemuEscape(paths.consoleLog)},logappend=on`,
+    '-serial',
+    'chardev:ser0',
+    '-chardev',
+    `socket,id=qmp,path=${qemuEscape(paths.qmpSock)},server=on,wait=off`,
+    '-mon',
+    'chardev=qmp,mode=control',
+    '-pidfile',
+    paths.pidFile,
+    '-kernel',
+    boot.kernel,
+  ];
+  if (boot.initrd) args.push('-initrd', boot.initrd);
+  args.push('-append', boot.cmdline);
+  if (o.startPaused) args.push('-S');
+  return { binary: o.qemuBinary, args };
+}

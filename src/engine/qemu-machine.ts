@@ -1,0 +1,206 @@
+// One domain's QEMU process, seen in domain terms: start/attach, run control,
+// and guest events (poweroff, reboot, crash, exit). The toolstack never sees QMP.
+
+import { EventEmitter } from 'node:events';
+import { rmSync } from 'node:fs';
+import { XenodeError } from '../errors.ts';
+import type { DomainRunPaths } from './paths.ts';
+import { isOurQemu, lastQemuError, launchQemu, pidAlive } from './process.ts';
+import type { QemuCommand } from './qemu-args.ts';
+import { QmpClient, type QmpEvent } from './qmp.ts';
+
+export type GuestEvent =
+  | { type: 'poweroff' }
+  | { type: 'reboot' }
+  | { type: 'crash'; detail: string }
+  | { type: 'stopped' }
+  | { type: 'resumed' }
+  | { type: 'exited'; detail: string };
+
+export interface MachineEvents {
+  guest: [GuestEvent];
+}
+
+/** QEMU run states (query-status) as the toolstack needs them. */
+export type MachineRunState = 'running' | 'paused' | 'prelaunch' | 'shutdown' | 'crashed' | 'other';
+
+export interface VcpuThread {
+  vcpu: number;
+  tid: number;
+}
+
+export class QemuMachine extends EventEmitter<MachineEvents> {
+  private exitedEmitted = false;
+
+  private constructor(
+    readonly pid: number,
+    readonly paths: DomainRunPaths,
+    private readonly qmp: QmpClient,
+  ) {
+    super();
+    qmp.on('event', (e) => this.onQmpEvent(e));
+    qmp.on('close', () => void this.watchExit());
+  }
+
+  /** Launch QEMU and connect to it. On any failure nothing is left running. */
+  static async start(cmd: QemuCommand, paths: DomainRunPaths, timeoutMs = 15_000): Promise<QemuMachine> {
+    rmSync(paths.qmpSock, { force: true });
+    rmSync(paths.serialSock, { force: true });
+    const launched = await launchQemu(cmd, paths);
+    const qmp = new QmpClient(paths.qmpSock);
+    let exitedEarly = false;
+    const exitWatch = launched.exited.then(() => {
+      exitedEarly = true;
+    });
+    try {
+      await Promise.race([
+        qmp.connect({ retryUntil: Date.now() + timeoutMs }),
+        exitWatch.then(() => {
+          throw new Error('exited');
+        }),
+      ]);
+    } catch (e) {
+      qmp.close();
+      if (!exitedEarly) {
+        try {
+          process.kill(launched.pid, 'SIGKILL');
+        } catch {
+          /* already gone */
+        }
+        await launched.exited;
+      }
+      const why = lastQemuError(paths) ?? (e instanceof Error ? e.message : String(e));
+      throw new XenodeError('engine', `QEMU failed to start: ${why}`, { hint: `see ${paths.qemuLog}` });
+    }
+    const m = new QemuMachine(launched.pid, paths, qmp);
+    void launched.exited.then(() => m.emitExited('QEMU exited'));
+    return m;
+  }
+
+  /** Reattach to a QEMU left running by an earlier daemon. */
+  static async attach(paths: DomainRunPaths, pid: number): Promise<QemuMachine | undefined> {
+    if (!isOurQemu(pid, paths.runDir)) return undefined;
+    const qmp = new QmpClient(paths.qmpSock);
+    try {
+      await qmp.connect({ timeoutMs: 5000 });
+    } catch {
+      return undefined;
+    }
+    return new QemuMachine(pid, paths, qmp);
+  }
+
+  private onQmpEvent(e: QmpEvent): void {
+    const reason = typeof e.data?.reason === 'string' ? e.data.reason : '';
+    switch (e.event) {
+      case 'SHUTDOWN':
+        if (reason === 'guest-shutdown') this.emit('guest', { type: 'poweroff' });
+        else if (reason === 'guest-reset') this.emit('guest', { type: 'reboot' });
+        else if (reason === 'guest-panic') this.emit('guest', { type: 'crash', detail: 'guest panic' });
+        break;
+      case 'GUEST_PANICKED':
+        this.emit('guest', { type: 'crash', detail: 'guest panic' });
+        break;
+      case 'STOP':
+        this.emit('guest', { type: 'stopped' });
+        break;
+      case 'RESUME':
+        this.emit('guest', { type: 'resumed' });
+        break;
+    }
+  }
+
+  // After QMP closes, QEMU is exiting; we may not be its parent, so poll briefly.
+  private async watchExit(): Promise<void> {
+    for (let i = 0; i < 500 && isOurQemu(this.pid, this.paths.runDir); i++) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    this.emitExited('QEMU exited');
+  }
+
+  private emitExited(detail: string): void {
+    if (this.exitedEmitted) return;
+    this.exitedEmitted = true;
+    this.qmp.close();
+    this.emit('guest', { type: 'exited', detail });
+  }
+
+  get alive(): boolean {
+    return !this.exitedEmitted && pidAlive(this.pid);
+  }
+
+  async runState(): Promise<MachineRunState> {
+    const s = await this.qmp.execute<{ status: string }>('query-status');
+    switch (s.status) {
+      case 'running':
+        return 'running';
+      case 'paused':
+      case 'postmigrate':
+      case 'suspended':
+        return 'paused';
+      case 'prelaunch':
+        return 'prelaunch';
+      case 'shutdown':
+        return 'shutdown';
+      case 'guest-panicked':
+      case 'internal-error':
+        return 'crashed';
+      default:
+        return 'other';
+    }
+  }
+
+  async resume(): Promise<void> {
+    await this.qmp.execute('cont');
+  }
+
+  async pause(): Promise<void> {
+    await this.qmp.execute('stop');
+  }
+
+  /** ACPI power button. */
+  async powerButton(): Promise<void> {
+    await this.qmp.execute('system_powerdown');
+  }
+
+  /** Hard reset and run again (in-place restart). */
+  async resetAndRun(): Promise<void> {
+    await this.qmp.execute('system_reset');
+    await this.qmp.execute('cont');
+  }
+
+  async vcpuThreads(): Promise<VcpuThread[]> {
+    const cpus = await this.qmp.execute<Array<{ 'cpu-index': number; 'thread-id': number }>>('query-cpus-fast');
+    return cpus.map((c) => ({ vcpu: c['cpu-index'], tid: c['thread-id'] }));
+  }
+
+  /** Stop QEMU: quit over QMP, SIGKILL if it does not go. Resolves once it is gone. */
+  async destroy(): Promise<void> {
+    if (!this.exitedEmitted) {
+      const gone = new Promise<void>((r) => {
+        if (this.exitedEmitted) r();
+        this.on('guest', (e) => {
+          if (e.type === 'exited') r();
+        });
+      });
+      try {
+        await this.qmp.execute('quit', undefined, 2000);
+      } catch {
+        /* QMP dead or slow: fall through to SIGKILL */
+      }
+      const t = setTimeout(() => {
+        try {
+          process.kill(this.pid, 'SIGKILL');
+        } catch {
+          /* gone */
+        }
+      }, 3000);
+      await gone;
+      clearTimeout(t);
+    }
+  }
+
+  /** Raw QMP for engine-internal helpers (balloon, migration) added later. */
+  get qmpClient(): QmpClient {
+    return this.qmp;
+  }
+}

@@ -1,0 +1,52 @@
+// Turn a config into what to boot: accelerator, machine, kernel, initrd and
+// command line. The default guest is built on first use when no kernel is set.
+
+import { readFileSync } from 'node:fs';
+import { ensureDefaultGuest } from '../../guest/build.ts';
+import type { DomainConfig } from '../config/types.ts';
+import { type AccelChoice, resolveAccel } from '../engine/accel.ts';
+import { chooseMachine } from '../engine/machine.ts';
+import type { BootPlan } from '../engine/qemu-args.ts';
+
+export interface ResolvedBoot {
+  plan: BootPlan;
+  accelReason: string;
+}
+
+function hostTscKhz(): number | undefined {
+  try {
+    const m = /cpu MHz\s*:\s*([\d.]+)/.exec(readFileSync('/proc/cpuinfo', 'utf8'));
+    return m ? Math.round(Number(m[1]) * 1000) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export async function resolveBoot(
+  cfg: DomainConfig,
+  host: AccelChoice,
+  onProgress?: (msg: string) => void,
+): Promise<ResolvedBoot> {
+  const accel = resolveAccel(cfg.accel, host);
+  const machine = chooseMachine(cfg);
+  let kernel: string;
+  let initrd = cfg.ramdisk;
+  let cmdline = cfg.cmdline;
+  const parts = ['console=ttyS0'];
+  if (cfg.kernel) kernel = cfg.kernel;
+  else {
+    const guest = await ensureDefaultGuest({ onProgress });
+    // The uncompressed ELF boots through its PVH entry: no in-guest decompression.
+    kernel = guest.vmlinux;
+    initrd = initrd ?? guest.initrd;
+    if (!cmdline) cmdline = 'quiet';
+    parts.push(`xenode.name=${cfg.name}`);
+  }
+  // microvm has no PIT/HPET to calibrate the TSC against under TCG and can hang.
+  if (machine === 'microvm' && accel.accel === 'tcg') {
+    const khz = hostTscKhz();
+    if (khz) parts.push(`tsc_early_khz=${khz}`);
+  }
+  if (cmdline) parts.push(cmdline);
+  return { plan: { accel: accel.accel, machine, kernel, initrd, cmdline: parts.join(' ') }, accelReason: accel.reason };
+}

@@ -1,0 +1,89 @@
+// The persistent domain table: what xenoded knows about every domain, so a
+// restarted daemon finds the same domids, names and QEMU processes.
+
+import Database from 'better-sqlite3';
+import type { DomainConfig } from '../config/types.ts';
+
+export type DomainState = 'creating' | 'running' | 'paused' | 'shutdown' | 'crashed' | 'dying';
+export type ShutdownReason = 'poweroff' | 'reboot' | 'crash' | 'watchdog' | 'suspend';
+
+export interface BootInfo {
+  accel: 'kvm' | 'tcg';
+  accelReason: string;
+  machine: string;
+  kernel: string;
+  initrd?: string;
+  cmdline: string;
+  qemuBinary: string;
+}
+
+export interface DomainRecord {
+  domid: number;
+  uuid: string;
+  name: string;
+  sponsor: string;
+  config: DomainConfig;
+  state: DomainState;
+  shutdownReason?: ShutdownReason;
+  pid?: number;
+  runDir: string;
+  /** ms since epoch when the current QEMU started running the guest. */
+  startTime: number;
+  boot?: BootInfo;
+  /** mem-set target and mem-max in MiB. */
+  targetMiB: number;
+  maxMiB: number;
+}
+
+export class DomainTable {
+  private db: Database.Database;
+
+  constructor(path: string) {
+    this.db = new Database(path);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = NORMAL');
+    this.db.exec(`CREATE TABLE IF NOT EXISTS domains (
+      domid INTEGER PRIMARY KEY,
+      name TEXT NOT NULL UNIQUE,
+      record TEXT NOT NULL
+    )`);
+    this.db.exec('CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)');
+  }
+
+  all(): DomainRecord[] {
+    const rows = this.db.prepare('SELECT record FROM domains ORDER BY domid').all() as Array<{ record: string }>;
+    return rows.map((r) => JSON.parse(r.record) as DomainRecord);
+  }
+
+  put(rec: DomainRecord): void {
+    this.db
+      .prepare('INSERT INTO domains (domid, name, record) VALUES (?, ?, ?) ON CONFLICT(domid) DO UPDATE SET name=excluded.name, record=excluded.record')
+      .run(rec.domid, rec.name, JSON.stringify(rec));
+  }
+
+  remove(domid: number): void {
+    this.db.prepare('DELETE FROM domains WHERE domid = ?').run(domid);
+  }
+
+  /** Domids are never reused within a host's lifetime, as in Xen until reboot. */
+  nextDomid(): number {
+    const row = this.db.prepare("SELECT value FROM meta WHERE key = 'next_domid'").get() as { value: string } | undefined;
+    const maxRow = this.db.prepare('SELECT MAX(domid) AS m FROM domains').get() as { m: number | null };
+    const next = Math.max(row ? Number(row.value) : 1, (maxRow.m ?? 0) + 1);
+    this.db.prepare("INSERT INTO meta (key, value) VALUES ('next_domid', ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value").run(String(next + 1));
+    return next;
+  }
+
+  getMeta(key: string): string | undefined {
+    const row = this.db.prepare('SELECT value FROM meta WHERE key = ?').get(key) as { value: string } | undefined;
+    return row?.value;
+  }
+
+  setMeta(key: string, value: string): void {
+    this.db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value').run(key, value);
+  }
+
+  close(): void {
+    this.db.close();
+  }
+}

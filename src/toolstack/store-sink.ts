@@ -1,0 +1,20 @@
+// How the lifecycle reaches the control store. Kept as a narrow interface so
+// the toolstack speaks in domain terms and the store layout lives in one place.
+
+import type { DomainRecord, DomainState, ShutdownReason } from './domain-table.ts';
+
+export interface DomainStoreSink {
+  introduce(rec: DomainRecord): void;
+  setState(domid: number, state: DomainState, reason?: ShutdownReason): void;
+  setName(rec: DomainRecord): void;
+  setMemory(rec: DomainRecord): void;
+  release(rec: DomainRecord): void;
+}
+
+export const NULL_STORE_SINK: DomainStoreSink = {
+  introduce() {},
+  setState() {},
+  setName() {},
+  setMemory() {},
+  release() {},
+};

@@ -1,0 +1,423 @@
+// The domain table and lifecycle: create, supervise, apply on_* actions,
+// reattach after a restart. Every transition is written to the control store.
+
+import { randomUUID } from 'node:crypto';
+import { mkdirSync, renameSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import type { DomainConfig, OnEventAction } from '../config/types.ts';
+import type { AccelChoice } from '../engine/accel.ts';
+import { domainRunPaths } from '../engine/paths.ts';
+import { readPidFile } from '../engine/process.ts';
+import { buildQemuCommand } from '../engine/qemu-args.ts';
+import { type GuestEvent, QemuMachine } from '../engine/qemu-machine.ts';
+import { XenodeError } from '../errors.ts';
+import { resolveBoot } from './boot-plan.ts';
+import type { XenodeDirs } from './dirs.ts';
+import { Domain } from './domain.ts';
+import type { DomainRecord, DomainState, DomainTable, ShutdownReason } from './domain-table.ts';
+import type { DaemonLog } from './log.ts';
+import { canSeeSponsor, type Principal } from './principal.ts';
+import type { DomainStoreSink } from './store-sink.ts';
+
+export interface ToolstackOptions {
+  dirs: XenodeDirs;
+  table: DomainTable;
+  log: DaemonLog;
+  store: DomainStoreSink;
+  hostAccel: AccelChoice;
+  qemuBinary: string;
+  tcgTbSizeMiB?: number;
+}
+
+export interface CreateOptions {
+  paused?: boolean;
+  onProgress?: (msg: string) => void;
+}
+
+const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+
+export class Toolstack {
+  private domains = new Map<number, Domain>();
+  private readonly o: ToolstackOptions;
+
+  constructor(o: ToolstackOptions) {
+    this.o = o;
+    mkdirSync(o.dirs.domainsDir, { recursive: true });
+  }
+
+  get hostAccel(): AccelChoice {
+    return this.o.hostAccel;
+  }
+
+  // ---- lookup -------------------------------------------------------------
+
+  list(p: Principal): Domain[] {
+    return [...this.domains.values()].filter((d) => canSeeSponsor(p, d.rec.sponsor)).sort((a, b) => a.domid - b.domid);
+  }
+
+  /** Resolve an xl `<Domain>` argument (domid or name) visible to `p`. */
+  find(ref: string, p: Principal): Domain {
+    let d: Domain | undefined;
+    if (/^\d+$/.test(ref)) d = this.domains.get(Number(ref));
+    else d = [...this.domains.values()].find((x) => x.name === ref);
+    if (!d) {
+      throw /^\d+$/.test(ref)
+        ? new XenodeError('not-found', `Domain '${ref}' does not exist.`)
+        : new XenodeError('not-found', `${ref} is an invalid domain identifier (rc=-6)`);
+    }
+    if (!canSeeSponsor(p, d.rec.sponsor)) {
+      throw new XenodeError('permission', `domain '${ref}' belongs to another sponsor`);
+    }
+    return d;
+  }
+
+  // ---- persistence helpers -----------------------------------------------
+
+  private save(d: Domain): void {
+    this.o.table.put(d.rec);
+    d.emit('change', d.rec);
+  }
+
+  private setState(d: Domain, state: DomainState, reason?: ShutdownReason): void {
+    if (d.rec.state !== state && !d.canTransition(state)) {
+      throw new XenodeError('state', `domain ${d.name} cannot go from ${d.rec.state} to ${state}`);
+    }
+    d.rec.state = state;
+    d.rec.shutdownReason = reason;
+    this.o.store.setState(d.domid, state, reason);
+    this.save(d);
+  }
+
+  // ---- create -------------------------------------------------------------
+
+  async create(cfg: DomainConfig, p: Principal, opts: CreateOptions = {}): Promise<Domain> {
+    if (!p.admin && cfg.sponsor !== p.sponsor) {
+      if (cfg.sponsor !== 'admin') throw new XenodeError('permission', `cannot create a domain for sponsor '${cfg.sponsor}'`);
+      cfg = { ...cfg, sponsor: p.sponsor };
+    }
+    if (!NAME_RE.test(cfg.name)) throw new XenodeError('config', `invalid domain name '${cfg.name}'`);
+    if ([...this.domains.values()].some((d) => d.name === cfg.name)) {
+      throw new XenodeError('conflict', `domain with name '${cfg.name}' already exists`, {
+        hint: 'pick another name= or destroy the old domain',
+      });
+    }
+    if (cfg.uuid && [...this.domains.values()].some((d) => d.rec.uuid === cfg.uuid)) {
+      throw new XenodeError('conflict', `domain with uuid ${cfg.uuid} already exists`);
+    }
+    const domid = this.o.table.nextDomid();
+    const uuid = cfg.uuid ?? randomUUID();
+    const rec: DomainRecord = {
+      domid,
+      uuid,
+      name: cfg.name,
+      sponsor: cfg.sponsor,
+      config: cfg,
+      state: 'creating',
+      runDir: join(this.o.dirs.domainsDir, String(domid)),
+      startTime: Date.now(),
+      targetMiB: cfg.memory,
+      maxMiB: cfg.maxmem,
+    };
+    const d = new Domain(rec);
+    this.domains.set(domid, d);
+    this.save(d);
+    this.o.store.introduce(rec);
+    try {
+      await this.launch(d, opts);
+    } catch (e) {
+      this.domains.delete(domid);
+      this.o.table.remove(domid);
+      this.o.store.release(rec);
+      rmSync(rec.runDir, { recursive: true, force: true });
+      this.o.log.error(`create ${cfg.name} failed: ${e instanceof Error ? e.message : String(e)}`, domid);
+      throw e;
+    }
+    this.o.log.info(
+      `created ${cfg.name} (sponsor ${rec.sponsor}, ${rec.boot?.accel}: ${rec.boot?.accelReason}, machine ${rec.boot?.machine})`,
+      domid,
+    );
+    return d;
+  }
+
+  /** Start a QEMU for the domain and bring it to running (or paused). */
+  private async launch(d: Domain, opts: CreateOptions): Promise<void> {
+    const rec = d.rec;
+    const { plan, accelReason } = await resolveBoot(rec.config, this.o.hostAccel, opts.onProgress);
+    const qemuBinary = rec.config.device_model_override ?? this.o.qemuBinary;
+    const paths = domainRunPaths(rec.runDir);
+    const cmd = buildQemuCommand(rec.config, plan, paths, {
+      domid: rec.domid,
+      uuid: rec.uuid,
+      startPaused: true,
+      qemuBinary,
+      tcgTbSizeMiB: plan.accel === 'tcg' ? this.o.tcgTbSizeMiB : undefined,
+    });
+    rec.boot = { accel: plan.accel, accelReason, machine: plan.machine, kernel: plan.kernel, initrd: plan.initrd, cmdline: plan.cmdline, qemuBinary };
+    opts.onProgress?.(`starting QEMU (${plan.machine}, ${plan.accel})`);
+    const m = await QemuMachine.start(cmd, paths);
+    try {
+      await d.console.attachSerial(paths.serialSock);
+      d.vcpuTids = (await m.vcpuThreads()).map((v) => v.tid);
+      this.bindMachine(d, m);
+      rec.pid = m.pid;
+      rec.startTime = Date.now();
+      if (!opts.paused) await m.resume();
+      this.setState(d, opts.paused ? 'paused' : 'running');
+    } catch (e) {
+      d.expectingExit = true;
+      await m.destroy();
+      d.console.close();
+      throw e;
+    }
+  }
+
+  private bindMachine(d: Domain, m: QemuMachine): void {
+    d.machine = m;
+    d.expectingExit = false;
+    m.on('guest', (e) => {
+      void d.serial(() => this.onGuestEvent(d, m, e)).catch((err: unknown) => {
+        this.o.log.error(`handling ${e.type}: ${err instanceof Error ? err.message : String(err)}`, d.domid);
+      });
+    });
+  }
+
+  private async onGuestEvent(d: Domain, m: QemuMachine, e: GuestEvent): Promise<void> {
+    if (d.machine !== m || d.rec.state === 'dying') return;
+    switch (e.type) {
+      case 'poweroff':
+        this.o.log.info('guest powered off', d.domid);
+        return this.applyAction(d, d.rec.config.on_poweroff, 'poweroff');
+      case 'reboot':
+        this.o.log.info('guest rebooted', d.domid);
+        return this.applyAction(d, d.rec.config.on_reboot, 'reboot');
+      case 'crash':
+        this.o.log.warn(`guest crashed: ${e.detail}`, d.domid);
+        return this.applyAction(d, d.rec.config.on_crash, 'crash');
+      case 'exited':
+        if (d.expectingExit) return;
+        this.o.log.warn(`QEMU exited unexpectedly (${e.detail})`, d.domid);
+        d.machine = undefined;
+        d.console.close();
+        return this.applyAction(d, d.rec.config.on_crash, 'crash');
+      default:
+        return;
+    }
+  }
+
+  /** xl's on_poweroff / on_reboot / on_crash semantics. */
+  private async applyAction(d: Domain, action: OnEventAction, reason: ShutdownReason): Promise<void> {
+    if (action.startsWith('coredump-')) {
+      await this.coredump(d);
+      action = action === 'coredump-restart' ? 'restart' : 'destroy';
+    }
+    switch (action) {
+      case 'destroy':
+        await this.teardown(d);
+        return;
+      case 'restart':
+        await this.restartInPlace(d);
+        return;
+      case 'preserve':
+        this.setState(d, reason === 'crash' ? 'crashed' : 'shutdown', reason);
+        return;
+      case 'rename-restart': {
+        const stamp = new Date().toISOString().replace(/[-:]/g, '').slice(0, 13);
+        const oldName = d.name;
+        this.renameInternal(d, `${oldName}-${stamp}Z`);
+        this.setState(d, reason === 'crash' ? 'crashed' : 'shutdown', reason);
+        const cfg = { ...d.rec.config, name: oldName, uuid: undefined };
+        await this.create(cfg, { sponsor: d.rec.sponsor, admin: true });
+        return;
+      }
+    }
+  }
+
+  private async restartInPlace(d: Domain): Promise<void> {
+    if (d.machine?.alive) {
+      await d.machine.resetAndRun();
+      d.rec.startTime = Date.now();
+      this.setState(d, 'running');
+      this.o.log.info('restarted', d.domid);
+      return;
+    }
+    // QEMU itself is gone: start a fresh one under the same domid.
+    d.console.close();
+    await this.launch(d, {});
+    this.o.log.info('restarted with a new QEMU process', d.domid);
+  }
+
+  private async coredump(d: Domain): Promise<void> {
+    const m = d.machine;
+    if (!m?.alive) return;
+    mkdirSync(this.o.dirs.dumpDir, { recursive: true });
+    const file = join(this.o.dirs.dumpDir, `${d.name}-${Date.now()}.core`);
+    try {
+      await m.qmpClient.execute('dump-guest-memory', { paging: false, protocol: `file:${file}` }, 60_000);
+      this.o.log.info(`core dumped to ${file}`, d.domid);
+    } catch (e) {
+      this.o.log.warn(`core dump failed: ${e instanceof Error ? e.message : String(e)}`, d.domid);
+    }
+  }
+
+  /** Kill QEMU and forget the domain. Idempotent. */
+  private async teardown(d: Domain): Promise<void> {
+    if (!this.domains.has(d.domid)) return;
+    if (d.rec.state !== 'dying') this.setState(d, 'dying');
+    d.expectingExit = true;
+    await d.machine?.destroy();
+    d.console.close();
+    d.machine = undefined;
+    this.domains.delete(d.domid);
+    this.o.table.remove(d.domid);
+    this.o.store.release(d.rec);
+    // Keep the console log for post-mortems; drop the rest of the run directory.
+    const logs = join(this.o.dirs.base, 'logs');
+    mkdirSync(logs, { recursive: true });
+    try {
+      renameSync(join(d.rec.runDir, 'console.log'), join(logs, `console-${d.name}-${d.domid}.log`));
+    } catch {
+      /* never booted far enough to log */
+    }
+    rmSync(d.rec.runDir, { recursive: true, force: true });
+    this.o.log.info(`destroyed ${d.name}`, d.domid);
+    d.emit('gone');
+  }
+
+  // ---- user actions -------------------------------------------------------
+
+  destroy(d: Domain): Promise<void> {
+    return d.serial(() => this.teardown(d));
+  }
+
+  async pause(d: Domain): Promise<void> {
+    await d.serial(async () => {
+      if (d.rec.state === 'paused') return;
+      if (d.rec.state !== 'running' || !d.machine) throw new XenodeError('state', `domain ${d.name} is not running`);
+      await d.machine.pause();
+      this.setState(d, 'paused');
+    });
+  }
+
+  async unpause(d: Domain): Promise<void> {
+    await d.serial(async () => {
+      if (d.rec.state === 'running') return;
+      if (d.rec.state !== 'paused' || !d.machine) throw new XenodeError('state', `domain ${d.name} is not paused`);
+      await d.machine.resume();
+      this.setState(d, 'running');
+    });
+  }
+
+  /** ACPI power button; the guest decides. `wait` resolves on shutdown or death. */
+  async shutdown(d: Domain, opts: { wait?: boolean; timeoutMs?: number } = {}): Promise<boolean> {
+    await d.serial(async () => {
+      if (!d.machine || (d.rec.state !== 'running' && d.rec.state !== 'paused')) {
+        throw new XenodeError('state', `domain ${d.name} is not running`);
+      }
+      if (d.rec.state === 'paused') {
+        await d.machine.resume();
+        this.setState(d, 'running');
+      }
+      await d.machine.powerButton();
+      this.o.log.info('ACPI power button pressed', d.domid);
+    });
+    if (!opts.wait) return true;
+    return d.waitFor((r) => !r || r.state === 'shutdown' || r.state === 'crashed', opts.timeoutMs ?? 120_000);
+  }
+
+  /** Guest reboot: a hard reset (the default guest has no PV control channel), then on_reboot. */
+  async reboot(d: Domain): Promise<void> {
+    await d.serial(async () => {
+      if (!d.machine || (d.rec.state !== 'running' && d.rec.state !== 'paused')) {
+        throw new XenodeError('state', `domain ${d.name} is not running`);
+      }
+      this.o.log.info('reboot requested', d.domid);
+      await this.applyAction(d, d.rec.config.on_reboot, 'reboot');
+    });
+  }
+
+  private renameInternal(d: Domain, name: string): void {
+    d.rec.name = name;
+    d.rec.config = { ...d.rec.config, name };
+    this.o.store.setName(d.rec);
+    this.save(d);
+  }
+
+  rename(d: Domain, name: string): void {
+    if (!NAME_RE.test(name)) throw new XenodeError('usage', `invalid domain name '${name}'`);
+    if (name === d.name) return;
+    if ([...this.domains.values()].some((x) => x.name === name)) {
+      throw new XenodeError('conflict', `Can't rename domain '${d.name}': '${name}' is taken.`);
+    }
+    this.renameInternal(d, name);
+    this.o.log.info(`renamed to ${name}`, d.domid);
+  }
+
+  memSet(d: Domain, mib: number): void {
+    if (mib > d.rec.maxMiB) {
+      throw new XenodeError('usage', `cannot set domid ${d.domid} dynamic max memory to : ${mib}M`, {
+        hint: `above the domain's maximum of ${d.rec.maxMiB} MiB; raise it with mem-max`,
+      });
+    }
+    if (mib < 32) throw new XenodeError('usage', `memory target ${mib} MiB is too small`, { hint: 'use at least 32 MiB' });
+    d.rec.targetMiB = mib;
+    this.o.store.setMemory(d.rec);
+    this.save(d);
+  }
+
+  memMax(d: Domain, mib: number): void {
+    if (mib < d.rec.targetMiB) {
+      throw new XenodeError('usage', `cannot set domid ${d.domid} static max memory to : ${mib}M`, {
+        hint: `below the current target of ${d.rec.targetMiB} MiB`,
+      });
+    }
+    d.rec.maxMiB = mib;
+    this.o.store.setMemory(d.rec);
+    this.save(d);
+  }
+
+  // ---- daemon restart -----------------------------------------------------
+
+  /** Reattach to every QEMU an earlier daemon left running. */
+  async reattachAll(): Promise<void> {
+    for (const rec of this.o.table.all()) {
+      const d = new Domain(rec);
+      this.domains.set(rec.domid, d);
+      const paths = domainRunPaths(rec.runDir);
+      const pid = readPidFile(paths) ?? rec.pid;
+      const m = pid ? await QemuMachine.attach(paths, pid) : undefined;
+      if (!m) {
+        this.o.log.warn(`QEMU for ${rec.name} is gone; removing the domain`, rec.domid);
+        d.rec.state = 'dying';
+        await this.teardown(d);
+        continue;
+      }
+      d.console.preloadFromLog(paths.consoleLog);
+      try {
+        await d.console.attachSerial(paths.serialSock);
+      } catch {
+        this.o.log.warn('console socket unavailable after restart', rec.domid);
+      }
+      d.vcpuTids = (await m.vcpuThreads()).map((v) => v.tid);
+      this.bindMachine(d, m);
+      const actual = await m.runState();
+      // Catch up on what happened while no daemon was watching.
+      if (actual === 'shutdown' && rec.state !== 'shutdown' && rec.state !== 'crashed') {
+        await d.serial(() => this.applyAction(d, rec.config.on_poweroff, 'poweroff'));
+      } else if (actual === 'running' && rec.state !== 'running') {
+        this.setState(d, 'running');
+      } else if (actual === 'paused' && rec.state === 'running') {
+        this.setState(d, 'paused');
+      }
+      this.o.log.info(`reattached ${rec.name} (pid ${m.pid}, ${rec.state})`, rec.domid);
+    }
+  }
+
+  /** Stop supervising without touching QEMU (daemon exit). */
+  detachAll(): void {
+    for (const d of this.domains.values()) {
+      d.expectingExit = true;
+      d.machine?.qmpClient.close();
+      d.console.close();
+    }
+  }
+}
