@@ -4,7 +4,7 @@
 
 import { createHash } from 'node:crypto';
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { XenodeError } from '../src/errors.ts';
 import { aptStateFingerprint, type DebPackage, downloadDeb, extractDeb, resolvePackages } from './apt.ts';
 import { defaultGuestCacheDir, lockOrWait, publishDir, sweepTempDirs, tempDirName, writeFileAtomic } from './cache.ts';
@@ -182,7 +182,7 @@ async function build(
     onProgress?.('decompressing the kernel to vmlinux');
     const bzPath = join(root, 'boot', `vmlinuz-${kernelVersion}`);
     const vmlinux = await extractVmlinux(await readFile(bzPath), join(tmp, 'payload.tmp'), signal).catch((e: Error) => {
-      throw new XenodeError('internal', `${bzPath}: ${e.message}`);
+      throw signal?.aborted || e instanceof XenodeError ? e : new XenodeError('internal', `${bzPath}: ${e.message}`);
     });
     await rm(join(tmp, 'payload.tmp'), { force: true });
     await writeFile(join(tmp, FILES.vmlinux), vmlinux);
@@ -218,12 +218,40 @@ async function build(
     await writeFile(join(tmp, MANIFEST), `${JSON.stringify(manifest, null, 2)}\n`);
     signal?.throwIfAborted();
     await publishDir(tmp, finalDir);
+    await pruneOldBuilds(cacheDir, finalDir);
     onProgress?.(`done in ${buildSeconds.toFixed(1)} s`);
     const published = await readImage(finalDir);
     if (!published) throw new XenodeError('internal', `guest build in ${finalDir} vanished after publishing`);
     return published.image;
   } finally {
     await rm(tmp, { recursive: true, force: true });
+  }
+}
+
+/** How many built guests to keep: enough to switch between a few checkouts without rebuilding. */
+const KEEP_BUILDS = 3;
+
+/**
+ * Drops all but the newest KEEP_BUILDS builds, and downloads no kept build was made
+ * from. A QEMU already running from a dropped build is unaffected: it read its kernel
+ * and initrd into memory at start.
+ */
+async function pruneOldBuilds(cacheDir: string, keep: string): Promise<void> {
+  const builds: Array<{ dir: string; manifest: Manifest }> = [];
+  for (const name of await readdir(cacheDir)) {
+    if (name.startsWith('.') || name === 'downloads') continue;
+    const found = await readImage(join(cacheDir, name));
+    if (found) builds.push({ dir: found.image.dir, manifest: found.manifest });
+  }
+  builds.sort((a, b) =>
+    a.dir === keep ? -1 : b.dir === keep ? 1 : b.manifest.builtAt.localeCompare(a.manifest.builtAt),
+  );
+  const kept = builds.slice(0, KEEP_BUILDS);
+  for (const old of builds.slice(KEEP_BUILDS)) await rm(old.dir, { recursive: true, force: true });
+  const wanted = new Set(kept.flatMap((b) => b.manifest.packages.map((p) => basename(p.filename))));
+  const downloads = join(cacheDir, 'downloads');
+  for (const deb of await readdir(downloads).catch(() => [] as string[])) {
+    if (deb.endsWith('.deb') && !wanted.has(deb)) await rm(join(downloads, deb), { force: true });
   }
 }
 

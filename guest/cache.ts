@@ -64,7 +64,8 @@ export async function publishDir(tmp: string, final: string): Promise<boolean> {
 }
 
 export async function writeFileAtomic(path: string, data: string): Promise<void> {
-  const tmp = `${path}.${process.pid}.tmp`;
+  // Unique per call: two builders in one process may write the same file at once.
+  const tmp = `${path}.${process.pid}.${Math.random().toString(36).slice(2, 8)}.tmp`;
   await writeFile(tmp, data);
   await rename(tmp, path);
 }

@@ -52,7 +52,15 @@ export class NewcWriter {
     if (cut > 0) this.dir(p.slice(0, cut));
   }
 
-  private entry(name: string, mode: number, data: Buffer, nlink = 1, rdevMajor = 0, rdevMinor = 0, ino = this.ino++): this {
+  private entry(
+    name: string,
+    mode: number,
+    data: Buffer,
+    nlink = 1,
+    rdevMajor = 0,
+    rdevMinor = 0,
+    ino = this.ino++,
+  ): this {
     const nameBytes = Buffer.from(`${name}\0`);
     // ino mode uid gid nlink mtime filesize devmajor devminor rdevmajor rdevminor namesize check;
     // uid/gid 0 (root) and mtime 0 keep the archive reproducible.
@@ -66,6 +74,7 @@ export class NewcWriter {
 
 function clean(path: string): string {
   const p = path.replace(/^\/+/, '').replace(/\/+$/, '');
-  if (p === '' || p.split('/').some((s) => s === '..' || s === '.' || s === '')) throw new Error(`bad archive path: ${path}`);
+  if (p === '' || p.split('/').some((s) => s === '..' || s === '.' || s === ''))
+    throw new Error(`bad archive path: ${path}`);
   return p;
 }

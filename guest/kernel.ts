@@ -33,7 +33,11 @@ const MAGICS: ReadonlyArray<[BzImagePayload['compression'], Buffer]> = [
 ];
 
 export function parseBzImage(bz: Buffer): BzImagePayload {
-  if (bz.length < 0x250 || bz.readUInt16LE(BOOT_FLAG) !== 0xaa55 || bz.toString('latin1', HEADER_MAGIC, 0x206) !== 'HdrS') {
+  if (
+    bz.length < 0x250 ||
+    bz.readUInt16LE(BOOT_FLAG) !== 0xaa55 ||
+    bz.toString('latin1', HEADER_MAGIC, 0x206) !== 'HdrS'
+  ) {
     throw new Error('not a bzImage (no HdrS setup header)');
   }
   const protocol = bz.readUInt16LE(VERSION);
@@ -65,7 +69,10 @@ async function decompress(p: BzImagePayload, tmpFile: string, signal?: AbortSign
     case 'zstd': {
       // Node 20's zlib has neither; the CLIs read the stream from a file we write.
       await writeFile(tmpFile, p.data);
-      return runBuffer(p.compression, ['-dc', tmpFile], { signal, providedBy: p.compression === 'xz' ? 'xz-utils' : 'zstd' });
+      return runBuffer(p.compression, ['-dc', tmpFile], {
+        signal,
+        providedBy: p.compression === 'xz' ? 'xz-utils' : 'zstd',
+      });
     }
   }
 }

@@ -59,7 +59,11 @@ export function modinfoDepends(ko: Buffer): string[] {
   const info = elfSection(ko, '.modinfo');
   if (!info) return [];
   for (const field of info.toString('latin1').split('\0')) {
-    if (field.startsWith('depends=')) return field.slice(8).split(',').filter((d) => d !== '');
+    if (field.startsWith('depends='))
+      return field
+        .slice(8)
+        .split(',')
+        .filter((d) => d !== '');
   }
   return [];
 }
@@ -89,7 +93,8 @@ export async function selectModules(modulesDir: string, wanted: readonly string[
     const deps = modinfoDepends(await readFile(path));
     const depNames: string[] = [];
     for (const dep of deps) {
-      if (!(await visit(dep, [...chain, name]))) throw new Error(`module ${name} needs ${dep}, which is not in the package`);
+      if (!(await visit(dep, [...chain, name])))
+        throw new Error(`module ${name} needs ${dep}, which is not in the package`);
       depNames.push(basename(index.get(norm(dep)) as string, '.ko'));
     }
     state.set(key, 'done');

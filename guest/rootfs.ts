@@ -43,10 +43,11 @@ mount -t tmpfs -o nosuid,nodev,mode=0755 tmpfs /run
 ln -s /proc/self/fd /dev/fd
 
 # /etc/modules is in dependency order. A driver whose device is absent loads and idles.
-read -r kver < /proc/sys/kernel/osrelease
-while read -r m; do
-  insmod "/lib/modules/$kver/$m.ko" 2>/dev/null
-done < /etc/modules
+# One modprobe for all (it reads our modules.dep) rather than an insmod per module:
+# under TCG every exec costs; 20 modules took 0.41-0.44 s this way, 0.48-0.70 s with insmod.
+mods=
+while read -r m; do mods="$mods $m"; done < /etc/modules
+modprobe -a $mods 2>/dev/null
 
 name=xenode
 ip=
@@ -74,7 +75,7 @@ fi
 
 # QMP system_powerdown presses the ACPI power button: button.ko reports it as
 # KEY_POWER on an evdev node, acpid maps it (/etc/acpid.conf) to /etc/acpi/poweroff.
-# acpid opens the event nodes present when it starts, so it starts after insmod.
+# acpid opens the event nodes present when it starts, so it starts after modprobe.
 [ -e /dev/input/event0 ] && acpid
 
 # The data disk is optional and may be blank: mount it only if it holds a filesystem.

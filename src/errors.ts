@@ -38,7 +38,11 @@ export class XenodeError extends Error {
   readonly location?: SourceLocation;
   readonly exitCode: number;
 
-  constructor(kind: ErrorKind, message: string, opts: { hint?: string; location?: SourceLocation; exitCode?: number } = {}) {
+  constructor(
+    kind: ErrorKind,
+    message: string,
+    opts: { hint?: string; location?: SourceLocation; exitCode?: number } = {},
+  ) {
     super(message);
     this.name = 'XenodeError';
     this.kind = kind;
@@ -65,7 +69,13 @@ export class XenodeError extends Error {
   }
 
   toJSON(): WireError {
-    return { kind: this.kind, message: this.message, hint: this.hint, location: this.location, exitCode: this.exitCode };
+    return {
+      kind: this.kind,
+      message: this.message,
+      hint: this.hint,
+      location: this.location,
+      exitCode: this.exitCode,
+    };
   }
 
   static fromWire(w: WireError): XenodeError {

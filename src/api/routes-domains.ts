@@ -1,6 +1,11 @@
 // Domain routes: list, create, lifecycle actions, vCPUs, console (WebSocket).
 
+import { isAbsolute } from 'node:path';
 import type { FastifyInstance } from 'fastify';
+import Value from 'typebox/value';
+import { DomainConfigSchema } from '../config/domain-schema.ts';
+import { checkKernel } from '../config/files.ts';
+import { loadConfigText } from '../config/load.ts';
 import type { DomainConfig } from '../config/types.ts';
 import { XenodeError } from '../errors.ts';
 import type { ApiContext } from './server.ts';
@@ -10,9 +15,41 @@ interface DomParams {
   dom: string;
 }
 
+/** Either a typed config (as the CLI sends) or xl.cfg text (as the web UI sends). */
 export interface CreateBody {
-  config: DomainConfig;
+  config?: DomainConfig;
+  configText?: string;
+  filename?: string;
+  overrides?: string[];
   paused?: boolean;
+}
+
+/** Check a config that arrived as JSON: structure here, files as the parser would. */
+export function checkConfigJson(config: unknown): DomainConfig {
+  if (!Value.Check(DomainConfigSchema, config)) {
+    const first = [...Value.Errors(DomainConfigSchema, config)][0];
+    const where = first ? `${first.instancePath || '/'}: ${first.message}` : 'invalid';
+    throw new XenodeError('config', `invalid domain config: ${where}`);
+  }
+  const cfg = config as DomainConfig;
+  for (const p of [cfg.kernel, cfg.ramdisk, ...cfg.disk.map((d) => d.target).filter((t) => t !== '')]) {
+    if (p !== undefined && !isAbsolute(p))
+      throw new XenodeError('config', `path '${p}' must be absolute in an API request`);
+  }
+  if (cfg.kernel) checkKernel(cfg.kernel, { file: '<api>', line: 0, column: 0 });
+  return cfg;
+}
+
+function configFromBody(body: CreateBody): { config: DomainConfig; warnings: string[] } {
+  if (typeof body.configText === 'string') {
+    return loadConfigText(body.configText, {
+      file: body.filename ?? 'config',
+      baseDir: '/',
+      overrides: Array.isArray(body.overrides) ? body.overrides.map(String) : [],
+    });
+  }
+  if (body.config !== undefined) return { config: checkConfigJson(body.config), warnings: [] };
+  throw new XenodeError('usage', 'request body needs "config" (JSON) or "configText" (xl.cfg)');
 }
 
 export function registerDomainRoutes(app: FastifyInstance, ctx: ApiContext): void {
@@ -20,18 +57,25 @@ export function registerDomainRoutes(app: FastifyInstance, ctx: ApiContext): voi
 
   app.get('/v1/domains', async (req) => ts.list(req.principal).map((d) => domainView(d)));
 
-  app.get<{ Params: DomParams }>('/v1/domains/:dom', async (req) => domainView(ts.find(req.params.dom, req.principal), true));
+  app.get<{ Params: DomParams }>('/v1/domains/:dom', async (req) =>
+    domainView(ts.find(req.params.dom, req.principal), true),
+  );
 
   app.post<{ Body: CreateBody }>('/v1/domains', async (req) => {
     const body = req.body;
-    if (!body || typeof body !== 'object' || !body.config || typeof body.config.name !== 'string') {
-      throw new XenodeError('usage', 'request body must be {"config": DomainConfig}');
-    }
-    const d = await ts.create(body.config, req.principal, { paused: body.paused === true });
-    return domainView(d, true);
+    if (!body || typeof body !== 'object') throw new XenodeError('usage', 'request body must be a JSON object');
+    const { config, warnings } = configFromBody(body);
+    const d = await ts.create(config, req.principal, { paused: body.paused === true });
+    return { ...domainView(d, true), warnings };
   });
 
-  const action = (name: string, fn: (dom: string, req: { principal: import('../toolstack/principal.ts').Principal; body: unknown }) => Promise<unknown>) => {
+  const action = (
+    name: string,
+    fn: (
+      dom: string,
+      req: { principal: import('../toolstack/principal.ts').Principal; body: unknown },
+    ) => Promise<unknown>,
+  ) => {
     app.post<{ Params: DomParams; Body: unknown }>(`/v1/domains/:dom/${name}`, async (req) => {
       const r = await fn(req.params.dom, { principal: req.principal, body: req.body ?? {} });
       return r ?? { ok: true };
@@ -45,7 +89,8 @@ export function registerDomainRoutes(app: FastifyInstance, ctx: ApiContext): voi
   action('shutdown', async (dom, r) => {
     const b = r.body as { wait?: boolean; timeoutMs?: number };
     const ok = await ts.shutdown(ts.find(dom, r.principal), { wait: b.wait === true, timeoutMs: b.timeoutMs });
-    if (!ok) throw new XenodeError('state', `domain ${dom} did not shut down in time`, { hint: 'use destroy to force it' });
+    if (!ok)
+      throw new XenodeError('state', `domain ${dom} did not shut down in time`, { hint: 'use destroy to force it' });
     return { ok: true };
   });
   action('rename', async (dom, r) => {
@@ -55,12 +100,14 @@ export function registerDomainRoutes(app: FastifyInstance, ctx: ApiContext): voi
   });
   action('mem-set', async (dom, r) => {
     const b = r.body as { mib?: unknown };
-    if (typeof b.mib !== 'number' || !Number.isInteger(b.mib)) throw new XenodeError('usage', 'mem-set needs {"mib": N}');
+    if (typeof b.mib !== 'number' || !Number.isInteger(b.mib))
+      throw new XenodeError('usage', 'mem-set needs {"mib": N}');
     ts.memSet(ts.find(dom, r.principal), b.mib);
   });
   action('mem-max', async (dom, r) => {
     const b = r.body as { mib?: unknown };
-    if (typeof b.mib !== 'number' || !Number.isInteger(b.mib)) throw new XenodeError('usage', 'mem-max needs {"mib": N}');
+    if (typeof b.mib !== 'number' || !Number.isInteger(b.mib))
+      throw new XenodeError('usage', 'mem-max needs {"mib": N}');
     ts.memMax(ts.find(dom, r.principal), b.mib);
   });
 

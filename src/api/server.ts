@@ -55,7 +55,11 @@ export async function buildApi(ctx: ApiContext, mode: 'local' | 'tcp'): Promise<
     const p = token ? ctx.tokens.authenticate(token) : undefined;
     if (!p) {
       await reply.code(401).send({
-        error: { kind: 'unauthorized', message: token ? 'invalid token' : 'missing token', hint: 'send Authorization: Bearer <token>' },
+        error: {
+          kind: 'unauthorized',
+          message: token ? 'invalid token' : 'missing token',
+          hint: 'send Authorization: Bearer <token>',
+        },
       });
       return;
     }

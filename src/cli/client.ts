@@ -105,9 +105,7 @@ export class ApiClient {
     mkdirSync(this.dirs.base, { recursive: true, mode: 0o700 });
     const here = dirname(fileURLToPath(import.meta.url));
     const bundled = join(here, 'xenoded.mjs');
-    const args = existsSync(bundled)
-      ? [bundled]
-      : ['--import', 'tsx', join(here, '..', 'daemon-main.ts')];
+    const args = existsSync(bundled) ? [bundled] : ['--import', 'tsx', join(here, '..', 'daemon-main.ts')];
     const out = openSync(join(this.dirs.base, 'xenoded.out'), 'a');
     const child = spawn(process.execPath, args, {
       detached: true,
@@ -128,7 +126,8 @@ export class ApiClient {
       }
       try {
         await this.raw('GET', '/v1/info');
-        if (!this.o.quiet) process.stderr.write(`xenoded was not running; started it (pid ${child.pid}, dir ${this.dirs.base})\n`);
+        if (!this.o.quiet)
+          process.stderr.write(`xenoded was not running; started it (pid ${child.pid}, dir ${this.dirs.base})\n`);
         return;
       } catch {
         await new Promise((r) => setTimeout(r, 25));

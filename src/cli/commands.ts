@@ -31,7 +31,11 @@ export interface CommandSpec {
   summary: string;
   help?: string;
   options?: OptionSpec[];
-  run: (ctx: CmdContext, args: string[], opts: Record<string, string | boolean | undefined>) => Promise<number | undefined>;
+  run: (
+    ctx: CmdContext,
+    args: string[],
+    opts: Record<string, string | boolean | undefined>,
+  ) => Promise<number | undefined>;
 }
 
 const enc = encodeURIComponent;
@@ -61,7 +65,8 @@ A config without kernel= boots the default guest (built on first use).`,
     async run(ctx, args, opts) {
       const file = args.find((a) => !/^[A-Za-z_][A-Za-z0-9_.]*\s*\+?=/.test(a));
       const overrides = args.filter((a) => a !== file);
-      if (!file && overrides.length === 0) throw new XenodeError('usage', "'xenode create' requires a config file or key=value arguments");
+      if (!file && overrides.length === 0)
+        throw new XenodeError('usage', "'xenode create' requires a config file or key=value arguments");
       if (file && !opts.quiet) ctx.err(`Parsing config from ${file}\n`);
       const { config, warnings } = loadConfigFile(file ?? '/dev/null', overrides, {});
       for (const w of warnings) ctx.err(`warning: ${w}\n`);
@@ -77,7 +82,9 @@ A config without kernel= boots the default guest (built on first use).`,
       }
       const d = await c.post<DomainView>('/v1/domains', { config, paused: opts.paused === true });
       if (!opts.quiet && d.boot) {
-        ctx.err(`Domain ${d.name} (domid ${d.domid}) started on ${d.boot.machine}/${d.boot.accel}: ${d.boot.accelReason}\n`);
+        ctx.err(
+          `Domain ${d.name} (domid ${d.domid}) started on ${d.boot.machine}/${d.boot.accel}: ${d.boot.accelReason}\n`,
+        );
       }
       if (opts.console) return attachConsole(c, String(d.domid));
       return 0;
@@ -93,7 +100,13 @@ A config without kernel= boots the default guest (built on first use).`,
       const doms = await domainViews(c, args);
       if (opts.long) {
         const full = await Promise.all(doms.map((d) => c.get<DomainView>(`/v1/domains/${d.domid}`)));
-        ctx.out(`${JSON.stringify(full.map((d) => ({ domid: d.domid, sponsor: d.sponsor, state: d.state, config: d.config })), null, 4)}\n`);
+        ctx.out(
+          `${JSON.stringify(
+            full.map((d) => ({ domid: d.domid, sponsor: d.sponsor, state: d.state, config: d.config })),
+            null,
+            4,
+          )}\n`,
+        );
         return 0;
       }
       let info: HostInfo | undefined;
@@ -171,7 +184,8 @@ A config without kernel= boots the default guest (built on first use).`,
       { flags: '--no-scrollback', help: 'do not replay the console history first' },
     ],
     async run(ctx, [dom], opts) {
-      if (opts.type && opts.type !== 'serial') throw new XenodeError('usage', `console type '${opts.type}' not supported`, { hint: 'use -t serial' });
+      if (opts.type && opts.type !== 'serial')
+        throw new XenodeError('usage', `console type '${opts.type}' not supported`, { hint: 'use -t serial' });
       const c = ctx.client();
       const d = await c.get<DomainView>(`/v1/domains/${enc(dom)}`);
       return attachConsole(c, String(d.domid), { scrollback: opts.scrollback !== false });
@@ -193,7 +207,11 @@ A config without kernel= boots the default guest (built on first use).`,
     async run(ctx, [name]) {
       const doms = await ctx.client().get<DomainView[]>('/v1/domains');
       const d = doms.find((x) => x.name === name);
-      if (!d) throw new XenodeError('not-found', `Can't get domid of domain name '${name}', maybe this domain does not exist.`);
+      if (!d)
+        throw new XenodeError(
+          'not-found',
+          `Can't get domid of domain name '${name}', maybe this domain does not exist.`,
+        );
       ctx.out(`${d.domid}\n`);
       return 0;
     },
@@ -205,7 +223,11 @@ A config without kernel= boots the default guest (built on first use).`,
     async run(ctx, [id]) {
       const doms = await ctx.client().get<DomainView[]>('/v1/domains');
       const d = doms.find((x) => String(x.domid) === id);
-      if (!d) throw new XenodeError('not-found', `Can't get domain name of domain id '${id}', maybe this domain does not exist.`);
+      if (!d)
+        throw new XenodeError(
+          'not-found',
+          `Can't get domain name of domain id '${id}', maybe this domain does not exist.`,
+        );
       ctx.out(`${d.name}\n`);
       return 0;
     },
@@ -293,14 +315,23 @@ A config without kernel= boots the default guest (built on first use).`,
       const c = ctx.client();
       if (action === 'create') {
         if (!arg) throw new XenodeError('usage', 'token create needs a sponsor name');
-        const r = await c.post<{ token: string; info: { id: string } }>('/v1/tokens', { sponsor: arg, admin: opts.admin === true, label: opts.label });
+        const r = await c.post<{ token: string; info: { id: string } }>('/v1/tokens', {
+          sponsor: arg,
+          admin: opts.admin === true,
+          label: opts.label,
+        });
         ctx.out(`${r.token}\n`);
         ctx.err(`token ${r.info.id} for sponsor ${arg} (shown once; keep it safe)\n`);
       } else if (action === 'list') {
-        const list = await c.get<Array<{ id: string; sponsor: string; admin: boolean; created: number; label: string }>>('/v1/tokens');
+        const list =
+          await c.get<Array<{ id: string; sponsor: string; admin: boolean; created: number; label: string }>>(
+            '/v1/tokens',
+          );
         ctx.out(`${'ID'.padEnd(10)}${'Sponsor'.padEnd(20)}${'Admin'.padEnd(7)}${'Created'.padEnd(21)}Label\n`);
         for (const t of list) {
-          ctx.out(`${t.id.padEnd(10)}${t.sponsor.padEnd(20)}${(t.admin ? 'yes' : 'no').padEnd(7)}${new Date(t.created).toISOString().slice(0, 19).padEnd(21)}${t.label}\n`);
+          ctx.out(
+            `${t.id.padEnd(10)}${t.sponsor.padEnd(20)}${(t.admin ? 'yes' : 'no').padEnd(7)}${new Date(t.created).toISOString().slice(0, 19).padEnd(21)}${t.label}\n`,
+          );
         }
       } else if (action === 'revoke') {
         if (!arg) throw new XenodeError('usage', 'token revoke needs a token id');
@@ -312,7 +343,7 @@ A config without kernel= boots the default guest (built on first use).`,
   {
     name: 'wait-ready',
     args: '<domain>',
-    summary: "Wait until the guest prints its ready line on the console (scripts, benchmarks)",
+    summary: 'Wait until the guest prints its ready line on the console (scripts, benchmarks)',
     options: [{ flags: '--timeout <s>', help: 'seconds to wait (default 60)' }],
     async run(ctx, [dom], opts) {
       const c = ctx.client();

@@ -8,7 +8,9 @@ const ESCAPE = 0x1d; // Ctrl-]
 
 export function attachConsole(client: ApiClient, dom: string, opts: { scrollback?: boolean } = {}): Promise<number> {
   return new Promise((resolve, reject) => {
-    const ws = client.websocket(`/v1/domains/${encodeURIComponent(dom)}/console${opts.scrollback === false ? '?scrollback=0' : ''}`);
+    const ws = client.websocket(
+      `/v1/domains/${encodeURIComponent(dom)}/console${opts.scrollback === false ? '?scrollback=0' : ''}`,
+    );
     const stdin = process.stdin;
     const tty = stdin.isTTY === true;
     let finished = false;

@@ -39,7 +39,8 @@ export function formatUptime(seconds: number): string {
 
 export function formatUptimeTable(doms: DomainView[]): string {
   const lines = [`${'Name'.padEnd(33)} ${'ID'.padStart(4)} Uptime`];
-  for (const d of doms) lines.push(`${d.name.padEnd(33)} ${String(d.domid).padStart(4)} ${formatUptime(d.uptimeSeconds)}`);
+  for (const d of doms)
+    lines.push(`${d.name.padEnd(33)} ${String(d.domid).padStart(4)} ${formatUptime(d.uptimeSeconds)}`);
   return `${lines.join('\n')}\n`;
 }
 
@@ -85,7 +86,7 @@ export function formatInfo(info: HostInfo): string {
     ['xenoded_uptime', formatUptime(info.daemon_uptime)],
     ['nr_domains', info.domains],
   ];
-  return rows.map(([k, v]) => `${k.padEnd(23)}: ${v}`).join('\n') + '\n';
+  return `${rows.map(([k, v]) => `${k.padEnd(23)}: ${v}`).join('\n')}\n`;
 }
 
 /** xl size syntax: integer + optional b/k/m/g/t; no suffix = MiB. Returns MiB. */
@@ -94,6 +95,15 @@ export function parseMemSizeMiB(s: string): number {
   if (!m) throw new XenodeError('usage', `invalid memory size: ${s}`, { hint: 'e.g. 512, 512m, 2g' });
   const n = Number(m[1]);
   const unit = m[2].toLowerCase();
-  const bytes = unit === 'b' ? n : unit === 'k' ? n * 1024 : unit === 'g' ? n * 1024 ** 3 : unit === 't' ? n * 1024 ** 4 : n * 1024 ** 2;
+  const bytes =
+    unit === 'b'
+      ? n
+      : unit === 'k'
+        ? n * 1024
+        : unit === 'g'
+          ? n * 1024 ** 3
+          : unit === 't'
+            ? n * 1024 ** 4
+            : n * 1024 ** 2;
   return Math.floor(bytes / 1024 ** 2);
 }

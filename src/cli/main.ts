@@ -3,7 +3,7 @@
 import { Command, CommanderError } from 'commander';
 import { errorMessage, XenodeError } from '../errors.ts';
 import { ApiClient } from './client.ts';
-import { COMMANDS, type CmdContext } from './commands.ts';
+import { type CmdContext, COMMANDS } from './commands.ts';
 
 export async function runCli(argv: string[]): Promise<number> {
   let client: ApiClient | undefined;
@@ -48,7 +48,8 @@ export async function runCli(argv: string[]): Promise<number> {
     await program.parseAsync(argv, { from: 'user' });
   } catch (e) {
     if (e instanceof CommanderError) {
-      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return 0;
+      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help')
+        return 0;
       if (e.code === 'commander.unknownCommand') return 1;
       return 2;
     }

@@ -11,7 +11,7 @@
 // placement keys are accepted and ignored since the backend is always Xenode's.
 
 import path from 'node:path';
-import { configError } from './location.ts';
+import { clip, configError } from './location.ts';
 import type { DiskSpec } from './types.ts';
 
 export interface DiskParseOptions {
@@ -228,13 +228,17 @@ export function parseDiskSpec(spec: string, opts: DiskParseOptions): DiskSpec {
   }
 
   if (st.vdev === undefined || st.vdev === '') {
-    throw configError(`no vdev in disk spec '${spec}'`, undefined, `add a virtual device name, ${HINT}`);
+    throw configError(`no vdev in disk spec '${clip(spec)}'`, undefined, `add a virtual device name, ${HINT}`);
   }
   if (vdevNumber(st.vdev) === undefined) throw configError(`invalid vdev '${st.vdev}'`, undefined, VDEV_HINT);
   const cdrom = st.cdrom === true;
   let target = st.target ?? '';
   if (target === '' && !cdrom) {
-    throw configError(`no target in disk spec '${spec}'`, undefined, 'only a cdrom may be empty; give an image path');
+    throw configError(
+      `no target in disk spec '${clip(spec)}'`,
+      undefined,
+      'only a cdrom may be empty; give an image path',
+    );
   }
   if (st.format === 'empty' && target !== '') {
     throw configError(`disk format 'empty' with target '${target}'`, undefined, "format 'empty' is for an empty cdrom");

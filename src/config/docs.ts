@@ -9,8 +9,11 @@ function cell(s: string): string {
 }
 
 function typeText(k: KeySpec): string {
-  if (k.values) return k.values.map((v) => `\`${v}\``).join(' \\| ');
-  const range = k.min !== undefined || k.max !== undefined ? ` ${k.min ?? ''}–${k.max ?? ''}` : '';
+  if (k.values) return k.values.map((v) => `\`${v}\``).join(' | ');
+  let range = '';
+  if (k.min !== undefined && k.max !== undefined) range = ` ${k.min}–${k.max}`;
+  else if (k.min !== undefined) range = ` ≥ ${k.min}`;
+  else if (k.max !== undefined) range = ` ≤ ${k.max}`;
   const unit = k.unit ? ` ${k.unit}` : '';
   switch (k.type) {
     case 'integer':

@@ -130,7 +130,7 @@ export class Lexer {
       const lower = word.toLowerCase();
       hint = /^[a-z][._0-9a-z]*$/.test(lower)
         ? `keys are lower-case: write '${lower}'`
-        : "a statement is key = value; keys start with a-z and contain only a-z 0-9 _ .";
+        : 'a statement is key = value; keys start with a-z and contain only a-z 0-9 _ .';
     } else {
       hint = `string values must be quoted, e.g. "${word.slice(0, 40)}"`;
     }

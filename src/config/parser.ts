@@ -273,6 +273,7 @@ export function parseOverrides(args: readonly string[]): RawConfig {
       if (rest.includes('\n')) {
         throw configError(`value of '${key}' spans lines`, valueLoc, 'quote it or put it on one line');
       }
+      if (rest.includes('\0')) throw configError(`NUL character in the value of '${key}'`, valueLoc);
       applySetting(out, {
         key,
         op: op === '+=' ? '+=' : '=',
@@ -305,19 +306,19 @@ export function plainConfig(raw: RawConfig): Record<string, PlainValue> {
   return out;
 }
 
-/** A double-quoted xl.cfg string literal that parses back to `s`. */
-export function quoteString(s: string): string {
-  let out = '"';
+/** An xl.cfg string literal (double-quoted unless asked otherwise) that parses back to `s`. */
+export function quoteString(s: string, quote: '"' | "'" = '"'): string {
+  let out = quote;
   for (const ch of s) {
     const code = ch.codePointAt(0) ?? 0;
-    if (ch === '"' || ch === '\\') out += `\\${ch}`;
+    if (ch === quote || ch === '\\') out += `\\${ch}`;
     else if (ch === '\n') out += '\\n';
     else if (ch === '\t') out += '\\t';
     else if (ch === '\r') out += '\\r';
     else if (code < 0x20 || code === 0x7f) out += `\\x${code.toString(16).padStart(2, '0')}`;
     else out += ch;
   }
-  return `${out}"`;
+  return `${out}${quote}`;
 }
 
 export function printValue(v: PlainValue | RawValue): string {

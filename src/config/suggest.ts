@@ -1,17 +1,30 @@
 // "Did you mean" for misspelt keys: the closest known name by edit distance.
 
-export function levenshtein(a: string, b: string): number {
+/**
+ * Edit distance counting an adjacent transposition as one edit (optimal string
+ * alignment), since swapped letters are the commonest typo: memroy -> memory is 1.
+ */
+export function editDistance(a: string, b: string): number {
   if (a === b) return 0;
-  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const cur = [i];
+  const rows: number[][] = [];
+  for (let i = 0; i <= a.length; i++) {
+    const row = [i];
     for (let j = 1; j <= b.length; j++) {
+      if (i === 0) {
+        row[j] = j;
+        continue;
+      }
+      const prev = rows[i - 1] as number[];
       const cost = a[i - 1] === b[j - 1] ? 0 : 1;
-      cur[j] = Math.min((prev[j] as number) + 1, (cur[j - 1] as number) + 1, (prev[j - 1] as number) + cost);
+      let d = Math.min((prev[j] as number) + 1, (row[j - 1] as number) + 1, (prev[j - 1] as number) + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) {
+        d = Math.min(d, ((rows[i - 2] as number[])[j - 2] as number) + 1);
+      }
+      row[j] = d;
     }
-    prev = cur;
+    rows.push(row);
   }
-  return prev[b.length] as number;
+  return (rows[a.length] as number[])[b.length] as number;
 }
 
 /**
@@ -25,7 +38,7 @@ export function closest(word: string, candidates: Iterable<string>): string | un
   for (const c of candidates) {
     // Cheap reject before the quadratic distance: lengths alone already differ too much.
     if (Math.abs(c.length - word.length) > limit) continue;
-    const d = levenshtein(word, c);
+    const d = editDistance(word, c);
     if (d < bestDist) {
       best = c;
       bestDist = d;

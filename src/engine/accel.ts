@@ -36,7 +36,11 @@ export async function probeAccelerator(input: AccelProbeInput = {}): Promise<Acc
       reason: `${devKvm} is provided by kvm_pvm (software KVM without hardware virtualization; stock kernels fault under it)`,
     };
   }
-  const vendor = existsSync(`${sysModule}/kvm_intel`) ? 'kvm_intel' : existsSync(`${sysModule}/kvm_amd`) ? 'kvm_amd' : undefined;
+  const vendor = existsSync(`${sysModule}/kvm_intel`)
+    ? 'kvm_intel'
+    : existsSync(`${sysModule}/kvm_amd`)
+      ? 'kvm_amd'
+      : undefined;
   if (!vendor) return { accel: 'tcg', reason: `${devKvm} exists but neither kvm_intel nor kvm_amd is loaded` };
   let flags: Set<string>;
   try {

@@ -35,7 +35,12 @@ export function qemuEscape(v: string): string {
   return v.replaceAll(',', ',,');
 }
 
-export function buildQemuCommand(cfg: DomainConfig, boot: BootPlan, paths: DomainRunPaths, o: BuildOptions): QemuCommand {
+export function buildQemuCommand(
+  cfg: DomainConfig,
+  boot: BootPlan,
+  paths: DomainRunPaths,
+  o: BuildOptions,
+): QemuCommand {
   const mem = `${cfg.memory}M`;
   const accel = boot.accel === 'kvm' ? 'kvm' : o.tcgTbSizeMiB ? `tcg,tb-size=${o.tcgTbSizeMiB}` : 'tcg';
   const args: string[] = [
@@ -60,10 +65,10 @@ export function buildQemuCommand(cfg: DomainConfig, boot: BootPlan, paths: Domai
     '-no-user-config',
     '-display',
     'none',
-    // Guest reboot and poweroff stop the machine instead of resetting or exiting,
-    // so the toolstack applies on_reboot / on_poweroff itself.
+    // Guest poweroff (and reboot, unless on_reboot="restart", which QEMU does in
+    // place) stops the machine instead of exiting, so the toolstack applies on_*.
     '-action',
-    'reboot=shutdown,shutdown=pause,panic=pause',
+    `reboot=${cfg.on_reboot === 'restart' ? 'reset' : 'shutdown'},shutdown=pause,panic=pause`,
     '-chardev',
     `socket,id=ser0,path=${qemuEscape(paths.serialSock)},server=on,wait=off,logfile=${qemuEscape(paths.consoleLog)},logappend=on`,
     '-serial',

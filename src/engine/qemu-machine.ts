@@ -12,6 +12,8 @@ import { QmpClient, type QmpEvent } from './qmp.ts';
 export type GuestEvent =
   | { type: 'poweroff' }
   | { type: 'reboot' }
+  /** The guest reset itself and QEMU restarted it in place (reboot action "reset"). */
+  | { type: 'reset' }
   | { type: 'crash'; detail: string }
   | { type: 'stopped' }
   | { type: 'resumed' }
@@ -31,6 +33,8 @@ export interface VcpuThread {
 
 export class QemuMachine extends EventEmitter<MachineEvents> {
   private exitedEmitted = false;
+  /** What a guest reset does; must match the -action reboot= QEMU was started with. */
+  rebootAction: 'reset' | 'shutdown' = 'shutdown';
 
   private constructor(
     readonly pid: number,
@@ -96,6 +100,9 @@ export class QemuMachine extends EventEmitter<MachineEvents> {
         if (reason === 'guest-shutdown') this.emit('guest', { type: 'poweroff' });
         else if (reason === 'guest-reset') this.emit('guest', { type: 'reboot' });
         else if (reason === 'guest-panic') this.emit('guest', { type: 'crash', detail: 'guest panic' });
+        break;
+      case 'RESET':
+        if (e.data?.guest === true) this.emit('guest', { type: 'reset' });
         break;
       case 'GUEST_PANICKED':
         this.emit('guest', { type: 'crash', detail: 'guest panic' });
@@ -164,8 +171,20 @@ export class QemuMachine extends EventEmitter<MachineEvents> {
 
   /** Hard reset and run again (in-place restart). */
   async resetAndRun(): Promise<void> {
-    await this.qmp.execute('system_reset');
-    await this.qmp.execute('cont');
+    // The reset happens asynchronously in QEMU's main loop; `cont` before the
+    // RESET event fails with "Resetting the Virtual Machine is required".
+    // With -action reboot=shutdown even our own system_reset would become a
+    // shutdown, so allow resets for this one and restore the policy afterwards.
+    const reset = this.qmp.waitEvent('RESET', 10_000);
+    if (this.rebootAction === 'shutdown') await this.qmp.execute('set-action', { reboot: 'reset' });
+    try {
+      await this.qmp.execute('system_reset');
+      await reset;
+    } finally {
+      if (this.rebootAction === 'shutdown') await this.qmp.execute('set-action', { reboot: 'shutdown' });
+    }
+    const status = await this.runState();
+    if (status !== 'running') await this.qmp.execute('cont');
   }
 
   async vcpuThreads(): Promise<VcpuThread[]> {

@@ -4,7 +4,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, freemem, hostname, release, totalmem, version } from 'node:os';
 import type { FastifyInstance } from 'fastify';
-import { buildApi, type ApiContext } from '../api/server.ts';
+import { type ApiContext, buildApi } from '../api/server.ts';
 import type { HostInfo } from '../api/views.ts';
 import { type AccelChoice, probeAccelerator } from '../engine/accel.ts';
 import { pidAlive } from '../engine/process.ts';
@@ -98,7 +98,9 @@ export async function startDaemon(o: DaemonOptions, storeFactory?: StoreFactory)
   servers.push(local);
   const listen = o.listen ?? process.env.XENODE_LISTEN ?? '127.0.0.1:0';
   if (listen !== 'none') {
-    const [host, port] = listen.includes(':') ? [listen.slice(0, listen.lastIndexOf(':')), listen.slice(listen.lastIndexOf(':') + 1)] : ['127.0.0.1', listen];
+    const [host, port] = listen.includes(':')
+      ? [listen.slice(0, listen.lastIndexOf(':')), listen.slice(listen.lastIndexOf(':') + 1)]
+      : ['127.0.0.1', listen];
     const tcp = await buildApi(ctx, 'tcp');
     await tcp.listen({ host, port: Number(port) });
     const addr = tcp.server.address();

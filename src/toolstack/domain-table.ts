@@ -29,6 +29,8 @@ export interface DomainRecord {
   runDir: string;
   /** ms since epoch when the current QEMU started running the guest. */
   startTime: number;
+  /** How often the domain was restarted in place (on_reboot=restart). */
+  restarts?: number;
   boot?: BootInfo;
   /** mem-set target and mem-max in MiB. */
   targetMiB: number;
@@ -57,7 +59,9 @@ export class DomainTable {
 
   put(rec: DomainRecord): void {
     this.db
-      .prepare('INSERT INTO domains (domid, name, record) VALUES (?, ?, ?) ON CONFLICT(domid) DO UPDATE SET name=excluded.name, record=excluded.record')
+      .prepare(
+        'INSERT INTO domains (domid, name, record) VALUES (?, ?, ?) ON CONFLICT(domid) DO UPDATE SET name=excluded.name, record=excluded.record',
+      )
       .run(rec.domid, rec.name, JSON.stringify(rec));
   }
 
@@ -67,10 +71,16 @@ export class DomainTable {
 
   /** Domids are never reused within a host's lifetime, as in Xen until reboot. */
   nextDomid(): number {
-    const row = this.db.prepare("SELECT value FROM meta WHERE key = 'next_domid'").get() as { value: string } | undefined;
+    const row = this.db.prepare("SELECT value FROM meta WHERE key = 'next_domid'").get() as
+      | { value: string }
+      | undefined;
     const maxRow = this.db.prepare('SELECT MAX(domid) AS m FROM domains').get() as { m: number | null };
     const next = Math.max(row ? Number(row.value) : 1, (maxRow.m ?? 0) + 1);
-    this.db.prepare("INSERT INTO meta (key, value) VALUES ('next_domid', ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value").run(String(next + 1));
+    this.db
+      .prepare(
+        "INSERT INTO meta (key, value) VALUES ('next_domid', ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+      )
+      .run(String(next + 1));
     return next;
   }
 
@@ -80,7 +90,9 @@ export class DomainTable {
   }
 
   setMeta(key: string, value: string): void {
-    this.db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value').run(key, value);
+    this.db
+      .prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value')
+      .run(key, value);
   }
 
   close(): void {

@@ -35,6 +35,8 @@ export class Domain extends EventEmitter<DomainEvents> {
   vcpuTids: number[] = [];
   /** Set while the toolstack itself is stopping QEMU, so its exit is not a crash. */
   expectingExit = false;
+  /** When the guest last reset, to fold the firmware's extra resets into one reboot. */
+  lastReset = 0;
   /** Serialises lifecycle actions on this domain. */
   private chain: Promise<unknown> = Promise.resolve();
 

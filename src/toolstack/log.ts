@@ -33,7 +33,7 @@ export class DaemonLog {
         /* a full disk must not take the daemon down */
       }
     }
-    if (this.echo) process.stderr.write(formatLogEntry(e) + '\n');
+    if (this.echo) process.stderr.write(`${formatLogEntry(e)}\n`);
   }
 
   info(msg: string, domid?: number): void {

@@ -48,7 +48,9 @@ export function processRssKiB(pid: number): number | undefined {
 
 export function hostCpuCount(): number {
   try {
-    return readFileSync('/proc/cpuinfo', 'utf8').split('\n').filter((l) => l.startsWith('processor')).length;
+    return readFileSync('/proc/cpuinfo', 'utf8')
+      .split('\n')
+      .filter((l) => l.startsWith('processor')).length;
   } catch {
     return 1;
   }

@@ -33,7 +33,9 @@ export class TokenStore {
 
   create(sponsor: string, opts: { admin?: boolean; label?: string } = {}): { token: string; info: TokenInfo } {
     if (!SPONSOR_RE.test(sponsor)) {
-      throw new XenodeError('usage', `invalid sponsor name '${sponsor}'`, { hint: 'use lowercase letters, digits, - and _' });
+      throw new XenodeError('usage', `invalid sponsor name '${sponsor}'`, {
+        hint: 'use lowercase letters, digits, - and _',
+      });
     }
     const id = randomBytes(4).toString('hex');
     const token = `xn_${id}_${randomBytes(24).toString('base64url')}`;
@@ -45,7 +47,9 @@ export class TokenStore {
   }
 
   list(): TokenInfo[] {
-    const rows = this.db.prepare('SELECT id, sponsor, admin, created, label FROM tokens ORDER BY created').all() as Array<{
+    const rows = this.db
+      .prepare('SELECT id, sponsor, admin, created, label FROM tokens ORDER BY created')
+      .all() as Array<{
       id: string;
       sponsor: string;
       admin: number;
@@ -57,7 +61,8 @@ export class TokenStore {
 
   revoke(id: string): void {
     const r = this.db.prepare('DELETE FROM tokens WHERE id = ?').run(id);
-    if (r.changes === 0) throw new XenodeError('not-found', `no token with id '${id}'`, { hint: 'see `xenode token list`' });
+    if (r.changes === 0)
+      throw new XenodeError('not-found', `no token with id '${id}'`, { hint: 'see `xenode token list`' });
   }
 
   /** The principal a bearer token stands for, or undefined. */

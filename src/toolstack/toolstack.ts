@@ -92,7 +92,8 @@ export class Toolstack {
 
   async create(cfg: DomainConfig, p: Principal, opts: CreateOptions = {}): Promise<Domain> {
     if (!p.admin && cfg.sponsor !== p.sponsor) {
-      if (cfg.sponsor !== 'admin') throw new XenodeError('permission', `cannot create a domain for sponsor '${cfg.sponsor}'`);
+      if (cfg.sponsor !== 'admin')
+        throw new XenodeError('permission', `cannot create a domain for sponsor '${cfg.sponsor}'`);
       cfg = { ...cfg, sponsor: p.sponsor };
     }
     if (!NAME_RE.test(cfg.name)) throw new XenodeError('config', `invalid domain name '${cfg.name}'`);
@@ -152,7 +153,15 @@ export class Toolstack {
       qemuBinary,
       tcgTbSizeMiB: plan.accel === 'tcg' ? this.o.tcgTbSizeMiB : undefined,
     });
-    rec.boot = { accel: plan.accel, accelReason, machine: plan.machine, kernel: plan.kernel, initrd: plan.initrd, cmdline: plan.cmdline, qemuBinary };
+    rec.boot = {
+      accel: plan.accel,
+      accelReason,
+      machine: plan.machine,
+      kernel: plan.kernel,
+      initrd: plan.initrd,
+      cmdline: plan.cmdline,
+      qemuBinary,
+    };
     opts.onProgress?.(`starting QEMU (${plan.machine}, ${plan.accel})`);
     const m = await QemuMachine.start(cmd, paths);
     try {
@@ -172,12 +181,15 @@ export class Toolstack {
   }
 
   private bindMachine(d: Domain, m: QemuMachine): void {
+    m.rebootAction = d.rec.config.on_reboot === 'restart' ? 'reset' : 'shutdown';
     d.machine = m;
     d.expectingExit = false;
     m.on('guest', (e) => {
-      void d.serial(() => this.onGuestEvent(d, m, e)).catch((err: unknown) => {
-        this.o.log.error(`handling ${e.type}: ${err instanceof Error ? err.message : String(err)}`, d.domid);
-      });
+      void d
+        .serial(() => this.onGuestEvent(d, m, e))
+        .catch((err: unknown) => {
+          this.o.log.error(`handling ${e.type}: ${err instanceof Error ? err.message : String(err)}`, d.domid);
+        });
     });
   }
 
@@ -190,6 +202,16 @@ export class Toolstack {
       case 'reboot':
         this.o.log.info('guest rebooted', d.domid);
         return this.applyAction(d, d.rec.config.on_reboot, 'reboot');
+      case 'reset':
+        // One reboot shows as several resets (kernel, then firmware): count it once.
+        if (Date.now() - d.lastReset > 3000) {
+          this.o.log.info('guest rebooted; restarted in place (on_reboot=restart)', d.domid);
+          d.rec.startTime = Date.now();
+          d.rec.restarts = (d.rec.restarts ?? 0) + 1;
+          this.save(d);
+        }
+        d.lastReset = Date.now();
+        return;
       case 'crash':
         this.o.log.warn(`guest crashed: ${e.detail}`, d.domid);
         return this.applyAction(d, d.rec.config.on_crash, 'crash');
@@ -234,6 +256,7 @@ export class Toolstack {
 
   private async restartInPlace(d: Domain): Promise<void> {
     if (d.machine?.alive) {
+      d.lastReset = Date.now();
       await d.machine.resetAndRun();
       d.rec.startTime = Date.now();
       this.setState(d, 'running');
@@ -358,7 +381,8 @@ export class Toolstack {
         hint: `above the domain's maximum of ${d.rec.maxMiB} MiB; raise it with mem-max`,
       });
     }
-    if (mib < 32) throw new XenodeError('usage', `memory target ${mib} MiB is too small`, { hint: 'use at least 32 MiB' });
+    if (mib < 32)
+      throw new XenodeError('usage', `memory target ${mib} MiB is too small`, { hint: 'use at least 32 MiB' });
     d.rec.targetMiB = mib;
     this.o.store.setMemory(d.rec);
     this.save(d);

@@ -27,10 +27,15 @@ export class TestHost {
 
   xl(args: string[], opts: { input?: string; timeoutMs?: number } = {}): Promise<CliResult> {
     return new Promise((resolve) => {
-      const child = execFile(XENODE_BIN, args, { env: this.env, timeout: opts.timeoutMs ?? 120_000 }, (err, stdout, stderr) => {
-        const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
-        resolve({ code, stdout, stderr });
-      });
+      const child = execFile(
+        XENODE_BIN,
+        args,
+        { env: this.env, timeout: opts.timeoutMs ?? 120_000 },
+        (err, stdout, stderr) => {
+          const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
+          resolve({ code, stdout, stderr });
+        },
+      );
       if (opts.input !== undefined) child.stdin?.end(opts.input);
       else child.stdin?.end();
     });

@@ -251,10 +251,7 @@ describe('parser', () => {
     assert.deepEqual(plainConfig(raw), { extra: 'a b', disk: ['x', 'y', 'z'], vif: ['only'] });
     const disk = raw.get('disk');
     assert.equal(disk?.op, '=');
-    assert.deepEqual(
-      disk?.value.kind === 'list' ? disk.value.items.map((i) => i.loc.line) : [],
-      [3, 4, 4],
-    );
+    assert.deepEqual(disk?.value.kind === 'list' ? disk.value.items.map((i) => i.loc.line) : [], [3, 4, 4]);
     assert.equal(raw.get('vif')?.op, '+=', 'a += with nothing before stays pending for an override merge');
   });
 
@@ -302,7 +299,10 @@ describe('parser', () => {
 
   it('formats errors as file:line:column: message (hint)', () => {
     const err = configErrorOf(() => parseConfig('a = 1\nname = web1\n', '/etc/xen/web.cfg'));
-    assert.equal(err.format(), '/etc/xen/web.cfg:2:8: bare word \'web1\' is not a value (quote strings: name = "web1")');
+    assert.equal(
+      err.format(),
+      '/etc/xen/web.cfg:2:8: bare word \'web1\' is not a value (quote strings: name = "web1")',
+    );
   });
 });
 
@@ -323,7 +323,7 @@ describe('command-line overrides', () => {
     assert.deepEqual(o.get('kernel')?.valueLoc, { file: '<command line>', line: 2, column: 8 });
   });
 
-  it("accepts several statements in one argument, as in xl create cfg 'cpus=\"0-3\"; vcpus=4'", () => {
+  it('accepts several statements in one argument, as in xl create cfg \'cpus="0-3"; vcpus=4\'', () => {
     assert.deepEqual(plainConfig(parseOverrides(['cpus="0-3"; vcpus=4'])), { cpus: '0-3', vcpus: 4 });
   });
 
@@ -339,7 +339,10 @@ describe('command-line overrides', () => {
 
   it('overrides the file and appends to it with +=', () => {
     const base = parse(`name = "web1"\nmemory = 256\nvif = ['bridge=xenbr0']\nextra = "quiet"\n`);
-    const merged = mergeConfigs(base, parseOverrides(['memory=1024', "vif+=['bridge=xenbr1']", 'extra+=" debug"', 'vcpus+=["x"]']));
+    const merged = mergeConfigs(
+      base,
+      parseOverrides(['memory=1024', "vif+=['bridge=xenbr1']", 'extra+=" debug"', 'vcpus+=["x"]']),
+    );
     assert.deepEqual(plainConfig(merged), {
       name: 'web1',
       memory: 1024,
