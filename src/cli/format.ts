@@ -92,7 +92,7 @@ export function formatInfo(info: HostInfo): string {
 /** xl size syntax: integer + optional b/k/m/g/t; no suffix = MiB. Returns MiB. */
 export function parseMemSizeMiB(s: string): number {
   const m = /^(\d+)([bBkKmMgGtT]?)$/.exec(s.trim());
-  if (!m) throw new XenodeError('usage', `invalid memory size: ${s}`, { hint: 'e.g. 512, 512m, 2g' });
+  if (!m) throw new XenodeError('usage', `invalid memory size: ${s}`, { hint: 'e.g. 512, 512m, 2g', exitCode: 1 });
   const n = Number(m[1]);
   const unit = m[2].toLowerCase();
   const bytes =

@@ -1,7 +1,13 @@
 // The typed, validated domain configuration. Produced once by the xl.cfg
 // parser + validator (src/config); everything downstream reads only this.
 
-export type OnEventAction = 'destroy' | 'restart' | 'preserve' | 'rename-restart' | 'coredump-destroy' | 'coredump-restart';
+export type OnEventAction =
+  | 'destroy'
+  | 'restart'
+  | 'preserve'
+  | 'rename-restart'
+  | 'coredump-destroy'
+  | 'coredump-restart';
 export type Accel = 'auto' | 'kvm' | 'tcg';
 export type MachineType = 'auto' | 'pc' | 'q35' | 'microvm';
 export type MemoryNoncompliance = 'report' | 'pause' | 'destroy';

@@ -22,6 +22,16 @@ export function pidAlive(pid: number): boolean {
   }
 }
 
+/** Alive and not a zombie (PID 1 here reaps orphans only every 1-2 s). */
+export function processRunning(pid: number): boolean {
+  try {
+    const state = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.[0];
+    return state !== undefined && state !== 'Z' && state !== 'X';
+  } catch {
+    return false;
+  }
+}
+
 /** True when `pid` is a QEMU started for this run directory (pids get reused). */
 export function isOurQemu(pid: number, runDir: string): boolean {
   try {

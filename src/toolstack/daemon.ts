@@ -7,7 +7,7 @@ import type { FastifyInstance } from 'fastify';
 import { type ApiContext, buildApi } from '../api/server.ts';
 import type { HostInfo } from '../api/views.ts';
 import { type AccelChoice, probeAccelerator } from '../engine/accel.ts';
-import { pidAlive } from '../engine/process.ts';
+import { processRunning } from '../engine/process.ts';
 import { XenodeError } from '../errors.ts';
 import { type XenodeDirs, xenodeDirs } from './dirs.ts';
 import { DomainTable } from './domain-table.ts';
@@ -32,6 +32,15 @@ export interface RunningDaemon {
   stop(): Promise<void>;
 }
 
+function isXenoded(pid: number): boolean {
+  try {
+    const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    return cmd.includes('xenoded') || cmd.includes('daemon-main');
+  } catch {
+    return false;
+  }
+}
+
 function qemuVersion(bin: string): string {
   try {
     return execFileSync(bin, ['--version'], { encoding: 'utf8' }).split('\n')[0];
@@ -49,7 +58,7 @@ export async function startDaemon(o: DaemonOptions, storeFactory?: StoreFactory)
   mkdirSync(dirs.base, { recursive: true, mode: 0o700 });
   if (existsSync(dirs.pidFile)) {
     const other = Number(readFileSync(dirs.pidFile, 'utf8'));
-    if (other && other !== process.pid && pidAlive(other)) {
+    if (other && other !== process.pid && processRunning(other) && isXenoded(other)) {
       throw new XenodeError('conflict', `xenoded is already running (pid ${other}) in ${dirs.base}`);
     }
   }

@@ -379,6 +379,7 @@ export class Toolstack {
     if (mib > d.rec.maxMiB) {
       throw new XenodeError('usage', `cannot set domid ${d.domid} dynamic max memory to : ${mib}M`, {
         hint: `above the domain's maximum of ${d.rec.maxMiB} MiB; raise it with mem-max`,
+        exitCode: 1,
       });
     }
     if (mib < 32)
@@ -392,6 +393,7 @@ export class Toolstack {
     if (mib < d.rec.targetMiB) {
       throw new XenodeError('usage', `cannot set domid ${d.domid} static max memory to : ${mib}M`, {
         hint: `below the current target of ${d.rec.targetMiB} MiB`,
+        exitCode: 1,
       });
     }
     d.rec.maxMiB = mib;
