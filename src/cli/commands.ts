@@ -10,6 +10,7 @@ import { formatLogEntry } from '../toolstack/log.ts';
 import type { ApiClient } from './client.ts';
 import { attachConsole } from './console-attach.ts';
 import { formatInfo, formatList, formatUptimeTable, formatVcpuList, parseMemSizeMiB, type VcpuRow } from './format.ts';
+import { FEATURE_COMMANDS } from './feature-commands.ts';
 import { storeCommands } from './store-commands.ts';
 import { topCommand } from './top.ts';
 
@@ -303,6 +304,7 @@ A config without kernel= boots the default guest (built on first use).`,
   },
   topCommand,
   ...storeCommands,
+  ...FEATURE_COMMANDS,
   {
     name: 'token',
     args: '<action> [arg]',

@@ -28,6 +28,8 @@ export interface BuildOptions {
   qemuBinary: string;
   /** TCG translation-cache size in MiB: the main lever on QEMU's RSS under TCG. */
   tcgTbSizeMiB?: number;
+  /** Device arguments contributed by features (disks, NICs, memory devices). */
+  extraArgs?: string[];
 }
 
 /** QEMU option values are comma-separated; a literal comma is doubled. */
@@ -82,6 +84,7 @@ export function buildQemuCommand(
     '-kernel',
     boot.kernel,
   ];
+  args.push(...(o.extraArgs ?? []));
   if (boot.initrd) args.push('-initrd', boot.initrd);
   args.push('-append', boot.cmdline);
   if (o.startPaused) args.push('-S');

@@ -12,6 +12,7 @@ import { XenodeError } from '../errors.ts';
 import { type XenodeDirs, xenodeDirs } from './dirs.ts';
 import { DomainTable } from './domain-table.ts';
 import { DaemonLog } from './log.ts';
+import { createPlugins } from './plugins.ts';
 import type { DomainStoreSink } from './store-sink.ts';
 import { TokenStore } from './tokens.ts';
 import { Toolstack } from './toolstack.ts';
@@ -72,12 +73,16 @@ export async function startDaemon(o: DaemonOptions, storeFactory?: StoreFactory)
   const table = new DomainTable(dirs.stateDb);
   const tokens = new TokenStore(dirs.stateDb);
   const store = storeFactory?.open(dirs, log);
+  const storeSink = store?.sink ?? (await import('./store-sink.ts')).NULL_STORE_SINK;
+  const plugins = createPlugins();
+  for (const p of plugins) await p.start?.({ dirs, log, store: storeSink });
   const toolstack = new Toolstack({
     dirs,
     table,
     log,
-    store: store?.sink ?? (await import('./store-sink.ts')).NULL_STORE_SINK,
+    store: storeSink,
     hostAccel,
+    plugins,
     qemuBinary,
     tcgTbSizeMiB: process.env.XENODE_TCG_TB_MIB ? Number(process.env.XENODE_TCG_TB_MIB) : undefined,
   });
@@ -99,7 +104,9 @@ export async function startDaemon(o: DaemonOptions, storeFactory?: StoreFactory)
     daemon_uptime: (Date.now() - started) / 1000,
     domains: toolstack.list({ sponsor: 'admin', admin: true }).length,
   });
-  const ctx: ApiContext = { toolstack, tokens, log, hostInfo, extraRoutes: store?.routes };
+  const extraRoutes: NonNullable<ApiContext['extraRoutes']> = [...(store?.routes ?? [])];
+  for (const p of plugins) if (p.routes) extraRoutes.push((app, c) => p.routes?.(app, c));
+  const ctx: ApiContext = { toolstack, tokens, log, hostInfo, extraRoutes };
   const servers: FastifyInstance[] = [];
   const local = await buildApi(ctx, 'local');
   rmSync(dirs.socket, { force: true });
@@ -127,6 +134,7 @@ export async function startDaemon(o: DaemonOptions, storeFactory?: StoreFactory)
     log.info('xenoded stopping; domains keep running');
     for (const s of servers) await s.close();
     toolstack.detachAll();
+    for (const p of plugins) await p.stop?.();
     store?.close();
     table.close();
     tokens.close();

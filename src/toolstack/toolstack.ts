@@ -17,6 +17,7 @@ import { Domain } from './domain.ts';
 import type { DomainRecord, DomainState, DomainTable, ShutdownReason } from './domain-table.ts';
 import type { DaemonLog } from './log.ts';
 import { canSeeSponsor, type Principal } from './principal.ts';
+import type { ToolstackPlugin } from './plugin.ts';
 import type { DomainStoreSink } from './store-sink.ts';
 
 export interface ToolstackOptions {
@@ -27,6 +28,7 @@ export interface ToolstackOptions {
   hostAccel: AccelChoice;
   qemuBinary: string;
   tcgTbSizeMiB?: number;
+  plugins?: ToolstackPlugin[];
 }
 
 export interface CreateOptions {
@@ -43,6 +45,27 @@ export class Toolstack {
   constructor(o: ToolstackOptions) {
     this.o = o;
     mkdirSync(o.dirs.domainsDir, { recursive: true });
+  }
+
+  get plugins(): ToolstackPlugin[] {
+    return this.o.plugins ?? [];
+  }
+
+  get log(): DaemonLog {
+    return this.o.log;
+  }
+
+  get store(): DomainStoreSink {
+    return this.o.store;
+  }
+
+  get dirs(): XenodeDirs {
+    return this.o.dirs;
+  }
+
+  /** Record a change made by a plugin (persist + notify watchers). */
+  touch(d: Domain): void {
+    this.save(d);
   }
 
   get hostAccel(): AccelChoice {
@@ -146,12 +169,27 @@ export class Toolstack {
     const { plan, accelReason } = await resolveBoot(rec.config, this.o.hostAccel, opts.onProgress);
     const qemuBinary = rec.config.device_model_override ?? this.o.qemuBinary;
     const paths = domainRunPaths(rec.runDir);
+    mkdirSync(rec.runDir, { recursive: true });
+    const extraArgs: string[] = [];
+    const launched: ToolstackPlugin[] = [];
+    try {
+      for (const p of this.plugins) {
+        const c = await p.beforeLaunch?.(d);
+        launched.push(p);
+        if (c?.qemuArgs) extraArgs.push(...c.qemuArgs);
+        if (c?.cmdline?.length) plan.cmdline = `${plan.cmdline} ${c.cmdline.join(' ')}`;
+      }
+    } catch (e) {
+      for (const p of launched) await p.onTeardown?.(d);
+      throw e;
+    }
     const cmd = buildQemuCommand(rec.config, plan, paths, {
       domid: rec.domid,
       uuid: rec.uuid,
       startPaused: true,
       qemuBinary,
       tcgTbSizeMiB: plan.accel === 'tcg' ? this.o.tcgTbSizeMiB : undefined,
+      extraArgs,
     });
     rec.boot = {
       accel: plan.accel,
@@ -163,19 +201,27 @@ export class Toolstack {
       qemuBinary,
     };
     opts.onProgress?.(`starting QEMU (${plan.machine}, ${plan.accel})`);
-    const m = await QemuMachine.start(cmd, paths);
+    let m: QemuMachine;
+    try {
+      m = await QemuMachine.start(cmd, paths);
+    } catch (e) {
+      for (const p of this.plugins) await p.onTeardown?.(d);
+      throw e;
+    }
     try {
       await d.console.attachSerial(paths.serialSock);
       d.vcpuTids = (await m.vcpuThreads()).map((v) => v.tid);
       this.bindMachine(d, m);
       rec.pid = m.pid;
       rec.startTime = Date.now();
+      for (const p of this.plugins) await p.afterLaunch?.(d, m);
       if (!opts.paused) await m.resume();
       this.setState(d, opts.paused ? 'paused' : 'running');
     } catch (e) {
       d.expectingExit = true;
       await m.destroy();
       d.console.close();
+      for (const p of this.plugins) await p.onTeardown?.(d);
       throw e;
     }
   }
@@ -292,6 +338,13 @@ export class Toolstack {
     d.machine = undefined;
     this.domains.delete(d.domid);
     this.o.table.remove(d.domid);
+    for (const p of this.plugins) {
+      try {
+        await p.onTeardown?.(d);
+      } catch (e) {
+        this.o.log.warn(`${p.name} teardown: ${e instanceof Error ? e.message : String(e)}`, d.domid);
+      }
+    }
     this.o.store.release(d.rec);
     // Keep the console log for post-mortems; drop the rest of the run directory.
     const logs = join(this.o.dirs.base, 'logs');
@@ -425,6 +478,13 @@ export class Toolstack {
       }
       d.vcpuTids = (await m.vcpuThreads()).map((v) => v.tid);
       this.bindMachine(d, m);
+      for (const p of this.plugins) {
+        try {
+          await p.afterReattach?.(d, m);
+        } catch (e) {
+          this.o.log.warn(`${p.name} reattach: ${e instanceof Error ? e.message : String(e)}`, d.domid);
+        }
+      }
       const actual = await m.runState();
       // Catch up on what happened while no daemon was watching.
       if (actual === 'shutdown' && rec.state !== 'shutdown' && rec.state !== 'crashed') {
