@@ -31,6 +31,8 @@ export interface CommandSpec {
   args: string; // commander syntax, e.g. '<domain> [size]'
   summary: string;
   help?: string;
+  /** A typical invocation, shown in help and docs. */
+  example?: string;
   options?: OptionSpec[];
   run: (
     ctx: CmdContext,
@@ -51,6 +53,7 @@ async function domainViews(c: ApiClient, refs: string[]): Promise<DomainView[]> 
 export const COMMANDS: CommandSpec[] = [
   {
     name: 'create',
+    example: 'xenode create examples/debian.cfg -c memory=512',
     args: '[args...]',
     summary: 'Create a domain from a config file',
     help: `Usage: xenode create [<cfg>] [-c] [-p] [-n] [key=value ...]
@@ -93,6 +96,7 @@ A config without kernel= boots the default guest (built on first use).`,
   },
   {
     name: 'list',
+    example: 'xenode list',
     args: '[domains...]',
     summary: 'List information about all/some domains',
     options: [{ flags: '-l, --long', help: 'output all domain details as JSON' }],
@@ -121,6 +125,7 @@ A config without kernel= boots the default guest (built on first use).`,
   },
   {
     name: 'destroy',
+    example: 'xenode destroy web1',
     args: '<domain>',
     summary: 'Terminate a domain immediately',
     async run(ctx, [dom]) {
@@ -130,6 +135,7 @@ A config without kernel= boots the default guest (built on first use).`,
   },
   {
     name: 'shutdown',
+    example: 'xenode shutdown -w web1',
     args: '<domain>',
     summary: 'Issue a shutdown signal (ACPI power button) to a domain',
     options: [
@@ -147,6 +153,7 @@ A config without kernel= boots the default guest (built on first use).`,
   },
   {
     name: 'reboot',
+    example: 'xenode reboot web1',
     args: '<domain>',
     summary: 'Reboot a domain (hard reset, then on_reboot applies)',
     options: [{ flags: '-F', help: 'accepted for xl compatibility' }],
@@ -160,6 +167,7 @@ A config without kernel= boots the default guest (built on first use).`,
   },
   {
     name: 'pause',
+    example: 'xenode pause web1',
     args: '<domain>',
     summary: 'Pause execution of a domain',
     async run(ctx, [dom]) {
@@ -169,6 +177,7 @@ A config without kernel= boots the default guest (built on first use).`,
   },
   {
     name: 'unpause',
+    example: 'xenode unpause web1',
     args: '<domain>',
     summary: 'Unpause a paused domain',
     async run(ctx, [dom]) {
@@ -178,6 +187,7 @@ A config without kernel= boots the default guest (built on first use).`,
   },
   {
     name: 'console',
+    example: 'xenode console web1',
     args: '<domain>',
     summary: 'Attach to a domain console (Ctrl-] detaches)',
     options: [
@@ -194,6 +204,7 @@ A config without kernel= boots the default guest (built on first use).`,
   },
   {
     name: 'rename',
+    example: 'xenode rename web1 web2',
     args: '<domain> <newname>',
     summary: 'Rename a domain',
     async run(ctx, [dom, name]) {
@@ -203,6 +214,7 @@ A config without kernel= boots the default guest (built on first use).`,
   },
   {
     name: 'domid',
+    example: 'xenode domid web1',
     args: '<name>',
     summary: 'Convert a domain name to domain id',
     async run(ctx, [name]) {
@@ -219,6 +231,7 @@ A config without kernel= boots the default guest (built on first use).`,
   },
   {
     name: 'domname',
+    example: 'xenode domname 3',
     args: '<domid>',
     summary: 'Convert a domain id to domain name',
     async run(ctx, [id]) {
@@ -235,6 +248,7 @@ A config without kernel= boots the default guest (built on first use).`,
   },
   {
     name: 'uptime',
+    example: 'xenode uptime',
     args: '[domains...]',
     summary: 'Print uptime for all/some domains',
     async run(ctx, args) {
@@ -244,6 +258,7 @@ A config without kernel= boots the default guest (built on first use).`,
   },
   {
     name: 'info',
+    example: 'xenode info accel_reason',
     args: '[field]',
     summary: 'Get information about the host (accelerator and why)',
     async run(ctx, [field]) {
@@ -259,6 +274,7 @@ A config without kernel= boots the default guest (built on first use).`,
   },
   {
     name: 'dmesg',
+    example: 'xenode dmesg -c',
     args: '',
     summary: "Read the daemon's log (the toolstack's dmesg)",
     options: [{ flags: '-c, --clear', help: 'clear the log after reading' }],
@@ -270,6 +286,7 @@ A config without kernel= boots the default guest (built on first use).`,
   },
   {
     name: 'vcpu-list',
+    example: 'xenode vcpu-list web1',
     args: '[domains...]',
     summary: 'List the vCPUs of all/some domains',
     async run(ctx, args) {
@@ -286,6 +303,7 @@ A config without kernel= boots the default guest (built on first use).`,
   },
   {
     name: 'mem-set',
+    example: 'xenode mem-set web1 512m',
     args: '<domain> <size>',
     summary: "Set a domain's memory target (no suffix = MiB)",
     async run(ctx, [dom, size]) {
@@ -295,6 +313,7 @@ A config without kernel= boots the default guest (built on first use).`,
   },
   {
     name: 'mem-max',
+    example: 'xenode mem-max web1 1g',
     args: '<domain> <size>',
     summary: "Set a domain's maximum memory (no suffix = MiB)",
     async run(ctx, [dom, size]) {
@@ -307,6 +326,7 @@ A config without kernel= boots the default guest (built on first use).`,
   ...FEATURE_COMMANDS,
   {
     name: 'token',
+    example: 'xenode token create alice',
     args: '<action> [arg]',
     summary: 'Manage API tokens: token create SPONSOR [--admin] | token list | token revoke ID',
     options: [
@@ -344,6 +364,7 @@ A config without kernel= boots the default guest (built on first use).`,
   },
   {
     name: 'wait-ready',
+    example: 'xenode wait-ready web1 --timeout 30',
     args: '<domain>',
     summary: 'Wait until the guest prints its ready line on the console (scripts, benchmarks)',
     options: [{ flags: '--timeout <s>', help: 'seconds to wait (default 60)' }],

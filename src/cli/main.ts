@@ -25,6 +25,7 @@ export async function runCli(argv: string[]): Promise<number> {
   for (const spec of COMMANDS) {
     const cmd = program.command(`${spec.name}${spec.args ? ` ${spec.args}` : ''}`).description(spec.summary);
     if (spec.help) cmd.addHelpText('after', `\n${spec.help}`);
+    if (spec.example) cmd.addHelpText('after', `\nExample:\n  ${spec.example}`);
     for (const o of spec.options ?? []) cmd.option(o.flags, o.help);
     cmd.exitOverride();
     // Overrides like memory=512 look like arguments, never options.

@@ -28,6 +28,7 @@ async function lsTree(
 export const storeCommands: CommandSpec[] = [
   {
     name: 'store',
+    example: 'xenode store watch /local/domain/3/memory',
     args: '<action> [path] [values...]',
     summary: 'Control store: store read|write|ls|rm|watch|perms PATH [VALUE|PERMS...]',
     help: `Actions (xenstore-* equivalents):

@@ -17,6 +17,7 @@ function header(info: HostInfo, doms: DomainView[]): string {
 
 export const topCommand: CommandSpec = {
   name: 'top',
+  example: 'xenode top -b -i 2 -d 1',
   args: '',
   summary: 'Monitor domains live (xentop)',
   options: [
