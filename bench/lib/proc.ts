@@ -55,15 +55,27 @@ export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise
   return Promise.race([p, t]).finally(() => clearTimeout(timer));
 }
 
-/** A promise that rejects when the child exits (for racing against "ready"). */
-export function rejectOnExit(child: ChildProcess, what: string, detail: () => string = () => ''): Promise<never> {
-  return new Promise((_, reject) => {
+/**
+ * A promise that rejects when the child exits (for racing against "ready"). With
+ * `cleanExitOk`, exit code 0 is not a failure (e.g. `virsh create` returns at once).
+ * Never an unhandled rejection when nobody races it.
+ */
+export function rejectOnExit(
+  child: ChildProcess,
+  what: string,
+  detail: () => string = () => '',
+  cleanExitOk = false,
+): Promise<never> {
+  const p = new Promise<never>((_, reject) => {
     child.once('exit', (code, signal) => {
+      if (cleanExitOk && code === 0) return;
       const d = detail();
       reject(new Error(`${what} exited (${signal ?? `code ${code}`})${d ? `: ${d}` : ''}`));
     });
     child.once('error', (e) => reject(new Error(`${what}: ${e.message}`)));
   });
+  p.catch(() => {});
+  return p;
 }
 
 export interface RunResult {

@@ -2,6 +2,7 @@
 // reattach after a restart. Every transition is written to the control store.
 
 import { randomUUID } from 'node:crypto';
+import { EventEmitter } from 'node:events';
 import { mkdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { DomainConfig, OnEventAction } from '../config/types.ts';
@@ -38,9 +39,16 @@ export interface CreateOptions {
 
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 
+/** Every domain's changes in one stream (the web UI's live list). */
+export interface ToolstackEvents {
+  change: [Domain];
+  gone: [Domain];
+}
+
 export class Toolstack {
   private domains = new Map<number, Domain>();
   private readonly o: ToolstackOptions;
+  readonly events = new EventEmitter<ToolstackEvents>().setMaxListeners(0);
 
   constructor(o: ToolstackOptions) {
     this.o = o;
@@ -99,6 +107,7 @@ export class Toolstack {
   private save(d: Domain): void {
     this.o.table.put(d.rec);
     d.emit('change', d.rec);
+    this.events.emit('change', d);
   }
 
   private setState(d: Domain, state: DomainState, reason?: ShutdownReason): void {
@@ -150,6 +159,7 @@ export class Toolstack {
       await this.launch(d, opts);
     } catch (e) {
       this.domains.delete(domid);
+      this.events.emit('gone', d);
       this.o.table.remove(domid);
       this.o.store.release(rec);
       rmSync(rec.runDir, { recursive: true, force: true });
@@ -357,6 +367,7 @@ export class Toolstack {
     rmSync(d.rec.runDir, { recursive: true, force: true });
     this.o.log.info(`destroyed ${d.name}`, d.domid);
     d.emit('gone');
+    this.events.emit('gone', d);
   }
 
   // ---- user actions -------------------------------------------------------

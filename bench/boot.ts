@@ -1,0 +1,475 @@
+// bench:boot — wall time from command start to the guest's ready line, and QEMU's
+// peak RSS, for Xenode and its peers, alternating contenders within each round.
+//
+//   npm run bench:boot -- [--rounds 10] [--vcpus 1] [--memory 256] [--warmup 1]
+//                         [--only xenode,qemu-same,...] [--no-extras] [--no-doc]
+//                         [--timeout 90] [--json FILE] [--keep]
+
+import { copyFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { ensureDefaultGuest } from '../guest/build.ts';
+import { Cleanup } from './lib/cleanup.ts';
+import type { BenchContext, BootSample, Contender } from './lib/contender.ts';
+import { replaceSection } from './lib/doc.ts';
+import { foreignQemus, hostFacts, loadAvg1 } from './lib/host.ts';
+import { ensureLibvirt, LibvirtContender, libvirtUserNote } from './lib/libvirt.ts';
+import { run } from './lib/proc.ts';
+import { QemuDefaultContender, QemuSameContender } from './lib/qemu.ts';
+import { fmt, markdownTable, max, median, min } from './lib/stats.ts';
+import { XenodeContender, XenodeDaemon } from './lib/xenode.ts';
+
+const HEADING = '## Boot (bench:boot)';
+const ROOT = resolve(import.meta.dirname, '..');
+
+const { values: opt } = parseArgs({
+  options: {
+    rounds: { type: 'string', default: '10' },
+    vcpus: { type: 'string', default: '1' },
+    memory: { type: 'string', default: '256' },
+    warmup: { type: 'string', default: '1' },
+    timeout: { type: 'string', default: '90' },
+    only: { type: 'string' },
+    'no-extras': { type: 'boolean', default: false },
+    'no-doc': { type: 'boolean', default: false },
+    json: { type: 'string' },
+    keep: { type: 'boolean', default: false },
+  },
+  strict: true,
+});
+
+function positiveInt(name: string, v: string | undefined): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) {
+    process.stderr.write(`bench:boot: --${name} must be a non-negative integer, got '${v}'\n`);
+    process.exit(2);
+  }
+  return n;
+}
+
+const rounds = positiveInt('rounds', opt.rounds);
+const vcpus = positiveInt('vcpus', opt.vcpus) || 1;
+const memoryMiB = positiveInt('memory', opt.memory) || 256;
+const warmup = positiveInt('warmup', opt.warmup);
+const only = opt.only ? new Set(opt.only.split(',').map((s) => s.trim())) : undefined;
+
+interface Attempt {
+  round: number;
+  contender: string;
+  load1: number;
+  sample?: BootSample;
+  error?: string;
+}
+
+const log = (s: string) => process.stderr.write(`${s}\n`);
+const cleanup = new Cleanup();
+cleanup.installSignalHandlers();
+
+const tmp = mkdtempSync('/tmp/xenode-bench-boot-');
+// libvirt's QEMU must be able to read the kernel and reach the serial socket.
+await run('chmod', ['0755', tmp]);
+if (!opt.keep) cleanup.add(`remove ${tmp}`, () => rmSync(tmp, { recursive: true, force: true }));
+
+const ctx: BenchContext = {
+  root: ROOT,
+  tmp,
+  memoryMiB,
+  vcpus,
+  timeoutMs: positiveInt('timeout', opt.timeout) * 1000,
+  cleanup,
+  ourPids: new Set(),
+  log,
+};
+
+async function main(): Promise<void> {
+  const startedAt = new Date();
+  const host = hostFacts();
+  log(`bench:boot: ${rounds} rounds, ${memoryMiB} MiB, ${vcpus} vCPU(s); temp dir ${tmp}`);
+  if (!existsSync(join(ROOT, 'dist', 'xenode.mjs'))) {
+    log('warning: dist/xenode.mjs is missing, so bin/xenode runs from source through tsx (slow); run `npm run build`');
+  }
+
+  const guest = await ensureDefaultGuest({ onProgress: (m) => log(`default guest: ${m}`) });
+  log(`guest: ${guest.kernelVersion} (${guest.dir})`);
+  // World-readable copies for libvirt (the cache under /root is not readable to its QEMU user).
+  const gdir = join(tmp, 'guest');
+  await run('mkdir', ['-m', '0755', gdir]);
+  for (const f of [guest.vmlinux, guest.initrd]) copyFileSync(f, join(gdir, f.split('/').pop() as string));
+  await run('chmod', ['0644', ...[guest.vmlinux, guest.initrd].map((f) => join(gdir, f.split('/').pop() as string))]);
+
+  const foreignAtStart = foreignQemus(ctx.ourPids);
+  const wanted = (id: string) => !only || only.has(id);
+
+  // ---- daemons -------------------------------------------------------------------
+  const main = new XenodeDaemon(ctx, join(tmp, 'xenode-main'));
+  log('starting the bench xenoded (not timed)...');
+  await main.start();
+  const xenode = new XenodeContender(ctx, { id: 'xenode', daemon: main });
+  const contenders: Contender[] = [];
+  if (wanted('xenode') || wanted('qemu-same')) contenders.push(xenode);
+  if (wanted('qemu-same')) contenders.push(new QemuSameContender(ctx, () => xenode.lastQemu));
+
+  let libvirtSkip: string | undefined;
+  if (wanted('libvirt')) {
+    libvirtSkip = await ensureLibvirt(log);
+    if (libvirtSkip) log(`skipping libvirt: ${libvirtSkip}`);
+    else {
+      const note = libvirtUserNote();
+      if (note) log(`note: ${note}`);
+      contenders.push(
+        new LibvirtContender(ctx, () => {
+          const argv = xenode.lastQemu?.argv ?? [];
+          const i = argv.indexOf('-append');
+          const append = i >= 0 ? (argv[i + 1] ?? '') : 'console=ttyS0 xenode.name=NAME quiet';
+          return {
+            kernel: join(gdir, guest.vmlinux.split('/').pop() as string),
+            initrd: join(gdir, guest.initrd.split('/').pop() as string),
+            // Same command line as Xenode's, with the domain's own name.
+            cmdline: append.replace(/xenode\.name=\S+/, 'xenode.name=NAME'),
+          };
+        }),
+      );
+    }
+  }
+  if (wanted('qemu-default')) {
+    contenders.push(
+      new QemuDefaultContender(ctx, { qemu: 'qemu-system-x86_64', kernel: guest.kernel, initrd: guest.initrd }),
+    );
+  }
+  if (!opt['no-extras']) {
+    for (const m of ['q35', 'microvm']) {
+      const id = `xenode-${m}`;
+      if (wanted(id)) {
+        contenders.push(
+          new XenodeContender(ctx, { id, daemon: main, overrides: [`machine=${m}`], informational: true }),
+        );
+      }
+    }
+    for (const tb of [32, 64]) {
+      const id = `xenode-tb${tb}`;
+      if (!wanted(id)) continue;
+      const d = new XenodeDaemon(ctx, join(tmp, `xenode-tb${tb}`), { XENODE_TCG_TB_MIB: String(tb) });
+      log(`starting a xenoded with XENODE_TCG_TB_MIB=${tb} (not timed)...`);
+      await d.start();
+      contenders.push(new XenodeContender(ctx, { id, daemon: d, informational: true }));
+    }
+  }
+
+  // ---- CLI baselines (what any xenode command costs before it does anything) ----------
+  const timeIt = async (cmd: string, args: string[], env?: NodeJS.ProcessEnv) => {
+    const xs: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      const t = performance.now();
+      await run(cmd, args, { env });
+      xs.push((performance.now() - t) / 1000);
+    }
+    return median(xs);
+  };
+  const baseline = {
+    nodeStart: await timeIt(process.execPath, ['-e', '0']),
+    cliVersion: await timeIt(main.bin, ['--version'], main.env),
+    cliList: await timeIt(main.bin, ['list'], main.env),
+  };
+  log(
+    `baselines: node -e 0 ${fmt(baseline.nodeStart, 3)} s, xenode --version ${fmt(baseline.cliVersion, 3)} s, xenode list ${fmt(baseline.cliList, 3)} s`,
+  );
+
+  // ---- warm-up (not counted; also captures Xenode's QEMU command line) ----------------
+  let seq = 0;
+  const attempts: Attempt[] = [];
+  const runOne = async (c: Contender, round: number): Promise<Attempt> => {
+    const a: Attempt = { round, contender: c.id, load1: loadAvg1() };
+    try {
+      a.sample = await c.run(`${++seq}`);
+    } catch (e) {
+      a.error = e instanceof Error ? e.message : String(e);
+    }
+    const s = a.sample;
+    log(
+      `${round ? `round ${String(round).padStart(2)}/${rounds}` : 'warm-up    '}  ${c.id.padEnd(15)} ${
+        s
+          ? `${fmt(s.wall, 3)} s  (guest uptime ${fmt(s.uptime)} s, QEMU peak RSS ${fmt(s.rssMiB, 0)} MiB${s.created !== undefined ? `, running after ${fmt(s.created, 3)} s` : ''})`
+          : `FAILED: ${a.error}`
+      }  [load ${fmt(a.load1)}]`,
+    );
+    return a;
+  };
+  for (let w = 0; w < Math.max(warmup, 1); w++) {
+    for (const c of contenders) {
+      if (w >= warmup && c !== xenode) continue; // with --warmup 0, xenode still runs once to capture its command line
+      await runOne(c, 0);
+    }
+  }
+  if (!xenode.lastQemu && contenders.some((c) => c.id === 'qemu-same')) {
+    log('could not capture the QEMU command line from xenode; qemu-same runs will fail');
+  }
+
+  // ---- rounds: every contender once per round, order rotated each round ---------------
+  for (let r = 1; r <= rounds; r++) {
+    const k = (r - 1) % contenders.length;
+    const order = [...contenders.slice(k), ...contenders.slice(0, k)];
+    for (const c of order) {
+      if (c === xenode && !wanted('xenode')) continue;
+      attempts.push(await runOne(c, r));
+    }
+  }
+  const foreignAtEnd = foreignQemus(ctx.ourPids);
+
+  // ---- summary -----------------------------------------------------------------------
+  interface Summary {
+    id: string;
+    informational: boolean;
+    ok: number;
+    failed: number;
+    errors: string[];
+    wall: number[];
+    uptime: number[];
+    rss: number[];
+    overhead: number[];
+    created: number[];
+  }
+  const summaries: Summary[] = [];
+  for (const c of contenders) {
+    if (c === xenode && !wanted('xenode')) continue;
+    const mine = attempts.filter((a) => a.contender === c.id);
+    const ok = mine.flatMap((a) => (a.sample ? [a.sample] : []));
+    summaries.push({
+      id: c.id,
+      informational: c.informational,
+      ok: ok.length,
+      failed: mine.length - ok.length,
+      errors: mine.flatMap((a) => (a.error ? [`round ${a.round}: ${a.error}`] : [])),
+      wall: ok.map((s) => s.wall),
+      uptime: ok.map((s) => s.uptime),
+      rss: ok.flatMap((s) => (s.rssMiB !== undefined ? [s.rssMiB] : [])),
+      overhead: ok.map((s) => s.wall - s.uptime),
+      created: ok.flatMap((s) => (s.created !== undefined ? [s.created] : [])),
+    });
+  }
+  const byId = new Map(summaries.map((s) => [s.id, s]));
+  const sample = (id: string, round: number) =>
+    attempts.find((a) => a.contender === id && a.round === round)?.sample;
+  /** Per-round paired values f(a, b), for rounds where both ran. */
+  const paired = (a: string, b: string, f: (x: BootSample, y: BootSample) => number) => {
+    const out: number[] = [];
+    for (let r = 1; r <= rounds; r++) {
+      const x = sample(a, r);
+      const y = sample(b, r);
+      if (x && y) out.push(f(x, y));
+    }
+    return out;
+  };
+
+  const header = ['contender', 'ok/runs', 'median s', 'min s', 'max s', 'guest uptime at ready s', 'median peak RSS MiB'];
+  const row = (s: Summary) => [
+    s.id,
+    `${s.ok}/${s.ok + s.failed}`,
+    fmt(median(s.wall)),
+    fmt(min(s.wall)),
+    fmt(max(s.wall)),
+    fmt(median(s.uptime)),
+    fmt(median(s.rss), 0),
+  ];
+  const mainTable = markdownTable(
+    header,
+    summaries.filter((s) => !s.informational).map(row),
+  );
+  const extraRows = summaries.filter((s) => s.informational);
+  const extraTable = extraRows.length ? markdownTable(header, extraRows.map(row)) : '';
+
+  interface Goal {
+    text: string;
+    ratio: number;
+    pairedRatio: number;
+    goal: string;
+    met: boolean | undefined;
+  }
+  const goal = (a: string, b: string, limit: number, strict: boolean, label: string): Goal | undefined => {
+    const sa = byId.get(a);
+    const sb = byId.get(b);
+    if (!sa || !sb || !sa.ok || !sb.ok) return undefined;
+    const ratio = median(sa.wall) / median(sb.wall);
+    const pr = median(paired(a, b, (x, y) => x.wall / y.wall));
+    return {
+      text: `${a} / ${b}`,
+      ratio,
+      pairedRatio: pr,
+      goal: label,
+      met: strict ? ratio < limit : ratio <= limit,
+    };
+  };
+  const goals = [
+    goal('xenode', 'qemu-same', 1.05, false, '≤ 1.05'),
+    goal('xenode', 'qemu-default', 0.85, false, '≤ 0.85'),
+    goal('xenode', 'libvirt', 1, true, '< 1 (ahead)'),
+  ].filter((g): g is Goal => g !== undefined);
+  const goalTable = markdownTable(
+    ['ratio (wall time)', 'of medians', 'median of per-round ratios', 'goal', 'met'],
+    goals.map((g) => [g.text, fmt(g.ratio, 3), fmt(g.pairedRatio, 3), g.goal, g.met ? 'yes' : 'NO']),
+  );
+
+  const print = [
+    '',
+    mainTable,
+    extraTable ? `\ninformational:\n${extraTable}` : '',
+    '',
+    goalTable,
+    '',
+  ].join('\n');
+  process.stdout.write(`${print}\n`);
+
+  // ---- where the time goes -------------------------------------------------------------
+  const med = (id: string, k: 'wall' | 'uptime' | 'overhead' | 'created' | 'rss') => {
+    const s = byId.get(id);
+    return s ? median(s[k]) : Number.NaN;
+  };
+  const lines: string[] = [];
+  const overheadRows = summaries.map((s) => [
+    s.id,
+    fmt(median(s.wall)),
+    fmt(median(s.uptime)),
+    fmt(median(s.overhead)),
+    s.created.length ? fmt(median(s.created)) : '',
+  ]);
+  const cliOverhead = median(paired('xenode', 'qemu-same', (x, y) => x.wall - y.wall));
+  const hostOverheadDiff = median(paired('xenode', 'qemu-same', (x, y) => x.wall - x.uptime - (y.wall - y.uptime)));
+  if (byId.has('xenode')) {
+    lines.push(
+      `The guest's own clock starts when the kernel sets up timekeeping, so *wall − guest uptime* is the host-side ` +
+        `overhead: process start, QEMU initialisation, firmware (SeaBIOS + the linuxboot/PVH option ROM), early kernel ` +
+        `entry, and for the toolstacks their own work. Medians:`,
+      '',
+      markdownTable(
+        ['contender', 'wall s', 'guest uptime at ready s', 'wall − uptime s', 'CLI spawn → domain running s'],
+        overheadRows,
+      ),
+      '',
+    );
+    if (byId.has('qemu-same')) {
+      lines.push(
+        `- **CLI + daemon overhead = xenode − qemu-same**, paired per round: median **${fmt(cliOverhead, 3)} s** ` +
+          `(of which ${fmt(hostOverheadDiff, 3)} s is host-side, i.e. not explained by a different guest uptime). ` +
+          `Same QEMU command line on both sides, so this is what the toolstack costs: node start of the CLI ` +
+          `(\`node -e 0\` ${fmt(baseline.nodeStart, 3)} s, \`xenode --version\` ${fmt(baseline.cliVersion, 3)} s, ` +
+          `a daemon round trip \`xenode list\` ${fmt(baseline.cliList, 3)} s), config parsing and the default-guest ` +
+          `cache check, the create request (QEMU started with -S, QMP handshake, serial attach, vCPU query, \`cont\`), ` +
+          `and the console WebSocket relaying the serial output to the CLI's stdout.`,
+      );
+    }
+    if (byId.get('xenode')?.created.length) {
+      lines.push(
+        `- The CLI printed "Domain … started" (domain running) a median **${fmt(med('xenode', 'created'), 3)} s** after it was spawned; ` +
+          `the remaining ${fmt(med('xenode', 'wall') - med('xenode', 'created'))} s is the guest booting (uptime at ready ${fmt(med('xenode', 'uptime'))} s) plus the console path.`,
+      );
+    }
+    if (byId.has('qemu-default')) {
+      lines.push(
+        `- qemu-default vs qemu-same: ${fmt(med('qemu-default', 'wall'))} s vs ${fmt(med('qemu-same', 'wall'))} s; guest uptime ` +
+          `at ready ${fmt(med('qemu-default', 'uptime'))} s vs ${fmt(med('qemu-same', 'uptime'))} s. The default QEMU boots the bzImage ` +
+          `(the guest decompresses it itself), and brings an e1000 NIC with slirp, VGA, IDE/floppy and option ROMs; Xenode ` +
+          `boots the uncompressed vmlinux through its PVH entry on a -nodefaults machine.`,
+      );
+    }
+    if (byId.has('libvirt')) {
+      lines.push(
+        `- libvirt: ${fmt(med('libvirt', 'wall'))} s, wall − uptime ${fmt(med('libvirt', 'overhead'))} s. libvirt starts QEMU ` +
+          `paused, sets it up over QMP (cgroups, seclabels, virtlogd, capabilities check) and resumes it.`,
+      );
+    }
+    const tb = ['xenode', 'xenode-tb64', 'xenode-tb32'].filter((id) => byId.get(id)?.rss.length);
+    if (tb.length > 1) {
+      lines.push(
+        `- **RSS lever:** QEMU's peak RSS under TCG is dominated by the translation-block cache. ` +
+          tb
+            .map((id) => `${id === 'xenode' ? 'default tb-size' : `tb-size=${id.slice(9)}`}: ${fmt(med(id, 'rss'), 0)} MiB at ${fmt(med(id, 'wall'))} s`)
+            .join('; ') +
+          ` (XENODE_TCG_TB_MIB on the daemon sets \`-accel tcg,tb-size=N\`).`,
+      );
+    }
+    const machines = ['xenode', 'xenode-q35', 'xenode-microvm'].filter((id) => byId.get(id)?.ok);
+    if (machines.length > 1) {
+      lines.push(
+        `- **Machine type:** ` +
+          machines
+            .map((id) => {
+              const s = byId.get(id) as Summary;
+              return `${id === 'xenode' ? 'pc (default)' : id.slice(7)}: ${fmt(median(s.wall))} s, ${fmt(median(s.rss), 0)} MiB, ${s.ok}/${s.ok + s.failed} booted`;
+            })
+            .join('; ') +
+          '. microvm can hang at boot under TCG on a loaded host (no PIT/HPET to calibrate the TSC against; Xenode adds ' +
+          '`tsc_early_khz=` for it), and q35 brings PCIe and AHCI that these guests do not use.',
+      );
+    }
+  }
+
+  // ---- document ----------------------------------------------------------------------
+  const loads = attempts.map((a) => a.load1).filter((x) => !Number.isNaN(x));
+  const failures = summaries.filter((s) => s.failed);
+  const described = contenders
+    .filter((c) => !(c === xenode && !wanted('xenode')))
+    .map((c) => `- **${c.id}**${c.informational ? ' (informational)' : ''}: ${c.describe()}`);
+  const doc = [
+    `Wall time from starting the command to the guest's \`XENODE-READY\` line on its serial console, and QEMU's ` +
+      `peak RSS (VmHWM from /proc/<qemu pid>/status, read right after the ready line). Run: \`npm run bench:boot\` ` +
+      `(\`-- --rounds N --vcpus 2 --no-extras --only xenode,qemu-same\`). Source: \`bench/boot.ts\`.`,
+    '',
+    `- **Date:** ${startedAt.toISOString().slice(0, 16).replace('T', ' ')} UTC; **rounds:** ${rounds} (+${Math.max(warmup, 1)} warm-up, not counted); guest ${memoryMiB} MiB, ${vcpus} vCPU(s)`,
+    `- **Machine:** ${host.nproc} CPUs (\`nproc\`), ${host.cpuModel}, ${fmt(host.ramGiB, 1)} GiB RAM; host kernel ${host.kernel}; Node ${host.nodeVersion}`,
+    `- **Accelerator:** ${host.accelNote}`,
+    `- **QEMU:** ${host.qemuVersion}; **guest:** Debian ${guest.kernelVersion} + busybox initramfs (the default guest)`,
+    `- **Load:** 1-min load average at run starts median ${fmt(median(loads))}, max ${fmt(max(loads))} on ${host.nproc} CPUs. ` +
+      (foreignAtStart.length || foreignAtEnd.length
+        ? `Other people's QEMUs were running (${Math.max(foreignAtStart.length, foreignAtEnd.length)} at start/end), so absolute numbers are noisy; the alternation keeps the comparison fair.`
+        : 'No other QEMU was running at start or end.'),
+    '',
+    '### Results',
+    '',
+    mainTable,
+    '',
+    goalTable,
+    '',
+    ...(extraTable ? ['Informational (same daemon with `machine=` overrides; separate daemons for the TB cache size):', '', extraTable, ''] : []),
+    failures.length
+      ? `**Failed runs:** ${failures.map((s) => `${s.id} ${s.failed}`).join(', ')} — ${failures
+          .flatMap((s) => s.errors.slice(0, 3).map((e) => `${s.id} ${e}`))
+          .join('; ')}`
+      : '**Failed runs:** none.',
+    '',
+    '### Where the time goes',
+    '',
+    ...lines,
+    '',
+    '### Method',
+    '',
+    '- Every round runs each contender once, in an order rotated by one each round, so drift and load from other work hit all of them alike. Each run is torn down (domain destroyed / QEMU killed) before the next starts.',
+    "- Xenode's daemon is started before the rounds (`xenode list` on a private XENODE_DIR), so daemon start-up is **not** counted; `xenode create -c` is timed from spawning the CLI to seeing the ready line on its stdout (the console relayed over the daemon's WebSocket).",
+    '- qemu-same reads the serial chardev socket itself, connecting as soon as the socket exists; libvirt does the same with its unix serial socket; qemu-default reads `-serial stdio`.',
+    ...(libvirtSkip ? [`- libvirt was skipped: ${libvirtSkip}.`] : []),
+    ...(libvirtUserNote() ? [`- ${libvirtUserNote()}`] : []),
+    '- Contenders:',
+    ...described.map((d) => `  ${d}`),
+  ].join('\n');
+
+  if (!opt['no-doc']) {
+    const file = join(ROOT, 'docs', 'benchmarks.md');
+    replaceSection(file, HEADING, doc);
+    log(`wrote ${file} (${HEADING})`);
+  }
+  if (opt.json) {
+    writeFileSync(
+      opt.json,
+      `${JSON.stringify({ startedAt, host, rounds, vcpus, memoryMiB, baseline, attempts, goals }, null, 2)}\n`,
+    );
+    log(`wrote ${opt.json}`);
+  }
+  process.stdout.write(`\n${lines.join('\n')}\n`);
+}
+
+try {
+  await main();
+} catch (e) {
+  log(`bench:boot failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+  process.exitCode = 1;
+} finally {
+  await cleanup.runAll();
+}

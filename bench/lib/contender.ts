@@ -1,0 +1,40 @@
+// What every boot contender provides, and the context they share.
+
+import type { Cleanup } from './cleanup.ts';
+
+export interface BootSample {
+  /** Seconds from starting the command to the guest's ready line. */
+  wall: number;
+  /** The guest's uptime (from its ready line), in seconds. */
+  uptime: number;
+  /** QEMU's VmHWM right after the ready line, in MiB. */
+  rssMiB?: number;
+  /** Seconds from starting the command until the toolstack reported the domain running (xenode only). */
+  created?: number;
+}
+
+export interface BenchContext {
+  /** Repository root (for bin/xenode). */
+  root: string;
+  /** Private, world-readable temp dir for this bench run. */
+  tmp: string;
+  memoryMiB: number;
+  vcpus: number;
+  timeoutMs: number;
+  cleanup: Cleanup;
+  /** QEMU pids this bench started (to tell them from other people's). */
+  ourPids: Set<number>;
+  log: (s: string) => void;
+}
+
+export interface Contender {
+  id: string;
+  /** One line saying what exactly runs. */
+  describe(): string;
+  /** Informational rows are reported apart from the goals. */
+  informational: boolean;
+  /** One boot, from command start to ready, then teardown. Throws on failure (after cleaning up). */
+  run(tag: string): Promise<BootSample>;
+  /** Once, after all rounds. */
+  close?(): Promise<void>;
+}
