@@ -3,7 +3,10 @@
 //
 //   npm run bench:boot -- [--rounds 10] [--vcpus 1] [--memory 256] [--warmup 1]
 //                         [--only xenode,qemu-same,...] [--no-extras] [--no-doc]
-//                         [--timeout 90] [--json FILE] [--keep]
+//                         [--timeout 90] [--json FILE] [--keep] [--settle 0.35] [--settle-max 30]
+//
+// --settle: before each run, wait (up to --settle-max seconds) until the host's CPUs are
+// at most this busy (fraction of all CPUs) so other people's work disturbs fewer runs.
 
 import { copyFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -12,7 +15,7 @@ import { ensureDefaultGuest } from '../guest/build.ts';
 import { Cleanup } from './lib/cleanup.ts';
 import type { BenchContext, BootSample, Contender } from './lib/contender.ts';
 import { replaceSection } from './lib/doc.ts';
-import { foreignQemus, hostFacts, loadAvg1 } from './lib/host.ts';
+import { busyBetween, cpuTimes, foreignQemus, hostFacts, loadAvg1, waitQuiet } from './lib/host.ts';
 import { ensureLibvirt, LibvirtContender, libvirtUserNote } from './lib/libvirt.ts';
 import { run } from './lib/proc.ts';
 import { QemuDefaultContender, QemuSameContender } from './lib/qemu.ts';
@@ -34,6 +37,8 @@ const { values: opt } = parseArgs({
     'no-doc': { type: 'boolean', default: false },
     json: { type: 'string' },
     keep: { type: 'boolean', default: false },
+    settle: { type: 'string', default: '0.35' },
+    'settle-max': { type: 'string', default: '30' },
   },
   strict: true,
 });
@@ -51,19 +56,30 @@ const rounds = positiveInt('rounds', opt.rounds);
 const vcpus = positiveInt('vcpus', opt.vcpus) || 1;
 const memoryMiB = positiveInt('memory', opt.memory) || 256;
 const warmup = positiveInt('warmup', opt.warmup);
+const settle = Number(opt.settle);
+const settleMaxMs = positiveInt('settle-max', opt['settle-max']) * 1000;
 const only = opt.only ? new Set(opt.only.split(',').map((s) => s.trim())) : undefined;
 
 interface Attempt {
   round: number;
   contender: string;
   load1: number;
+  /** Host CPU busy fraction (all CPUs) just before the run, and during it (ours included). */
+  busyBefore: number;
+  busyDuring: number;
+  waitedMs: number;
   sample?: BootSample;
   error?: string;
 }
 
+const pct = (x: number) => (Number.isNaN(x) ? '–' : `${Math.round(x * 100)}%`);
 const log = (s: string) => process.stderr.write(`${s}\n`);
 const cleanup = new Cleanup();
-cleanup.installSignalHandlers();
+/** Set on Ctrl-C: no new runs start while cleanup tears the current one down. */
+let aborted = false;
+cleanup.installSignalHandlers(() => {
+  aborted = true;
+});
 
 const tmp = mkdtempSync('/tmp/xenode-bench-boot-');
 // libvirt's QEMU must be able to read the kernel and reach the serial socket.
@@ -178,19 +194,31 @@ async function main(): Promise<void> {
   let seq = 0;
   const attempts: Attempt[] = [];
   const runOne = async (c: Contender, round: number): Promise<Attempt> => {
-    const a: Attempt = { round, contender: c.id, load1: loadAvg1() };
+    if (aborted) throw new Error('interrupted');
+    const quiet = settleMaxMs > 0 ? await waitQuiet(settle, settleMaxMs) : { busy: Number.NaN, waitedMs: 0 };
+    if (aborted) throw new Error('interrupted');
+    const a: Attempt = {
+      round,
+      contender: c.id,
+      load1: loadAvg1(),
+      busyBefore: quiet.busy,
+      busyDuring: Number.NaN,
+      waitedMs: quiet.waitedMs,
+    };
+    const t0 = cpuTimes();
     try {
       a.sample = await c.run(`${++seq}`);
     } catch (e) {
       a.error = e instanceof Error ? e.message : String(e);
     }
+    a.busyDuring = busyBetween(t0, cpuTimes());
     const s = a.sample;
     log(
       `${round ? `round ${String(round).padStart(2)}/${rounds}` : 'warm-up    '}  ${c.id.padEnd(15)} ${
         s
           ? `${fmt(s.wall, 3)} s  (guest uptime ${fmt(s.uptime)} s, QEMU peak RSS ${fmt(s.rssMiB, 0)} MiB${s.created !== undefined ? `, running after ${fmt(s.created, 3)} s` : ''})`
           : `FAILED: ${a.error}`
-      }  [load ${fmt(a.load1)}]`,
+      }  [load ${fmt(a.load1)}, CPU busy before ${pct(a.busyBefore)}${a.waitedMs > 1000 ? ` after waiting ${fmt(a.waitedMs / 1000, 0)} s` : ''}, during ${pct(a.busyDuring)}]`,
     );
     return a;
   };
@@ -227,6 +255,7 @@ async function main(): Promise<void> {
     rss: number[];
     overhead: number[];
     created: number[];
+    busy: number[];
   }
   const summaries: Summary[] = [];
   for (const c of contenders) {
@@ -244,11 +273,11 @@ async function main(): Promise<void> {
       rss: ok.flatMap((s) => (s.rssMiB !== undefined ? [s.rssMiB] : [])),
       overhead: ok.map((s) => s.wall - s.uptime),
       created: ok.flatMap((s) => (s.created !== undefined ? [s.created] : [])),
+      busy: mine.map((a) => a.busyDuring).filter((x) => !Number.isNaN(x)),
     });
   }
   const byId = new Map(summaries.map((s) => [s.id, s]));
-  const sample = (id: string, round: number) =>
-    attempts.find((a) => a.contender === id && a.round === round)?.sample;
+  const sample = (id: string, round: number) => attempts.find((a) => a.contender === id && a.round === round)?.sample;
   /** Per-round paired values f(a, b), for rounds where both ran. */
   const paired = (a: string, b: string, f: (x: BootSample, y: BootSample) => number) => {
     const out: number[] = [];
@@ -260,7 +289,15 @@ async function main(): Promise<void> {
     return out;
   };
 
-  const header = ['contender', 'ok/runs', 'median s', 'min s', 'max s', 'guest uptime at ready s', 'median peak RSS MiB'];
+  const header = [
+    'contender',
+    'ok/runs',
+    'median s',
+    'min s',
+    'max s',
+    'guest uptime at ready s',
+    'median peak RSS MiB',
+  ];
   const row = (s: Summary) => [
     s.id,
     `${s.ok}/${s.ok + s.failed}`,
@@ -270,10 +307,7 @@ async function main(): Promise<void> {
     fmt(median(s.uptime)),
     fmt(median(s.rss), 0),
   ];
-  const mainTable = markdownTable(
-    header,
-    summaries.filter((s) => !s.informational).map(row),
-  );
+  const mainTable = markdownTable(header, summaries.filter((s) => !s.informational).map(row));
   const extraRows = summaries.filter((s) => s.informational);
   const extraTable = extraRows.length ? markdownTable(header, extraRows.map(row)) : '';
 
@@ -308,14 +342,7 @@ async function main(): Promise<void> {
     goals.map((g) => [g.text, fmt(g.ratio, 3), fmt(g.pairedRatio, 3), g.goal, g.met ? 'yes' : 'NO']),
   );
 
-  const print = [
-    '',
-    mainTable,
-    extraTable ? `\ninformational:\n${extraTable}` : '',
-    '',
-    goalTable,
-    '',
-  ].join('\n');
+  const print = ['', mainTable, extraTable ? `\ninformational:\n${extraTable}` : '', '', goalTable, ''].join('\n');
   process.stdout.write(`${print}\n`);
 
   // ---- where the time goes -------------------------------------------------------------
@@ -330,6 +357,7 @@ async function main(): Promise<void> {
     fmt(median(s.uptime)),
     fmt(median(s.overhead)),
     s.created.length ? fmt(median(s.created)) : '',
+    pct(median(s.busy)),
   ]);
   const cliOverhead = median(paired('xenode', 'qemu-same', (x, y) => x.wall - y.wall));
   const hostOverheadDiff = median(paired('xenode', 'qemu-same', (x, y) => x.wall - x.uptime - (y.wall - y.uptime)));
@@ -340,7 +368,14 @@ async function main(): Promise<void> {
         `entry, and for the toolstacks their own work. Medians:`,
       '',
       markdownTable(
-        ['contender', 'wall s', 'guest uptime at ready s', 'wall − uptime s', 'CLI spawn → domain running s'],
+        [
+          'contender',
+          'wall s',
+          'guest uptime at ready s',
+          'wall − uptime s',
+          'CLI spawn → domain running s',
+          'host CPU busy during run',
+        ],
         overheadRows,
       ),
       '',
@@ -354,6 +389,12 @@ async function main(): Promise<void> {
           `a daemon round trip \`xenode list\` ${fmt(baseline.cliList, 3)} s), config parsing and the default-guest ` +
           `cache check, the create request (QEMU started with -S, QMP handshake, serial attach, vCPU query, \`cont\`), ` +
           `and the console WebSocket relaying the serial output to the CLI's stdout.`,
+      );
+      const same = med('qemu-same', 'wall');
+      lines.push(
+        `- The guest's boot itself (its uptime at ready) varies far more between runs on this shared host than the ` +
+          `toolstack's cost does, so the host-side difference is the steadier measure of what Xenode adds: as a ratio, ` +
+          `(qemu-same median + ${fmt(hostOverheadDiff, 3)} s) / qemu-same median = **${fmt((same + hostOverheadDiff) / same, 3)}**.`,
       );
     }
     if (byId.get('xenode')?.created.length) {
@@ -381,7 +422,10 @@ async function main(): Promise<void> {
       lines.push(
         `- **RSS lever:** QEMU's peak RSS under TCG is dominated by the translation-block cache. ` +
           tb
-            .map((id) => `${id === 'xenode' ? 'default tb-size' : `tb-size=${id.slice(9)}`}: ${fmt(med(id, 'rss'), 0)} MiB at ${fmt(med(id, 'wall'))} s`)
+            .map(
+              (id) =>
+                `${id === 'xenode' ? 'default tb-size' : `tb-size=${id.slice(9)}`}: ${fmt(med(id, 'rss'), 0)} MiB at ${fmt(med(id, 'wall'))} s`,
+            )
             .join('; ') +
           ` (XENODE_TCG_TB_MIB on the daemon sets \`-accel tcg,tb-size=N\`).`,
       );
@@ -404,6 +448,9 @@ async function main(): Promise<void> {
 
   // ---- document ----------------------------------------------------------------------
   const loads = attempts.map((a) => a.load1).filter((x) => !Number.isNaN(x));
+  const busyBefore = attempts.map((a) => a.busyBefore).filter((x) => !Number.isNaN(x));
+  const busyDuring = attempts.map((a) => a.busyDuring).filter((x) => !Number.isNaN(x));
+  const busyStarts = busyBefore.filter((x) => x > settle).length;
   const failures = summaries.filter((s) => s.failed);
   const described = contenders
     .filter((c) => !(c === xenode && !wanted('xenode')))
@@ -421,6 +468,12 @@ async function main(): Promise<void> {
       (foreignAtStart.length || foreignAtEnd.length
         ? `Other people's QEMUs were running (${Math.max(foreignAtStart.length, foreignAtEnd.length)} at start/end), so absolute numbers are noisy; the alternation keeps the comparison fair.`
         : 'No other QEMU was running at start or end.'),
+    `- **Host CPU busy** (all ${host.nproc} CPUs, from /proc/stat): just before each run median ${pct(median(busyBefore))}, ` +
+      `max ${pct(max(busyBefore))}` +
+      (settleMaxMs > 0
+        ? ` (each run first waits up to ${settleMaxMs / 1000} s for ≤ ${pct(settle)}; ${busyStarts} of ${attempts.length} started above it)`
+        : '') +
+      `; during runs median ${pct(median(busyDuring))} (one booting guest alone keeps about ${pct(1 / host.nproc)} busy).`,
     '',
     '### Results',
     '',
@@ -428,7 +481,14 @@ async function main(): Promise<void> {
     '',
     goalTable,
     '',
-    ...(extraTable ? ['Informational (same daemon with `machine=` overrides; separate daemons for the TB cache size):', '', extraTable, ''] : []),
+    ...(extraTable
+      ? [
+          'Informational (same daemon with `machine=` overrides; separate daemons for the TB cache size):',
+          '',
+          extraTable,
+          '',
+        ]
+      : []),
     failures.length
       ? `**Failed runs:** ${failures.map((s) => `${s.id} ${s.failed}`).join(', ')} — ${failures
           .flatMap((s) => s.errors.slice(0, 3).map((e) => `${s.id} ${e}`))
@@ -468,7 +528,8 @@ async function main(): Promise<void> {
 try {
   await main();
 } catch (e) {
-  log(`bench:boot failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+  if (aborted) log('bench:boot: interrupted');
+  else log(`bench:boot failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
   process.exitCode = 1;
 } finally {
   await cleanup.runAll();

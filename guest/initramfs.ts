@@ -13,6 +13,13 @@ export interface InitramfsInput {
   modules: ReadonlyArray<KernelModule & { data: Buffer }>;
 }
 
+/**
+ * The archive is left uncompressed (2.9 MB; gzip -6 makes it 1.3 MB). Under TCG the
+ * guest's decompressor is emulated code, while QEMU copies the raw bytes natively:
+ * measured pc + vmlinux, 256 MiB, 1 vCPU, spawn to ready line, 5-7 boots each on a
+ * shared 2-CPU host, plain vs gzip: best 2.84 vs 2.93 s; medians under load 4.38 vs
+ * 4.95 s; QEMU CPU time (best) 3.39 vs 4.08 s.
+ */
 export function buildInitramfs(input: InitramfsInput): Buffer {
   const w = new NewcWriter();
   for (const d of GUEST_DIRS) w.dir(d);

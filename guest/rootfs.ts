@@ -121,6 +121,95 @@ reboot() { /sbin/reboot "$@"; }
 halt() { /sbin/halt "$@"; }
 `;
 
+// static_shm from the guest's shell: the regions are ivshmem devices named on the
+// kernel command line; devmem reads and writes their BAR2 (see docs/memory.md).
+const XENODE_SHM = `#!/bin/sh
+# xenode-shm: reach this domain's static_shm regions from the shell.
+# Each region is an ivshmem PCI device (1af4:1110) whose BAR2 is the shared
+# memory; the toolstack names them on the kernel command line as
+# xenode.shm=ID:SLOT:OFFSET:SIZE (a borrower's window starts OFFSET bytes into
+# the owner's region). Bytes go through busybox devmem (mmap of /dev/mem).
+set -f
+usage() {
+  echo 'usage: xenode-shm list | read ID OFFSET LENGTH | write ID OFFSET TEXT' >&2
+  exit 2
+}
+die() {
+  echo "xenode-shm: $*" >&2
+  exit 1
+}
+
+# Sets slot, base (guest-physical address of the window) and size for region $1.
+find_region() {
+  read -r cmdline < /proc/cmdline
+  for arg in $cmdline; do
+    case $arg in
+      xenode.shm=*) ;;
+      *) continue ;;
+    esac
+    IFS=: read -r id slot off size <<EOF
+\${arg#xenode.shm=}
+EOF
+    [ "$id" = "$1" ] || continue
+    dev=/sys/bus/pci/devices/0000:00:$slot.0
+    [ "$(cat $dev/vendor 2>/dev/null):$(cat $dev/device 2>/dev/null)" = 0x1af4:0x1110 ] ||
+      die "region $1: no ivshmem device at $dev"
+    { read -r _; read -r _; read -r bar _; } < $dev/resource
+    base=$((bar + off))
+    size=$((size))
+    return 0
+  done
+  die "no static_shm region '$1' (see xenode-shm list)"
+}
+
+check_range() {
+  case $1$2 in *[!0-9xa-fA-F]*) die 'OFFSET and LENGTH are numbers' ;; esac
+  [ $(($1 + $2)) -le "$size" ] || die "offset $1 + $2 bytes is beyond the region's $size bytes"
+}
+
+case $1 in
+  list)
+    read -r cmdline < /proc/cmdline
+    for arg in $cmdline; do
+      case $arg in xenode.shm=*) ;; *) continue ;; esac
+      IFS=: read -r id slot off size <<EOF
+\${arg#xenode.shm=}
+EOF
+      echo "$id pci=0000:00:$slot.0 offset=$off size=$size"
+    done
+    ;;
+  read)
+    [ $# -eq 4 ] || usage
+    find_region "$2"
+    check_range "$3" "$4"
+    i=0
+    while [ $i -lt $(($4)) ]; do
+      c=$(($(devmem $((base + $3 + i)) 8)))
+      [ $c -eq 0 ] && break
+      printf "\\\\$(printf %o $c)"
+      i=$((i + 1))
+    done
+    echo
+    ;;
+  write)
+    [ $# -eq 4 ] || usage
+    find_region "$2"
+    text=$4
+    check_range "$3" $((\${#text} + 1))
+    a=$((base + $3))
+    while [ -n "$text" ]; do
+      rest=\${text#?}
+      devmem $a 8 $(printf %d "'\${text%"$rest"}")
+      text=$rest
+      a=$((a + 1))
+    done
+    # A NUL ends the text, so readers stop there.
+    devmem $a 8 0
+    ;;
+  *) usage ;;
+esac
+`;
+
 export const GUEST_FILES: readonly GuestFile[] = [
   { path: 'etc/inittab', mode: 0o644, text: INITTAB },
   { path: 'etc/rc', mode: 0o755, text: RC },
@@ -132,6 +221,7 @@ export const GUEST_FILES: readonly GuestFile[] = [
   { path: 'etc/passwd', mode: 0o644, text: 'root:x:0:0:root:/root:/bin/sh\n' },
   { path: 'etc/group', mode: 0o644, text: 'root:x:0:\ntty:x:5:\n' },
   { path: 'etc/shells', mode: 0o644, text: '/bin/sh\n/bin/ash\n' },
+  { path: 'bin/xenode-shm', mode: 0o755, text: XENODE_SHM },
 ];
 
 /** Links that replace busybox applets of the same name. */

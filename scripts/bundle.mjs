@@ -10,9 +10,10 @@ const common = {
   sourcemap: 'linked',
   logLevel: 'warning',
   // ws's optional native speedups; native addons stay external.
-  external: ['bufferutil', 'utf-8-validate', 'better-sqlite3'],
+  external: ['bufferutil', 'utf-8-validate', 'better-sqlite3', 'koffi'],
   // Some CommonJS dependencies call require(); give the ESM bundle one.
   banner: { js: "import { createRequire as __xnCreateRequire } from 'node:module'; const require = __xnCreateRequire(import.meta.url);" },
 };
 await build({ ...common, entryPoints: ['src/cli/main.ts'], outfile: 'dist/xenode.mjs' });
 await build({ ...common, entryPoints: ['src/daemon-main.ts'], outfile: 'dist/xenoded.mjs' });
+await build({ ...common, entryPoints: ['src/net/switch-main.ts'], outfile: 'dist/xenode-switch.mjs' });

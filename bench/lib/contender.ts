@@ -9,6 +9,8 @@ export interface BootSample {
   uptime: number;
   /** QEMU's VmHWM right after the ready line, in MiB. */
   rssMiB?: number;
+  /** Seconds from starting the command until QEMU's process started (10–20 ms resolution). */
+  qemuExec?: number;
   /** Seconds from starting the command until the toolstack reported the domain running (xenode only). */
   created?: number;
 }

@@ -74,3 +74,41 @@ export function foreignQemus(ours: ReadonlySet<number>): string[] {
   }
   return out;
 }
+
+/** Jiffies from the aggregate `cpu` line of /proc/stat: [busy, total]. */
+export function cpuTimes(): [number, number] {
+  try {
+    const line = readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '';
+    const f = line.trim().split(/\s+/).slice(1).map(Number);
+    const idle = (f[3] ?? 0) + (f[4] ?? 0); // idle + iowait
+    const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
+    return [total - idle, total];
+  } catch {
+    return [0, 0];
+  }
+}
+
+/** Fraction of all CPUs busy between two cpuTimes() snapshots. */
+export function busyBetween(a: [number, number], b: [number, number]): number {
+  const dt = b[1] - a[1];
+  return dt > 0 ? (b[0] - a[0]) / dt : Number.NaN;
+}
+
+/**
+ * Wait until the host's CPUs are at most `threshold` busy over a `sampleMs` window,
+ * for at most `maxWaitMs`. Returns the last busy fraction seen and how long it waited.
+ */
+export async function waitQuiet(
+  threshold: number,
+  maxWaitMs: number,
+  sampleMs = 500,
+): Promise<{ busy: number; waitedMs: number }> {
+  const start = Date.now();
+  for (;;) {
+    const a = cpuTimes();
+    await new Promise((r) => setTimeout(r, sampleMs));
+    const busy = busyBetween(a, cpuTimes());
+    const waitedMs = Date.now() - start;
+    if (!(busy > threshold) || waitedMs >= maxWaitMs) return { busy, waitedMs };
+  }
+}

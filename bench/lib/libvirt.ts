@@ -8,7 +8,18 @@ import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { BenchContext, BootSample, Contender } from './contender.ts';
-import { connectWhenReady, peakRssMiB, ReadyScanner, readPid, rejectOnExit, run, stopPid, withTimeout } from './proc.ts';
+import {
+  bootClock,
+  connectWhenReady,
+  peakRssMiB,
+  processStartClock,
+  ReadyScanner,
+  readPid,
+  rejectOnExit,
+  run,
+  stopPid,
+  withTimeout,
+} from './proc.ts';
 
 export const LIBVIRT_URI = 'qemu:///system';
 
@@ -124,6 +135,7 @@ export class LibvirtContender implements Contender {
       await run('virsh', ['-c', LIBVIRT_URI, 'destroy', name], { timeoutMs: 20_000 });
       if (qemuPid) await stopPid(qemuPid);
     });
+    const u0 = bootClock();
     const t0 = performance.now();
     const child = spawn('virsh', ['-c', LIBVIRT_URI, 'create', xmlPath], { stdio: ['ignore', 'ignore', 'pipe'] });
     child.stderr.on('data', (d: Buffer) => {
@@ -146,7 +158,8 @@ export class LibvirtContender implements Contender {
       qemuPid = readPid(`/run/libvirt/qemu/${name}.pid`);
       const rssMiB = qemuPid ? peakRssMiB(qemuPid) : undefined;
       if (qemuPid) ctx.ourPids.add(qemuPid);
-      return { wall: (hit.at - t0) / 1000, uptime: hit.uptime, rssMiB };
+      const qemuExec = qemuPid ? processStartClock(qemuPid) - u0 : undefined;
+      return { wall: (hit.at - t0) / 1000, uptime: hit.uptime, rssMiB, qemuExec };
     } finally {
       stopped = true;
       sock?.destroy();

@@ -91,13 +91,16 @@ export function run(
   opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number; input?: string } = {},
 ): Promise<RunResult> {
   return new Promise((resolve) => {
-    const child = spawn(cmd, args, { env: opts.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(cmd, args, {
+      env: opts.env ?? process.env,
+      stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (d: Buffer) => {
+    child.stdout?.on('data', (d: Buffer) => {
       stdout += d.toString();
     });
-    child.stderr.on('data', (d: Buffer) => {
+    child.stderr?.on('data', (d: Buffer) => {
       stderr += d.toString();
     });
     const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 60_000);
@@ -109,7 +112,10 @@ export function run(
       clearTimeout(timer);
       resolve({ code, stdout, stderr });
     });
-    child.stdin.end(opts.input ?? '');
+    if (child.stdin) {
+      child.stdin.on('error', () => {});
+      child.stdin.end(opts.input);
+    }
   });
 }
 
@@ -191,5 +197,25 @@ export async function connectWhenReady(
       if (Date.now() >= opts.until || opts.cancelled?.()) throw e;
       await sleep(opts.everyMs ?? 5);
     }
+  }
+}
+
+/** Seconds since boot from /proc/uptime (10 ms resolution), the clock of process start times. */
+export function bootClock(): number {
+  try {
+    return Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]);
+  } catch {
+    return Number.NaN;
+  }
+}
+
+/** When `pid` was exec'd/forked, in bootClock() seconds (field 22 of /proc/<pid>/stat, at 100 Hz). */
+export function processStartClock(pid: number): number {
+  try {
+    const rest = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1] ?? '';
+    // Fields after "comm)": state is field 3, so starttime (field 22) is index 19.
+    return Number(rest.split(' ')[19]) / 100;
+  } catch {
+    return Number.NaN;
   }
 }

@@ -7,8 +7,10 @@ import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import type { BenchContext, BootSample, Contender } from './contender.ts';
 import {
+  bootClock,
   connectWhenReady,
   peakRssMiB,
+  processStartClock,
   ReadyScanner,
   rejectOnExit,
   stopPid,
@@ -48,9 +50,7 @@ export class QemuSameContender implements Contender {
 
   describe(): string {
     const t = this.template();
-    return t
-      ? `\`${shellQuote(this.argvFor('$RUN'))}\``
-      : "Xenode's QEMU command line without -S (not captured)";
+    return t ? `\`${shellQuote(this.argvFor('$RUN'))}\`` : "Xenode's QEMU command line without -S (not captured)";
   }
 
   async run(): Promise<BootSample> {
@@ -63,6 +63,7 @@ export class QemuSameContender implements Contender {
     let sock: Socket | undefined;
     let stopped = false;
 
+    const u0 = bootClock();
     const t0 = performance.now();
     const child = spawn(bin, args, { detached: true, stdio: ['ignore', log, log] });
     closeSync(log);
@@ -84,7 +85,8 @@ export class QemuSameContender implements Contender {
         'XENODE-READY from qemu-same',
       );
       const rssMiB = child.pid ? peakRssMiB(child.pid) : undefined;
-      return { wall: (hit.at - t0) / 1000, uptime: hit.uptime, rssMiB };
+      const qemuExec = child.pid ? processStartClock(child.pid) - u0 : undefined;
+      return { wall: (hit.at - t0) / 1000, uptime: hit.uptime, rssMiB, qemuExec };
     } finally {
       stopped = true;
       sock?.destroy();
@@ -147,6 +149,7 @@ export class QemuDefaultContender implements Contender {
     if (!bin) throw new Error('empty command line');
     const scanner = new ReadyScanner();
     let stderr = '';
+    const u0 = bootClock();
     const t0 = performance.now();
     const child = spawn(bin, args, { stdio: ['pipe', 'pipe', 'pipe'] });
     const gone = new Promise<void>((r) => child.once('close', () => r()));
@@ -163,7 +166,8 @@ export class QemuDefaultContender implements Contender {
         'XENODE-READY from qemu-default',
       );
       const rssMiB = child.pid ? peakRssMiB(child.pid) : undefined;
-      return { wall: (hit.at - t0) / 1000, uptime: hit.uptime, rssMiB };
+      const qemuExec = child.pid ? processStartClock(child.pid) - u0 : undefined;
+      return { wall: (hit.at - t0) / 1000, uptime: hit.uptime, rssMiB, qemuExec };
     } finally {
       await stopChild(child, gone);
       undo();

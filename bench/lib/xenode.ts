@@ -5,12 +5,26 @@ import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { BenchContext, BootSample, Contender } from './contender.ts';
-import { peakRssMiB, ReadyScanner, readPid, rejectOnExit, run, stopPid, withTimeout } from './proc.ts';
+import {
+  bootClock,
+  peakRssMiB,
+  pidAlive,
+  processStartClock,
+  ReadyScanner,
+  type RunResult,
+  readPid,
+  rejectOnExit,
+  run,
+  stopPid,
+  withTimeout,
+} from './proc.ts';
 
 /** A xenoded with its own XENODE_DIR (and its own environment, e.g. XENODE_TCG_TB_MIB). */
 export class XenodeDaemon {
   readonly env: NodeJS.ProcessEnv;
   readonly bin: string;
+  /** Once stopped, no more CLI calls: any call would autostart a fresh daemon. */
+  private stopped = false;
 
   constructor(
     readonly ctx: BenchContext,
@@ -26,8 +40,13 @@ export class XenodeDaemon {
     this.bin = join(ctx.root, 'bin', 'xenode');
   }
 
-  cli(args: string[], timeoutMs = 30_000) {
+  cli(args: string[], timeoutMs = 30_000): Promise<RunResult> {
+    if (this.stopped) return Promise.resolve({ code: -1, stdout: '', stderr: 'bench daemon already stopped' });
     return run(this.bin, args, { env: this.env, timeoutMs });
+  }
+
+  get pid(): number | undefined {
+    return readPid(join(this.dir, 'xenoded.pid'));
   }
 
   /** Start the daemon (any command autostarts it) so its start-up is not timed. */
@@ -39,13 +58,17 @@ export class XenodeDaemon {
   }
 
   async stop(): Promise<void> {
-    // Domains first (a stopping daemon leaves them running), then the daemon.
-    const list = await this.cli(['list'], 10_000);
-    for (const line of list.stdout.split('\n').slice(2)) {
-      const name = line.split(/\s+/)[0];
-      if (name) await this.cli(['destroy', name], 20_000);
+    if (this.stopped) return;
+    const pid = this.pid;
+    if (pid && pidAlive(pid)) {
+      // Domains first (a stopping daemon leaves them running), then the daemon.
+      const list = await this.cli(['list'], 10_000);
+      for (const line of list.stdout.split('\n').slice(2)) {
+        const name = line.split(/\s+/)[0];
+        if (name) await this.cli(['destroy', name], 20_000);
+      }
     }
-    const pid = readPid(join(this.dir, 'xenoded.pid'));
+    this.stopped = true;
     if (pid) await stopPid(pid, 5000);
   }
 }
@@ -77,7 +100,9 @@ export class XenodeContender implements Contender {
   }
 
   describe(): string {
-    const env = this.daemon.env.XENODE_TCG_TB_MIB ? `XENODE_TCG_TB_MIB=${this.daemon.env.XENODE_TCG_TB_MIB} daemon; ` : '';
+    const env = this.daemon.env.XENODE_TCG_TB_MIB
+      ? `XENODE_TCG_TB_MIB=${this.daemon.env.XENODE_TCG_TB_MIB} daemon; `
+      : '';
     return `${env}\`bin/xenode create bench.cfg -c${this.overrides.map((o) => ` ${o}`).join('')}\` (cfg: memory=${this.ctx.memoryMiB}, vcpus=${this.ctx.vcpus}, no kernel= → default guest)`;
   }
 
@@ -92,6 +117,7 @@ export class XenodeContender implements Contender {
     let created: number | undefined;
     let qemuPid: number | undefined;
 
+    const u0 = bootClock();
     const t0 = performance.now();
     const child = spawn(daemon.bin, ['create', cfg, '-c', ...this.overrides], {
       env: daemon.env,
@@ -135,7 +161,8 @@ export class XenodeContender implements Contender {
           /* gone already */
         }
       }
-      return { wall: (hit.at - t0) / 1000, uptime: hit.uptime, rssMiB, created };
+      const qemuExec = qemuPid ? processStartClock(qemuPid) - u0 : undefined;
+      return { wall: (hit.at - t0) / 1000, uptime: hit.uptime, rssMiB, created, qemuExec };
     } finally {
       const r = await daemon.cli(['destroy', name], 20_000);
       if (r.code !== 0 && !/does not exist|invalid domain/.test(r.stderr)) {

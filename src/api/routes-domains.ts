@@ -99,10 +99,13 @@ export function registerDomainRoutes(app: FastifyInstance, ctx: ApiContext): voi
     ts.rename(ts.find(dom, r.principal), b.name);
   });
   action('mem-set', async (dom, r) => {
-    const b = r.body as { mib?: unknown };
+    const b = r.body as { mib?: unknown; deadlineMs?: unknown };
     if (typeof b.mib !== 'number' || !Number.isInteger(b.mib))
       throw new XenodeError('usage', 'mem-set needs {"mib": N}');
-    ts.memSet(ts.find(dom, r.principal), b.mib);
+    if (b.deadlineMs !== undefined && typeof b.deadlineMs !== 'number')
+      throw new XenodeError('usage', 'mem-set "deadlineMs" must be a number');
+    // With a deadline the reply waits for the verdict.
+    return ts.memSet(ts.find(dom, r.principal), b.mib, { deadlineMs: b.deadlineMs });
   });
   action('mem-max', async (dom, r) => {
     const b = r.body as { mib?: unknown };

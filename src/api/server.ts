@@ -10,7 +10,9 @@ import type { TokenStore } from '../toolstack/tokens.ts';
 import type { Toolstack } from '../toolstack/toolstack.ts';
 import { registerDomainRoutes } from './routes-domains.ts';
 import { registerHostRoutes } from './routes-host.ts';
+import { registerWebRoutes } from './routes-web.ts';
 import type { HostInfo } from './views.ts';
+import { crossSiteRefusal, isPublicRoute } from './web-auth.ts';
 
 export interface ApiContext {
   toolstack: Toolstack;
@@ -54,6 +56,7 @@ export async function buildApi(ctx: ApiContext, mode: 'local' | 'tcp'): Promise<
     const token = bearer(req);
     const p = token ? ctx.tokens.authenticate(token) : undefined;
     if (!p) {
+      if (isPublicRoute(req)) return; // login page, its assets, POST /v1/login
       await reply.code(401).send({
         error: {
           kind: 'unauthorized',
@@ -61,6 +64,11 @@ export async function buildApi(ctx: ApiContext, mode: 'local' | 'tcp'): Promise<
           hint: 'send Authorization: Bearer <token>',
         },
       });
+      return;
+    }
+    const crossSite = crossSiteRefusal(req);
+    if (crossSite) {
+      await reply.code(403).send({ error: { kind: 'permission', message: crossSite } });
       return;
     }
     req.principal = p;
@@ -76,6 +84,7 @@ export async function buildApi(ctx: ApiContext, mode: 'local' | 'tcp'): Promise<
   });
   registerHostRoutes(app, ctx);
   registerDomainRoutes(app, ctx);
+  if (mode === 'tcp') await registerWebRoutes(app, ctx);
   for (const r of ctx.extraRoutes ?? []) r(app, ctx);
   return app;
 }

@@ -31,7 +31,8 @@ export function domainView(d: Domain, withConfig = false): DomainView {
     sponsor: r.sponsor,
     state: r.state,
     stateLetters: d.stateLetters(),
-    memMiB: r.targetMiB,
+    // xl shows what the domain has now, not its target.
+    memMiB: r.actualKiB !== undefined ? Math.floor(r.actualKiB / 1024) : r.targetMiB,
     maxMiB: r.maxMiB,
     vcpus: r.config.vcpus,
     cpuSeconds: d.cpuSeconds(),

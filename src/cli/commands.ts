@@ -301,16 +301,7 @@ A config without kernel= boots the default guest (built on first use).`,
       return 0;
     },
   },
-  {
-    name: 'mem-set',
-    example: 'xenode mem-set web1 512m',
-    args: '<domain> <size>',
-    summary: "Set a domain's memory target (no suffix = MiB)",
-    async run(ctx, [dom, size]) {
-      await ctx.client().post(`/v1/domains/${enc(dom)}/mem-set`, { mib: parseMemSizeMiB(size) });
-      return 0;
-    },
-  },
+  // mem-set (with --deadline) is in memory-commands.ts.
   {
     name: 'mem-max',
     example: 'xenode mem-max web1 1g',

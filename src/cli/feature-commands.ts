@@ -1,6 +1,10 @@
 // Subcommands contributed by features (block-*, network-*, mem, save/restore, ...).
 // Each feature adds its group here; the table in commands.ts includes them.
 
+import { blockCommands } from './cmd-block.ts';
+import { netCommands } from './cmd-net.ts';
 import type { CommandSpec } from './commands.ts';
+import { memoryCommands } from './memory-commands.ts';
+import { webCommands } from './web-commands.ts';
 
-export const FEATURE_COMMANDS: CommandSpec[] = [];
+export const FEATURE_COMMANDS: CommandSpec[] = [...memoryCommands, ...netCommands, ...webCommands, ...blockCommands];

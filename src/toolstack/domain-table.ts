@@ -35,6 +35,8 @@ export interface DomainRecord {
   /** mem-set target and mem-max in MiB. */
   targetMiB: number;
   maxMiB: number;
+  /** What the guest really has (balloon + hot-plugged), KiB; kept current by the memory controller. */
+  actualKiB?: number;
 }
 
 export class DomainTable {

@@ -4,9 +4,15 @@
 
 import { EventEmitter } from 'node:events';
 import type { Domain } from './domain.ts';
-import { LOCAL_ADMIN } from './principal.ts';
+import { LOCAL_ADMIN, type Principal } from './principal.ts';
 import { processRssKiB } from './proc-stats.ts';
-import type { Toolstack } from './toolstack.ts';
+
+/** What the sampler needs of the toolstack (Toolstack has it all). */
+export interface SampledDomains {
+  list(p: Principal): Domain[];
+  readonly plugins: readonly object[];
+  readonly events: { on(ev: 'gone', fn: (d: Domain) => void): unknown };
+}
 
 /** Cumulative byte counters of one domain's devices (since its QEMU started). */
 export interface IoCounters {
@@ -69,7 +75,7 @@ export interface SamplerEvents {
 export class MetricsSampler extends EventEmitter<SamplerEvents> {
   private tracks = new Map<number, DomainTrack>();
   private timer?: NodeJS.Timeout;
-  private toolstack?: Toolstack;
+  private toolstack?: SampledDomains;
   private busy = false;
 
   constructor(
@@ -80,11 +86,12 @@ export class MetricsSampler extends EventEmitter<SamplerEvents> {
     this.setMaxListeners(0);
   }
 
-  /** Start sampling the toolstack's domains (idempotent). */
-  bind(ts: Toolstack): void {
+  /** Sample the toolstack's domains, every interval unless `timer` is false (tests call tick()). Idempotent. */
+  bind(ts: SampledDomains, timer = true): void {
     if (this.toolstack === ts) return;
     this.toolstack = ts;
     ts.events.on('gone', (d) => this.tracks.delete(d.domid));
+    if (!timer) return;
     this.timer = setInterval(() => void this.tick(), this.intervalMs);
     // Sampling must never keep a stopping daemon alive.
     this.timer.unref();
@@ -119,7 +126,7 @@ export class MetricsSampler extends EventEmitter<SamplerEvents> {
     }
   }
 
-  private async ioCounters(ts: Toolstack, d: Domain): Promise<IoCounters> {
+  private async ioCounters(ts: SampledDomains, d: Domain): Promise<IoCounters> {
     const sum: IoCounters = {};
     for (const p of ts.plugins) {
       if (!isIoCounterSource(p)) continue;
@@ -137,7 +144,7 @@ export class MetricsSampler extends EventEmitter<SamplerEvents> {
     return sum;
   }
 
-  private async sampleOne(ts: Toolstack, d: Domain): Promise<MetricsSample | undefined> {
+  private async sampleOne(ts: SampledDomains, d: Domain): Promise<MetricsSample | undefined> {
     let tr = this.tracks.get(d.domid);
     if (!tr || tr.pid !== d.rec.pid) {
       tr = { pid: d.rec.pid, samples: tr?.samples ?? [] };

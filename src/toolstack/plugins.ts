@@ -1,7 +1,11 @@
 // The feature plugins xenoded runs, in order. Each feature adds one line here.
 
+import { diskPlugin } from './disk-plugin.ts';
+import { memoryPlugins } from './memory-plugins.ts';
+import { metricsPlugin } from './metrics-plugin.ts';
+import { netPlugin } from './net-plugin.ts';
 import type { ToolstackPlugin } from './plugin.ts';
 
 export function createPlugins(): ToolstackPlugin[] {
-  return [];
+  return [metricsPlugin(), ...memoryPlugins(), netPlugin(), diskPlugin()];
 }

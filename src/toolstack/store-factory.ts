@@ -77,6 +77,15 @@ export class ControlStoreSink implements DomainStoreSink {
     });
   }
 
+  writeDomainKey(domid: number, rel: string, value: string | undefined): void {
+    this.guard(rel, domid, () => {
+      if (!this.store.isDomainIntroduced(domid)) return;
+      const path = `${domainPath(domid)}/${rel}`;
+      if (value !== undefined) this.store.write(TOOLSTACK, path, value);
+      else if (this.store.tryRead(TOOLSTACK, path) !== undefined) this.store.rm(TOOLSTACK, path);
+    });
+  }
+
   release(rec: DomainRecord): void {
     this.guard('release', rec.domid, () => {
       if (this.store.isDomainIntroduced(rec.domid)) this.store.releaseDomain(rec.domid);

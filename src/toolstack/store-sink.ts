@@ -8,6 +8,8 @@ export interface DomainStoreSink {
   setState(domid: number, state: DomainState, reason?: ShutdownReason): void;
   setName(rec: DomainRecord): void;
   setMemory(rec: DomainRecord): void;
+  /** Write (or, with undefined, remove) a toolstack-owned key under the domain's home, e.g. 'memory/actual'. */
+  writeDomainKey(domid: number, rel: string, value: string | undefined): void;
   release(rec: DomainRecord): void;
 }
 
@@ -16,5 +18,6 @@ export const NULL_STORE_SINK: DomainStoreSink = {
   setState() {},
   setName() {},
   setMemory() {},
+  writeDomainKey() {},
   release() {},
 };

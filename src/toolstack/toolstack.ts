@@ -7,6 +7,7 @@ import { mkdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { DomainConfig, OnEventAction } from '../config/types.ts';
 import type { AccelChoice } from '../engine/accel.ts';
+import { incomingArgs } from '../engine/migration.ts';
 import { domainRunPaths } from '../engine/paths.ts';
 import { readPidFile } from '../engine/process.ts';
 import { buildQemuCommand } from '../engine/qemu-args.ts';
@@ -17,6 +18,7 @@ import type { XenodeDirs } from './dirs.ts';
 import { Domain } from './domain.ts';
 import type { DomainRecord, DomainState, DomainTable, ShutdownReason } from './domain-table.ts';
 import type { DaemonLog } from './log.ts';
+import { MemoryControl, type MemSetOptions, type MemSetResult } from './memory.ts';
 import { canSeeSponsor, type Principal } from './principal.ts';
 import type { ToolstackPlugin } from './plugin.ts';
 import type { DomainStoreSink } from './store-sink.ts';
@@ -35,6 +37,11 @@ export interface ToolstackOptions {
 export interface CreateOptions {
   paused?: boolean;
   onProgress?: (msg: string) => void;
+  /**
+   * Restore/migration: QEMU starts with `-incoming defer` and this loads the
+   * machine state into it before plugins' afterLaunch and before `cont`.
+   */
+  incoming?: (d: Domain, m: QemuMachine) => Promise<void>;
 }
 
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
@@ -173,6 +180,19 @@ export class Toolstack {
     return d;
   }
 
+  /**
+   * A new domain whose machine state comes from a save file or a live
+   * migration rather than a boot: same checks and lifecycle as create.
+   */
+  restoreDomain(
+    cfg: DomainConfig,
+    p: Principal,
+    incoming: NonNullable<CreateOptions['incoming']>,
+    opts: Omit<CreateOptions, 'incoming'> = {},
+  ): Promise<Domain> {
+    return this.create(cfg, p, { ...opts, incoming });
+  }
+
   /** Start a QEMU for the domain and bring it to running (or paused). */
   private async launch(d: Domain, opts: CreateOptions): Promise<void> {
     const rec = d.rec;
@@ -180,7 +200,7 @@ export class Toolstack {
     const qemuBinary = rec.config.device_model_override ?? this.o.qemuBinary;
     const paths = domainRunPaths(rec.runDir);
     mkdirSync(rec.runDir, { recursive: true });
-    const extraArgs: string[] = [];
+    const extraArgs: string[] = opts.incoming ? incomingArgs() : [];
     const launched: ToolstackPlugin[] = [];
     try {
       for (const p of this.plugins) {
@@ -224,6 +244,7 @@ export class Toolstack {
       this.bindMachine(d, m);
       rec.pid = m.pid;
       rec.startTime = Date.now();
+      if (opts.incoming) await opts.incoming(d, m);
       for (const p of this.plugins) await p.afterLaunch?.(d, m);
       if (!opts.paused) await m.resume();
       this.setState(d, opts.paused ? 'paused' : 'running');
@@ -439,7 +460,8 @@ export class Toolstack {
     this.o.log.info(`renamed to ${name}`, d.domid);
   }
 
-  memSet(d: Domain, mib: number): void {
+  /** Record a new memory target; the memory controller drives balloon and virtio-mem towards it. */
+  async memSet(d: Domain, mib: number, opts: MemSetOptions = {}): Promise<MemSetResult> {
     if (mib > d.rec.maxMiB) {
       throw new XenodeError('usage', `cannot set domid ${d.domid} dynamic max memory to : ${mib}M`, {
         hint: `above the domain's maximum of ${d.rec.maxMiB} MiB; raise it with mem-max`,
@@ -448,9 +470,16 @@ export class Toolstack {
     }
     if (mib < 32)
       throw new XenodeError('usage', `memory target ${mib} MiB is too small`, { hint: 'use at least 32 MiB' });
+    if (opts.deadlineMs !== undefined && !(opts.deadlineMs >= 1 && opts.deadlineMs <= 3_600_000))
+      throw new XenodeError('usage', `invalid deadline ${opts.deadlineMs} ms`, { hint: 'give 1 ms to 1 h, e.g. 1s' });
+    const mem = this.plugins.find((p): p is MemoryControl => p instanceof MemoryControl);
+    if (mem && d.rec.state !== 'running' && d.rec.state !== 'paused')
+      throw new XenodeError('state', `domain ${d.name} is not running`, { hint: 'memory targets need a live guest' });
     d.rec.targetMiB = mib;
     this.o.store.setMemory(d.rec);
     this.save(d);
+    if (!mem) return { domid: d.domid, targetKiB: mib * 1024, actualKiB: d.rec.actualKiB ?? mib * 1024 };
+    return mem.apply(d, this, opts);
   }
 
   memMax(d: Domain, mib: number): void {
@@ -460,6 +489,7 @@ export class Toolstack {
         exitCode: 1,
       });
     }
+    this.plugins.find((p): p is MemoryControl => p instanceof MemoryControl)?.checkMax(d, mib);
     d.rec.maxMiB = mib;
     this.o.store.setMemory(d.rec);
     this.save(d);
@@ -475,6 +505,13 @@ export class Toolstack {
       const paths = domainRunPaths(rec.runDir);
       const pid = readPidFile(paths) ?? rec.pid;
       const m = pid ? await QemuMachine.attach(paths, pid) : undefined;
+      // A create or incoming migration the old daemon never finished: nobody waits for it.
+      if (m && rec.state === 'creating') {
+        this.o.log.warn(`${rec.name} was still being created when the daemon stopped; destroying it`, rec.domid);
+        d.machine = m;
+        await this.teardown(d);
+        continue;
+      }
       if (!m) {
         this.o.log.warn(`QEMU for ${rec.name} is gone; removing the domain`, rec.domid);
         d.rec.state = 'dying';

@@ -1,0 +1,192 @@
+// QEMU devices for a domain's disks (docs/disks.md). Each image is a -blockdev
+// (file node + raw/qcow2 format node); a disk is a virtio-blk-pci behind Xenode's
+// own PCI bridge, a CD-ROM a scsi-cd on a virtio-scsi controller behind the same
+// bridge. Options are JSON objects so a path never needs QEMU comma escaping, and
+// the same objects serve the command line and QMP hotplug.
+
+import { closeSync, constants, openSync } from 'node:fs';
+import { vdevNumber } from '../config/disk.ts';
+import type { DiskSpec } from '../config/types.ts';
+import { XenodeError } from '../errors.ts';
+
+/**
+ * A pci-bridge of its own gives disks 32 slots no other feature competes for
+ * (static_shm takes root slots 0x10-0x17, q35 has 0x1f), and hotplug works
+ * behind it on pc and q35 alike (q35's root bus takes no hotplug).
+ */
+export const DISK_BRIDGE_ID = 'xnblk';
+export const DISK_BRIDGE_SLOT = 0x1e;
+/** Bridge slots 0..30 hold virtio-blk disks; 31 the CD-ROM controller. */
+export const DISK_SLOTS = 31;
+export const CDROM_HBA_ID = 'xnscsi';
+export const CDROM_HBA_SLOT = 31;
+/** virtio-scsi addresses targets 0..255; plenty for CD-ROMs. */
+export const MAX_CDROMS = 64;
+
+export type AioMode = 'threads' | 'native' | 'io_uring';
+
+/** Host I/O path of one image. */
+export interface DiskIo {
+  /** O_DIRECT (cache=none): no double caching in host and guest page caches. */
+  direct: boolean;
+  aio: AioMode;
+}
+
+export interface PlacedDisk {
+  spec: DiskSpec;
+  /** Xen device number (xvda = 51712), the disk's identity everywhere. */
+  devnum: number;
+  kind: 'virtio-blk' | 'scsi-cd';
+  /** Bridge slot (virtio-blk) or SCSI target id (scsi-cd). */
+  slot: number;
+}
+
+export interface DiskIds {
+  device: string;
+  /** Format node; undefined for an empty CD-ROM. */
+  node: string;
+}
+
+export function diskIds(devnum: number): DiskIds {
+  return { device: `xvbd${devnum}`, node: `xvbd${devnum}-fmt` };
+}
+
+/** The Xen device number behind one of our QEMU device ids, if it is one. */
+export function devnumOfDeviceId(id: string): number | undefined {
+  const m = /^xvbd(\d+)$/.exec(id);
+  return m ? Number(m[1]) : undefined;
+}
+
+export function devnumOf(spec: DiskSpec): number {
+  const n = vdevNumber(spec.vdev);
+  if (n === undefined) throw new XenodeError('config', `invalid vdev '${spec.vdev}'`);
+  return n;
+}
+
+/**
+ * Disks sorted by Xen device number take bridge slots 0, 1, 2, ... and CD-ROMs
+ * SCSI targets 0, 1, ...; Linux probes in slot order, so the guest names them
+ * vda, vdb, ... (and sr0, sr1, ...) in Xen order.
+ */
+export function placeDisks(disks: readonly DiskSpec[]): PlacedDisk[] {
+  const sorted = disks.map((spec) => ({ spec, devnum: devnumOf(spec) })).sort((a, b) => a.devnum - b.devnum);
+  const out: PlacedDisk[] = [];
+  let blk = 0;
+  let cd = 0;
+  for (const { spec, devnum } of sorted) {
+    if (spec.devtype === 'cdrom') out.push({ spec, devnum, kind: 'scsi-cd', slot: cd++ });
+    else out.push({ spec, devnum, kind: 'virtio-blk', slot: blk++ });
+  }
+  if (blk > DISK_SLOTS) {
+    throw new XenodeError('config', `too many disks: ${blk}`, { hint: `a domain has at most ${DISK_SLOTS} disks` });
+  }
+  if (cd > MAX_CDROMS) {
+    throw new XenodeError('config', `too many CD-ROMs: ${cd}`, { hint: `a domain has at most ${MAX_CDROMS} CD-ROMs` });
+  }
+  return out;
+}
+
+/** What a boot-time disk is called in a Linux guest: /dev/vdX by slot, /dev/srN by target. */
+export function guestDeviceName(p: PlacedDisk): string {
+  if (p.kind === 'scsi-cd') return `/dev/sr${p.slot}`;
+  let name = '';
+  // Linux's virtio_blk naming: a..z, aa..zz, ... (bijective base 26).
+  for (let n = p.slot + 1; n > 0; n = Math.floor((n - 1) / 26)) name = String.fromCharCode(97 + ((n - 1) % 26)) + name;
+  return `/dev/vd${name}`;
+}
+
+/**
+ * O_DIRECT with io_uring where the file system allows it (measured fastest
+ * here, docs/benchmarks.md "Disk I/O"); tmpfs and some others refuse O_DIRECT,
+ * and then the host page cache with the thread pool is the only choice.
+ */
+export function chooseDiskIo(target: string, probe: (path: string) => boolean = supportsDirectIo): DiskIo {
+  return probe(target) ? { direct: true, aio: 'io_uring' } : { direct: false, aio: 'threads' };
+}
+
+export function supportsDirectIo(path: string): boolean {
+  try {
+    closeSync(openSync(path, constants.O_RDONLY | constants.O_DIRECT));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The -blockdev / blockdev-add object of an image; undefined for an empty CD-ROM. */
+export function blockdevOptions(p: PlacedDisk, io: DiskIo): Record<string, unknown> | undefined {
+  if (p.spec.target === '') return undefined;
+  const readOnly = p.spec.access === 'ro';
+  // no-flush stays off: a guest's flush (sync, fsync) reaches the host file.
+  const cache = { direct: io.direct, 'no-flush': false };
+  return {
+    driver: p.spec.format,
+    'node-name': diskIds(p.devnum).node,
+    'read-only': readOnly,
+    discard: 'unmap',
+    cache,
+    file: {
+      driver: 'file',
+      filename: p.spec.target,
+      'read-only': readOnly,
+      aio: io.aio,
+      discard: 'unmap',
+      cache,
+    },
+  };
+}
+
+/** The -device / device_add object of a disk. */
+export function deviceOptions(p: PlacedDisk): Record<string, unknown> {
+  const ids = diskIds(p.devnum);
+  // The guest finds a disk by its Xen name in /sys/block/vdX/serial (virtio serials hold 20 bytes).
+  const serial = p.spec.vdev.slice(0, 20);
+  if (p.kind === 'scsi-cd') {
+    const o: Record<string, unknown> = {
+      driver: 'scsi-cd',
+      id: ids.device,
+      bus: `${CDROM_HBA_ID}.0`,
+      'scsi-id': p.slot,
+      lun: 0,
+      serial,
+    };
+    if (p.spec.target !== '') o.drive = ids.node;
+    return o;
+  }
+  return {
+    driver: 'virtio-blk-pci',
+    id: ids.device,
+    drive: ids.node,
+    bus: DISK_BRIDGE_ID,
+    addr: `0x${p.slot.toString(16)}`,
+    serial,
+  };
+}
+
+export function bridgeOptions(): Record<string, unknown> {
+  return {
+    driver: 'pci-bridge',
+    id: DISK_BRIDGE_ID,
+    chassis_nr: DISK_BRIDGE_SLOT,
+    addr: `0x${DISK_BRIDGE_SLOT.toString(16)}`,
+  };
+}
+
+export function cdromHbaOptions(): Record<string, unknown> {
+  return { driver: 'virtio-scsi-pci', id: CDROM_HBA_ID, bus: DISK_BRIDGE_ID, addr: `0x${CDROM_HBA_SLOT.toString(16)}` };
+}
+
+/**
+ * Command-line arguments for all boot-time disks. The bridge is always there so
+ * a domain booted without disks can still take one by hotplug.
+ */
+export function diskArgs(placed: readonly PlacedDisk[], ioFor: (p: PlacedDisk) => DiskIo): string[] {
+  const args = ['-device', JSON.stringify(bridgeOptions())];
+  if (placed.some((p) => p.kind === 'scsi-cd')) args.push('-device', JSON.stringify(cdromHbaOptions()));
+  for (const p of placed) {
+    const bd = blockdevOptions(p, ioFor(p));
+    if (bd) args.push('-blockdev', JSON.stringify(bd));
+    args.push('-device', JSON.stringify(deviceOptions(p)));
+  }
+  return args;
+}

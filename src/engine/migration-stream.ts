@@ -1,0 +1,105 @@
+// Carrying a QEMU migration stream through Unix sockets in the run directory:
+// QEMU's outgoing stream is handed to the toolstack chunk by chunk (so it can
+// checksum and append it to a save file without holding it in memory), and a
+// byte range of a file is fed into a QEMU waiting on `migrate-incoming unix:`.
+
+import { createReadStream, rmSync } from 'node:fs';
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { pipeline } from 'node:stream/promises';
+import { unixUri } from './migration.ts';
+
+/** One-shot server for QEMU's outgoing stream (`migrate uri=unix:PATH`). */
+export class StreamReceiver {
+  private server: Server;
+  private conn?: Socket;
+  /** Resolves with the byte count once QEMU closes the stream. */
+  readonly done: Promise<number>;
+  bytes = 0;
+
+  private constructor(
+    readonly path: string,
+    sink: (chunk: Buffer) => void,
+  ) {
+    let settle: { resolve: (n: number) => void; reject: (e: Error) => void } | undefined;
+    this.done = new Promise<number>((resolve, reject) => {
+      settle = { resolve, reject };
+    });
+    this.done.catch(() => undefined);
+    this.server = createServer((c) => {
+      // Exactly one stream: later connections are not QEMU's.
+      if (this.conn) {
+        c.destroy();
+        return;
+      }
+      this.conn = c;
+      this.server.close();
+      c.on('data', (d: Buffer) => {
+        try {
+          sink(d);
+          this.bytes += d.length;
+        } catch (e) {
+          c.destroy();
+          settle?.reject(e instanceof Error ? e : new Error(String(e)));
+        }
+      });
+      c.on('end', () => settle?.resolve(this.bytes));
+      c.on('error', (e) => settle?.reject(e));
+      c.on('close', () => settle?.reject(new Error('the migration stream closed early')));
+    });
+  }
+
+  static async listen(path: string, sink: (chunk: Buffer) => void): Promise<StreamReceiver> {
+    rmSync(path, { force: true });
+    const r = new StreamReceiver(path, sink);
+    await new Promise<void>((resolve, reject) => {
+      r.server.once('error', reject);
+      r.server.listen(path, () => resolve());
+    });
+    return r;
+  }
+
+  get uri(): string {
+    return unixUri(this.path);
+  }
+
+  close(): void {
+    this.conn?.destroy();
+    this.server.close();
+    rmSync(this.path, { force: true });
+  }
+}
+
+/**
+ * Feed `length` bytes of `file` from `offset` into the Unix socket a QEMU
+ * listens on after `migrate-incoming unix:PATH`.
+ */
+export async function feedStream(
+  sockPath: string,
+  file: string,
+  offset: number,
+  length: number,
+  onBytes?: (total: number) => void,
+): Promise<void> {
+  const sock = await new Promise<Socket>((resolve, reject) => {
+    const s = createConnection({ path: sockPath });
+    s.once('connect', () => resolve(s));
+    s.once('error', reject);
+  });
+  let total = 0;
+  const src = createReadStream(file, {
+    start: offset,
+    end: offset + length - 1,
+    highWaterMark: 1 << 20,
+  });
+  if (onBytes) {
+    src.on('data', (d) => {
+      total += d.length;
+      onBytes(total);
+    });
+  }
+  try {
+    await pipeline(src, sock);
+  } finally {
+    sock.destroy();
+  }
+}

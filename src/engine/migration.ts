@@ -1,0 +1,319 @@
+// QEMU's migration machinery as Xenode uses it: write a machine's state to a
+// stream (save), load one into a fresh QEMU started with `-incoming defer`
+// (restore), live pre-copy straight to another QEMU (migrate). Only this file
+// knows the QMP commands and URIs involved (reference qemu-engine.md §2.5).
+
+import { lastQemuError } from './process.ts';
+import type { QemuMachine } from './qemu-machine.ts';
+import { QmpError, type QmpEvent } from './qmp.ts';
+
+export type MigrationStatus =
+  | 'none'
+  | 'setup'
+  | 'active'
+  | 'completed'
+  | 'failed'
+  | 'cancelling'
+  | 'cancelled'
+  | 'device'
+  | 'pre-switchover'
+  | 'wait-unplug'
+  | 'other';
+
+/** query-migrate in the units the toolstack shows. */
+export interface MigrationStats {
+  status: MigrationStatus;
+  totalMs?: number;
+  /** Stop-and-copy time measured by the source QEMU. */
+  downtimeMs?: number;
+  expectedDowntimeMs?: number;
+  setupMs?: number;
+  transferredBytes: number;
+  remainingBytes: number;
+  totalBytes: number;
+  /** Guest pages dirtied per second, in bytes/s. */
+  dirtyBytesPerSec: number;
+  mbps: number;
+  /** Completed dirty-bitmap syncs (pre-copy passes). */
+  passes: number;
+  error?: string;
+}
+
+export interface MigrationTuning {
+  /** Bytes per second QEMU may send; undefined = effectively unlimited. */
+  maxBandwidthBytes?: number;
+  /** Longest pause of the guest QEMU aims for at switch-over. */
+  downtimeLimitMs?: number;
+}
+
+/** QEMU's default max-bandwidth is 128 MiB/s; saves and local moves should not be capped by it. */
+const UNLIMITED_BYTES = 10 * 1024 ** 3;
+
+interface RawMigrate {
+  status?: string;
+  'total-time'?: number;
+  downtime?: number;
+  'expected-downtime'?: number;
+  'setup-time'?: number;
+  'error-desc'?: string;
+  'socket-address'?: Array<{ type?: string; host?: string; port?: string | number }>;
+  ram?: {
+    transferred?: number;
+    remaining?: number;
+    total?: number;
+    'dirty-pages-rate'?: number;
+    'page-size'?: number;
+    mbps?: number;
+    'dirty-sync-count'?: number;
+  };
+}
+
+const STATUSES: readonly MigrationStatus[] = [
+  'none',
+  'setup',
+  'active',
+  'completed',
+  'failed',
+  'cancelling',
+  'cancelled',
+  'device',
+  'pre-switchover',
+  'wait-unplug',
+];
+
+function statusOf(s: string | undefined): MigrationStatus {
+  return (STATUSES as readonly string[]).includes(s ?? '') ? (s as MigrationStatus) : s ? 'other' : 'none';
+}
+
+function toStats(r: RawMigrate): MigrationStats {
+  const ram = r.ram ?? {};
+  return {
+    status: statusOf(r.status),
+    totalMs: r['total-time'],
+    downtimeMs: r.downtime,
+    expectedDowntimeMs: r['expected-downtime'],
+    setupMs: r['setup-time'],
+    transferredBytes: ram.transferred ?? 0,
+    remainingBytes: ram.remaining ?? 0,
+    totalBytes: ram.total ?? 0,
+    dirtyBytesPerSec: (ram['dirty-pages-rate'] ?? 0) * (ram['page-size'] ?? 4096),
+    mbps: ram.mbps ?? 0,
+    passes: ram['dirty-sync-count'] ?? 0,
+    error: r['error-desc'],
+  };
+}
+
+/** Arguments that make a new QEMU wait for a migration stream instead of booting. */
+export function incomingArgs(): string[] {
+  return ['-incoming', 'defer'];
+}
+
+export function unixUri(path: string): string {
+  return `unix:${path}`;
+}
+
+export function tcpUri(host: string, port: number): string {
+  // An IPv6 literal needs brackets in QEMU's inet syntax.
+  return `tcp:${host.includes(':') ? `[${host}]` : host}:${port}`;
+}
+
+export class MigrationError extends Error {
+  constructor(
+    message: string,
+    readonly status: MigrationStatus,
+  ) {
+    super(message);
+    this.name = 'MigrationError';
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Migration control of one QEMU. */
+export class Migration {
+  constructor(private readonly m: QemuMachine) {}
+
+  private get qmp() {
+    return this.m.qmpClient;
+  }
+
+  async query(): Promise<MigrationStats> {
+    return toStats(await this.qmp.execute<RawMigrate>('query-migrate'));
+  }
+
+  /** Enable MIGRATION events and set bandwidth and downtime (both ends call this). */
+  async configure(t: MigrationTuning = {}): Promise<void> {
+    await this.qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'events', state: true }] });
+    const params: Record<string, number> = { 'max-bandwidth': Math.round(t.maxBandwidthBytes ?? UNLIMITED_BYTES) };
+    if (t.downtimeLimitMs !== undefined) params['downtime-limit'] = Math.round(t.downtimeLimitMs);
+    await this.qmp.execute('migrate-set-parameters', params);
+  }
+
+  /** Run state as QEMU names it (postmigrate, finish-migrate, inmigrate, ...). */
+  async rawRunState(): Promise<string> {
+    return (await this.qmp.execute<{ status: string }>('query-status')).status;
+  }
+
+  /**
+   * Wait until QEMU has finalized a completed or failed migration: the MIGRATION
+   * event comes before the main loop leaves finish-migrate, and `cont` in that
+   * window fails with "Migration is not finalized yet". Short, bounded poll.
+   */
+  async settle(timeoutMs = 10_000): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const s = await this.rawRunState();
+      if (s !== 'finish-migrate' || Date.now() > deadline) return s;
+      await sleep(2);
+    }
+  }
+
+  /**
+   * Begin an outgoing migration to `uri`. QEMU refuses to migrate a VM still
+   * paused from an earlier migration (postmigrate, e.g. after a checkpoint left
+   * paused); a cont+stop pair clears that state without letting the guest run
+   * more than a moment.
+   */
+  async start(uri: string): Promise<void> {
+    if ((await this.settle()) === 'postmigrate') {
+      await this.qmp.execute('cont');
+      await this.qmp.execute('stop');
+    }
+    await this.qmp.execute('migrate', { uri });
+  }
+
+  /**
+   * Follow an outgoing migration until it completes; `onProgress` gets
+   * query-migrate every `intervalMs`. Rejects with MigrationError when QEMU
+   * reports failed or cancelled, or when `abort` fires (then it cancels first).
+   */
+  async follow(
+    opts: { onProgress?: (s: MigrationStats) => void; intervalMs?: number; abort?: AbortSignal } = {},
+  ): Promise<MigrationStats> {
+    const qmp = this.qmp;
+    let wake: () => void = () => {};
+    const onEvent = (e: QmpEvent) => {
+      if (e.event === 'MIGRATION') wake();
+    };
+    const onAbort = () => wake();
+    qmp.on('event', onEvent);
+    qmp.on('close', onAbort);
+    opts.abort?.addEventListener('abort', onAbort);
+    try {
+      for (;;) {
+        if (opts.abort?.aborted) {
+          await this.cancel();
+          const why = opts.abort.reason instanceof Error ? opts.abort.reason.message : String(opts.abort.reason);
+          throw new MigrationError(why, 'cancelled');
+        }
+        const s = await this.query();
+        if (s.status === 'completed') return s;
+        if (s.status === 'failed' || s.status === 'cancelled') {
+          throw new MigrationError(s.error ?? `migration ${s.status}`, s.status);
+        }
+        if (s.status !== 'none') opts.onProgress?.(s);
+        await new Promise<void>((r) => {
+          const t = setTimeout(r, opts.intervalMs ?? 250);
+          wake = () => {
+            clearTimeout(t);
+            r();
+          };
+        });
+      }
+    } finally {
+      qmp.off('event', onEvent);
+      qmp.off('close', onAbort);
+      opts.abort?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /** Cancel an outgoing migration and wait until QEMU has given up on it. */
+  async cancel(timeoutMs = 10_000): Promise<void> {
+    try {
+      await this.qmp.execute('migrate_cancel');
+    } catch (e) {
+      if (!(e instanceof QmpError)) throw e;
+    }
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const s = await this.query();
+      if (s.status !== 'active' && s.status !== 'setup' && s.status !== 'cancelling') break;
+      if (Date.now() > deadline) break;
+      await sleep(5);
+    }
+    await this.settle();
+  }
+
+  /**
+   * Make the guest run again after an outgoing migration stopped short (or a
+   * checkpoint): only if it was running before and QEMU has it paused now.
+   */
+  async resumeIfStopped(): Promise<boolean> {
+    const s = await this.settle();
+    if (s === 'running') return false;
+    await this.qmp.execute('cont');
+    return true;
+  }
+
+  /**
+   * Start listening for an incoming stream on `uri` (QEMU started with
+   * incomingArgs()). For `tcp:HOST:0` returns the port QEMU picked.
+   */
+  async listen(uri: string): Promise<number | undefined> {
+    await this.qmp.execute('migrate-incoming', { uri });
+    const r = await this.qmp.execute<RawMigrate>('query-migrate');
+    const port = r['socket-address']?.find((a) => a.type === 'inet')?.port;
+    return port === undefined ? undefined : Number(port);
+  }
+
+  /**
+   * Wait until the incoming stream is loaded. A failed load makes QEMU exit, so
+   * the QMP connection closing counts as failure, with QEMU's own last words.
+   */
+  waitIncoming(timeoutMs: number, abort?: AbortSignal): Promise<void> {
+    const qmp = this.qmp;
+    return new Promise<void>((resolve, reject) => {
+      const finish = (err?: Error) => {
+        clearTimeout(timer);
+        qmp.off('event', onEvent);
+        qmp.off('close', onClose);
+        abort?.removeEventListener('abort', onAbort);
+        if (err) reject(err);
+        else resolve();
+      };
+      const onEvent = (e: QmpEvent) => {
+        if (e.event !== 'MIGRATION') return;
+        const st = statusOf(typeof e.data?.status === 'string' ? e.data.status : undefined);
+        if (st === 'completed') finish();
+        else if (st === 'failed') finish(new MigrationError(this.failureText('loading the machine state failed'), st));
+      };
+      const onClose = () => {
+        // QEMU writes its reason to its log as it exits; give it a moment to land.
+        setTimeout(() => finish(new MigrationError(this.failureText('QEMU exited while loading the state'), 'failed')), 50);
+      };
+      const onAbort = () =>
+        finish(
+          new MigrationError(abort?.reason instanceof Error ? abort.reason.message : 'incoming migration aborted', 'failed'),
+        );
+      const timer = setTimeout(
+        () => finish(new MigrationError(`no complete machine state arrived within ${timeoutMs / 1000} s`, 'failed')),
+        timeoutMs,
+      );
+      qmp.on('event', onEvent);
+      qmp.on('close', onClose);
+      abort?.addEventListener('abort', onAbort);
+      if (qmp.isClosed) onClose();
+    });
+  }
+
+  private failureText(fallback: string): string {
+    const last = lastQemuError(this.m.paths);
+    return last ? `${fallback}: ${last}` : fallback;
+  }
+}
+
+/** QEMU's version as `major.minor.micro`, from the QMP greeting. */
+export function qemuVersionOf(m: QemuMachine): string | undefined {
+  const v = m.qmpClient.version;
+  return v ? `${v.major}.${v.minor}.${v.micro}` : undefined;
+}

@@ -1,0 +1,82 @@
+// QEMU's side of a vif: the netdev (a stream socket the switch connects to, or
+// a TAP on a Linux bridge) and the NIC, as command-line arguments for boot and
+// as QMP arguments for hotplug. Nothing else knows these option names.
+
+import { join } from 'node:path';
+import { qemuEscape } from './qemu-args.ts';
+
+export type NicBackend =
+  /** QEMU listens on `path`; Xenode's switch connects (reference §3: server=on survives switch restarts). */
+  | { kind: 'stream'; path: string }
+  /** An existing TAP (created and enslaved to a bridge by the toolstack); vhost=on aborts here (§0.5). */
+  | { kind: 'tap'; ifname: string };
+
+export interface NicDevice {
+  devid: number;
+  mac: string;
+  /** xl's model= (undefined = virtio). */
+  model?: string;
+  mtu?: number;
+  backend: NicBackend;
+}
+
+/** QEMU device driver for an xl model name. */
+export function nicDriver(model?: string): string {
+  switch (model) {
+    case undefined:
+    case 'virtio':
+    case 'virtio-net':
+    case 'virtio-net-pci':
+      return 'virtio-net-pci';
+    default:
+      return model;
+  }
+}
+
+export function nicIds(devid: number): { netdev: string; device: string } {
+  return { netdev: `vif${devid}`, device: `vif${devid}-nic` };
+}
+
+/** The Unix socket QEMU listens on for vif `devid` of the domain whose run directory is `runDir`. */
+export function vifSocketPath(runDir: string, devid: number): string {
+  return join(runDir, `vif${devid}.sock`);
+}
+
+export function nicArgs(n: NicDevice): string[] {
+  const ids = nicIds(n.devid);
+  const netdev =
+    n.backend.kind === 'stream'
+      ? `stream,id=${ids.netdev},server=on,addr.type=unix,addr.path=${qemuEscape(n.backend.path)}`
+      : `tap,id=${ids.netdev},ifname=${qemuEscape(n.backend.ifname)},script=no,downscript=no,vhost=off`;
+  const props = deviceProps(n);
+  const device = [
+    props.driver,
+    ...Object.entries(props)
+      .filter(([k]) => k !== 'driver')
+      .map(([k, v]) => `${k}=${qemuEscape(String(v))}`),
+  ].join(',');
+  return ['-netdev', netdev, '-device', device];
+}
+
+function deviceProps(n: NicDevice): Record<string, string | number> {
+  const ids = nicIds(n.devid);
+  const driver = nicDriver(n.model);
+  const props: Record<string, string | number> = { driver, id: ids.device, netdev: ids.netdev, mac: n.mac };
+  // Only virtio-net can tell the guest its MTU (VIRTIO_NET_F_MTU); the guest then sets it itself.
+  if (n.mtu && driver === 'virtio-net-pci') props.host_mtu = n.mtu;
+  return props;
+}
+
+/** `netdev_add` arguments (strictly typed: §0.7). */
+export function netdevAddArgs(n: NicDevice): Record<string, unknown> {
+  const id = nicIds(n.devid).netdev;
+  if (n.backend.kind === 'stream') {
+    return { type: 'stream', id, server: true, addr: { type: 'unix', path: n.backend.path } };
+  }
+  return { type: 'tap', id, ifname: n.backend.ifname, script: 'no', downscript: 'no', vhost: false };
+}
+
+/** `device_add` arguments. */
+export function nicDeviceAddArgs(n: NicDevice): Record<string, unknown> {
+  return deviceProps(n);
+}

@@ -1,0 +1,57 @@
+// The switch's policy hook: one decision per (source port, destination port,
+// frame). Sponsor isolation is the first policy; audit, flow logging and rate
+// rules wrap or chain FramePolicy without touching the forwarding code.
+
+export type PortKind = 'vif' | 'host';
+
+/** What a policy may know about a switch port. */
+export interface PortInfo {
+  /** Unique port name, e.g. `d3.0` (domain 3, vif 0) or `host`. */
+  readonly id: string;
+  readonly kind: PortKind;
+  /** The domain's sponsor; `@host` for the host port. */
+  readonly sponsor: string;
+  readonly domid?: number;
+  readonly devid?: number;
+  readonly mac?: string;
+}
+
+export type Verdict = 'forward' | 'drop';
+
+export interface FramePolicy {
+  /** Called for every frame on its way from `src` to `dst`; `frame` must not be kept or modified. */
+  decide(src: PortInfo, dst: PortInfo, frame: Uint8Array): Verdict;
+}
+
+export const HOST_SPONSOR = '@host';
+
+export type SponsorPair = readonly [string, string];
+
+function pairKey(a: string, b: string): string {
+  return a < b ? `${a}\n${b}` : `${b}\n${a}`;
+}
+
+/**
+ * Domains of different sponsors cannot exchange frames unless the admin allowed
+ * the pair (both directions). The host port talks to every sponsor: it is the
+ * infrastructure's own uplink, and the host does not route between guests.
+ */
+export class SponsorIsolation implements FramePolicy {
+  private allowed = new Set<string>();
+
+  constructor(pairs: readonly SponsorPair[] = []) {
+    this.setAllowed(pairs);
+  }
+
+  setAllowed(pairs: readonly SponsorPair[]): void {
+    this.allowed = new Set(pairs.map(([a, b]) => pairKey(a, b)));
+  }
+
+  allows(a: string, b: string): boolean {
+    return a === b || a === HOST_SPONSOR || b === HOST_SPONSOR || this.allowed.has(pairKey(a, b));
+  }
+
+  decide(src: PortInfo, dst: PortInfo): Verdict {
+    return this.allows(src.sponsor, dst.sponsor) ? 'forward' : 'drop';
+  }
+}

@@ -1,0 +1,234 @@
+// The switch process's state and control server: ports by id, the host port,
+// the policy, and the JSON-lines requests that change them.
+
+import { chmodSync, existsSync, rmSync } from 'node:fs';
+import { createServer, type Server, type Socket } from 'node:net';
+import { dirname } from 'node:path';
+import {
+  type AddPortResult,
+  CONTROL_VERSION,
+  type ControlRequest,
+  type ControlResponse,
+  type HelloResult,
+  type HostPortSpec,
+  type PortStatus,
+  type SwitchStats,
+} from './control-protocol.ts';
+import { HostLinkError } from './host-links.ts';
+import { SponsorIsolation, type SponsorPair } from './policy.ts';
+import { StreamPort } from './stream-port.ts';
+import { SwitchCore } from './switch-core.ts';
+import type { TapPort } from './tap-port.ts';
+
+export interface SwitchServerOptions {
+  controlPath: string;
+  /** Exit after this long with no control client and no connected domain port. */
+  idleExitMs: number;
+  log: (msg: string) => void;
+}
+
+export class SwitchServer {
+  readonly policy = new SponsorIsolation();
+  readonly core = new SwitchCore(this.policy);
+  private readonly vifs = new Map<string, StreamPort>();
+  private tap?: TapPort;
+  private tapError?: string;
+  private tapSpec?: HostPortSpec;
+  private allow: SponsorPair[] = [];
+  private server?: Server;
+  private clients = new Set<Socket>();
+  private idleSince = Date.now();
+  private readonly startedAt = Date.now();
+  private timer?: NodeJS.Timeout;
+
+  constructor(private readonly o: SwitchServerOptions) {}
+
+  async listen(): Promise<void> {
+    rmSync(this.o.controlPath, { force: true });
+    const server = createServer((c) => this.onClient(c));
+    this.server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.o.controlPath, () => resolve());
+    });
+    chmodSync(this.o.controlPath, 0o600);
+    this.timer = setInterval(() => this.checkIdle(), 1000);
+  }
+
+  private checkIdle(): void {
+    // The daemon's directory went away (its owner cleaned up): nobody can reach us again.
+    if (!existsSync(this.o.controlPath)) {
+      this.exit('control socket removed');
+      return;
+    }
+    // A domain torn down while no daemon was around: its run directory is gone.
+    for (const [id, p] of this.vifs) {
+      if (!p.connected && !existsSync(dirname(p.path))) this.dropPort(id, 'its domain is gone');
+    }
+    const busy = this.clients.size > 0 || [...this.vifs.values()].some((p) => p.connected);
+    if (busy) this.idleSince = Date.now();
+    else if (Date.now() - this.idleSince > this.o.idleExitMs) this.exit('idle: no daemon and no domain links');
+  }
+
+  private exit(why: string): void {
+    this.o.log(`exiting: ${why}`);
+    clearInterval(this.timer);
+    for (const p of this.vifs.values()) p.stop();
+    this.server?.close();
+    process.exit(0);
+  }
+
+  private onClient(c: Socket): void {
+    this.clients.add(c);
+    let buf = '';
+    c.setEncoding('utf8');
+    c.on('data', (d: string) => {
+      buf += d;
+      for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        if (line.trim()) void this.handleLine(c, line);
+      }
+    });
+    c.on('error', () => {});
+    c.on('close', () => {
+      this.clients.delete(c);
+      this.idleSince = Date.now();
+    });
+  }
+
+  private async handleLine(c: Socket, line: string): Promise<void> {
+    let req: ControlRequest;
+    try {
+      req = JSON.parse(line) as ControlRequest;
+    } catch {
+      return;
+    }
+    let resp: ControlResponse;
+    try {
+      resp = { id: req.id, ok: true, result: await this.handle(req) };
+    } catch (e) {
+      resp = { id: req.id, ok: false, error: e instanceof Error ? e.message : String(e) };
+    }
+    if (!c.destroyed) c.write(`${JSON.stringify(resp)}\n`);
+  }
+
+  private async handle(req: ControlRequest): Promise<unknown> {
+    switch (req.op) {
+      case 'hello': {
+        const r: HelloResult = {
+          pid: process.pid,
+          startedAt: this.startedAt,
+          version: CONTROL_VERSION,
+          ports: [...this.vifs.keys()],
+        };
+        return r;
+      }
+      case 'ping':
+        return {};
+      case 'add-port':
+        return this.addPort(req);
+      case 'remove-port':
+        this.dropPort(req.portId, 'removed');
+        return {};
+      case 'set-policy':
+        this.allow = req.allow.map(([a, b]) => [a, b] as const);
+        this.policy.setAllowed(this.allow);
+        return {};
+      case 'host-port':
+        return this.hostPort(req.spec);
+      case 'stats':
+        return this.stats();
+    }
+  }
+
+  private dropPort(id: string, why: string): void {
+    const p = this.vifs.get(id);
+    if (!p) return;
+    p.stop();
+    this.vifs.delete(id);
+    this.core.removePort(id);
+    this.o.log(`port ${id} ${why}`);
+  }
+
+  private async addPort(req: Extract<ControlRequest, { op: 'add-port' }>): Promise<AddPortResult> {
+    const spec = req.port;
+    let p = this.vifs.get(spec.id);
+    if (p && (p.path !== spec.path || p.info.sponsor !== spec.sponsor || p.info.mac !== spec.mac)) {
+      p.stop();
+      this.core.removePort(spec.id);
+      p = undefined;
+    }
+    if (!p) {
+      p = new StreamPort(
+        { id: spec.id, kind: 'vif', sponsor: spec.sponsor, domid: spec.domid, devid: spec.devid, mac: spec.mac },
+        spec.path,
+        this.core,
+        this.o.log,
+      );
+      this.vifs.set(spec.id, p);
+      this.core.addPort(p);
+      p.start();
+      this.o.log(`port ${spec.id} added (sponsor ${spec.sponsor}, ${spec.mac})`);
+    }
+    const connected = req.waitMs ? await p.whenConnected(req.waitMs) : p.connected;
+    return { connected };
+  }
+
+  private async hostPort(spec: HostPortSpec): Promise<{ up: boolean; error?: string }> {
+    if (this.tapSpec) {
+      const same = JSON.stringify(this.tapSpec) === JSON.stringify(spec);
+      if (!same) throw new Error(`the host port is already ${this.tapSpec.name} ${this.tapSpec.address}`);
+      return { up: this.tap !== undefined, error: this.tapError };
+    }
+    this.tapSpec = spec;
+    try {
+      // Loaded on demand: koffi is only needed for the host port.
+      const { TapPort } = await import('./tap-port.ts');
+      this.tap = TapPort.open(spec, this.core, this.o.log);
+      this.core.addPort(this.tap);
+      this.o.log(`host port ${spec.name} up with ${spec.address}`);
+      return { up: true };
+    } catch (e) {
+      const msg = e instanceof HostLinkError && e.hint ? `${e.message} (${e.hint})` : (e as Error).message;
+      this.tapError = msg;
+      this.o.log(`host port ${spec.name} unavailable: ${msg}`);
+      return { up: false, error: msg };
+    }
+  }
+
+  private stats(): SwitchStats {
+    const ports: PortStatus[] = [];
+    for (const p of this.vifs.values()) {
+      ports.push({
+        id: p.info.id,
+        kind: 'vif',
+        sponsor: p.info.sponsor,
+        domid: p.info.domid,
+        devid: p.info.devid,
+        mac: p.info.mac,
+        connected: p.connected,
+        connects: p.connects,
+        counters: { ...p.counters },
+      });
+    }
+    if (this.tap) {
+      ports.push({
+        id: 'host',
+        kind: 'host',
+        sponsor: this.tap.info.sponsor,
+        connected: true,
+        connects: 1,
+        counters: { ...this.tap.counters },
+      });
+    }
+    return {
+      pid: process.pid,
+      startedAt: this.startedAt,
+      ports,
+      hostPort: this.tapSpec ? { spec: this.tapSpec, up: this.tap !== undefined, error: this.tapError } : undefined,
+      macs: this.core.macTable().length,
+      allow: this.allow,
+    };
+  }
+}

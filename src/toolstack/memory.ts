@@ -1,0 +1,435 @@
+// The memory controller: every domain gets a balloon, domains with maxmem >
+// memory also a virtio-mem region; one target drives both. Targets may carry a
+// deadline; a domain that misses it gets its on_memory_noncompliance action.
+// The target and what the domain really has are kept in the store
+// (~/memory/target, ~/memory/actual, KiB) so anything can watch them.
+
+import type { FastifyInstance } from 'fastify';
+import type { ApiContext } from '../api/server.ts';
+import { balloonArgs, hotplugArgs, hotplugRegionMiB } from '../engine/memory-args.ts';
+import { type GuestMemoryStats, MemoryDevicesQmp } from '../engine/memory-qmp.ts';
+import type { QemuMachine } from '../engine/qemu-machine.ts';
+import { XenodeError } from '../errors.ts';
+import type { Domain } from './domain.ts';
+import { type ProcessMemory, processMemory } from './host-memory.ts';
+import type { DaemonLog } from './log.ts';
+import {
+  complies,
+  type Direction,
+  directionOf,
+  type MemoryLayout,
+  type MemoryVerdict,
+  planTarget,
+  toleranceKiB,
+} from './memory-policy.ts';
+import type { LaunchContribution, PluginHost, ToolstackPlugin } from './plugin.ts';
+import type { DomainStoreSink } from './store-sink.ts';
+
+const KiB = 1024;
+/** How often sizes are read while a change is under way (events are rate-limited to 1/s). */
+const POLL_MS = 100;
+/** A change with no progress for this long stops being polled (events still update it). */
+const STALL_MS = 10_000;
+/** virtio-mem unplug first, then the balloon; give the unplug this long without progress. */
+const UNPLUG_GRACE_MS = 1000;
+/** Guest statistics interval, s (the guest wakes up this often to report). */
+const STATS_INTERVAL_S = 2;
+
+/** What a consequence needs from the toolstack. */
+export interface MemoryActions {
+  pause(d: Domain): Promise<void>;
+  destroy(d: Domain): Promise<void>;
+}
+
+export interface MemSetOptions {
+  deadlineMs?: number;
+}
+
+export interface MemSetResult {
+  domid: number;
+  targetKiB: number;
+  actualKiB: number;
+  verdict?: MemoryVerdict;
+}
+
+export interface MemoryStatus {
+  domid: number;
+  name: string;
+  bootMiB: number;
+  maxMiB: number;
+  hotplugRegionMiB: number;
+  targetKiB: number;
+  actualKiB: number;
+  balloonKiB: number;
+  hotplugKiB: number;
+  guest?: GuestMemoryStats;
+  qemu?: ProcessMemory;
+  pending?: { targetKiB: number; deadlineMs: number; remainingMs: number };
+  lastVerdict?: MemoryVerdict;
+}
+
+interface Pending {
+  targetKiB: number;
+  direction: Direction;
+  deadlineMs: number;
+  started: number;
+  timer: NodeJS.Timeout;
+  actions: MemoryActions;
+  resolve: (v: MemoryVerdict) => void;
+}
+
+/** Runtime state of one domain's memory devices. */
+interface DomainMemory {
+  d: Domain;
+  dev: MemoryDevicesQmp;
+  layout: MemoryLayout;
+  balloon: number;
+  hotplug: number;
+  requestedHotplug: number;
+  /** Balloon target held back until virtio-mem has unplugged what it can. */
+  stagedBalloon?: number;
+  lastProgress: number;
+  poll?: NodeJS.Timeout;
+  polling: boolean;
+  pending?: Pending;
+  lastVerdict?: MemoryVerdict;
+  unsubscribe: () => void;
+}
+
+export function layoutOf(d: Domain): MemoryLayout {
+  const c = d.rec.config;
+  return { bootMiB: c.memory, hotplugMiB: hotplugRegionMiB(c.memory, c.maxmem) };
+}
+
+export class MemoryControl implements ToolstackPlugin {
+  readonly name = 'memory';
+  private log?: DaemonLog;
+  private store?: DomainStoreSink;
+  private doms = new Map<number, DomainMemory>();
+
+  async start(host: PluginHost): Promise<void> {
+    this.log = host.log;
+    this.store = host.store;
+  }
+
+  async beforeLaunch(d: Domain): Promise<LaunchContribution> {
+    const { hotplugMiB } = layoutOf(d);
+    if (hotplugMiB === 0) return { qemuArgs: balloonArgs() };
+    return {
+      qemuArgs: [...balloonArgs(), ...hotplugArgs(hotplugMiB)],
+      // Plugged blocks come online by themselves, and movable where the ratio allows,
+      // so they can be unplugged again. With a hot-plug region above 4 GiB the kernel
+      // would also reserve 64 MiB of bounce buffers no virtio device uses: keep 4 MiB.
+      cmdline: ['memhp_default_state=online', 'memory_hotplug.online_policy=auto-movable', 'swiotlb=2048'],
+    };
+  }
+
+  async afterLaunch(d: Domain, m: QemuMachine): Promise<void> {
+    const st = this.attach(d, m);
+    await st.dev.pollGuestStats(STATS_INTERVAL_S);
+    await this.refresh(st);
+    // A domain relaunched with a new QEMU keeps the target it had.
+    if (d.rec.targetMiB !== d.rec.config.memory) await this.drive(st, d.rec.targetMiB);
+  }
+
+  async afterReattach(d: Domain, m: QemuMachine): Promise<void> {
+    const st = this.attach(d, m);
+    await this.refresh(st);
+  }
+
+  async onTeardown(d: Domain): Promise<void> {
+    const st = this.doms.get(d.domid);
+    if (!st) return;
+    this.doms.delete(d.domid);
+    st.unsubscribe();
+    this.stopPolling(st);
+    if (st.pending) this.finish(st, { complied: false, action: 'none', note: 'the domain went away' });
+  }
+
+  routes(app: FastifyInstance, ctx: ApiContext): void {
+    app.get<{ Params: { dom: string } }>('/v1/domains/:dom/memory', async (req) =>
+      this.status(ctx.toolstack.find(req.params.dom, req.principal)),
+    );
+  }
+
+  // ---- targets ---------------------------------------------------------------
+
+  /**
+   * Drive the devices towards the domain's (already recorded) target. Without a
+   * deadline this returns at once; with one it resolves with the verdict.
+   */
+  async apply(d: Domain, actions: MemoryActions, o: MemSetOptions = {}): Promise<MemSetResult> {
+    const st = this.doms.get(d.domid);
+    if (!st || d.machine === undefined) {
+      throw new XenodeError('state', `domain ${d.name} has no running machine`, { hint: 'start it first' });
+    }
+    const targetKiB = d.rec.targetMiB * KiB;
+    if (st.pending) this.finish(st, { complied: false, action: 'none', note: 'superseded by a later mem-set' });
+    this.store?.writeDomainKey(d.domid, 'memory/noncompliance', undefined);
+    await this.refresh(st);
+    const actualAtStart = this.actualKiB(st);
+    await this.drive(st, d.rec.targetMiB);
+    const result: MemSetResult = { domid: d.domid, targetKiB, actualKiB: this.actualKiB(st) };
+    if (o.deadlineMs === undefined) return result;
+    const verdict = await new Promise<MemoryVerdict>((resolve) => {
+      const pending: Pending = {
+        targetKiB,
+        direction: directionOf(targetKiB, actualAtStart),
+        deadlineMs: o.deadlineMs ?? 0,
+        started: Date.now(),
+        actions,
+        resolve,
+        timer: setTimeout(() => void this.atDeadline(st, pending), o.deadlineMs),
+      };
+      st.pending = pending;
+      this.checkEarly(st);
+    });
+    return { ...result, actualKiB: verdict.actualKiB, verdict };
+  }
+
+  /** Check a new maximum against what the domain's devices can hold. */
+  checkMax(d: Domain, mib: number): void {
+    const { bootMiB, hotplugMiB } = layoutOf(d);
+    if (mib > bootMiB + hotplugMiB) {
+      throw new XenodeError('usage', `cannot set domid ${d.domid} static max memory to : ${mib}M`, {
+        hint: `the domain was started with room for ${bootMiB + hotplugMiB} MiB (maxmem=); a larger maximum needs a restart with a larger maxmem`,
+        exitCode: 1,
+      });
+    }
+  }
+
+  async status(d: Domain): Promise<MemoryStatus> {
+    const st = this.doms.get(d.domid);
+    const { bootMiB, hotplugMiB } = layoutOf(d);
+    const base: MemoryStatus = {
+      domid: d.domid,
+      name: d.name,
+      bootMiB,
+      maxMiB: d.rec.maxMiB,
+      hotplugRegionMiB: hotplugMiB,
+      targetKiB: d.rec.targetMiB * KiB,
+      actualKiB: d.rec.actualKiB ?? d.rec.targetMiB * KiB,
+      balloonKiB: 0,
+      hotplugKiB: 0,
+      qemu: d.rec.pid ? processMemory(d.rec.pid) : undefined,
+    };
+    if (!st) return base;
+    try {
+      await this.refresh(st);
+      base.guest = await st.dev.guestStats();
+    } catch {
+      /* QMP busy or gone: report what we last saw */
+    }
+    const p = st.pending;
+    return {
+      ...base,
+      actualKiB: this.actualKiB(st),
+      balloonKiB: Math.floor(st.balloon / KiB),
+      hotplugKiB: Math.floor(st.hotplug / KiB),
+      pending: p && {
+        targetKiB: p.targetKiB,
+        deadlineMs: p.deadlineMs,
+        remainingMs: Math.max(0, p.started + p.deadlineMs - Date.now()),
+      },
+      lastVerdict: st.lastVerdict,
+    };
+  }
+
+  // ---- devices ---------------------------------------------------------------
+
+  private attach(d: Domain, m: QemuMachine): DomainMemory {
+    const old = this.doms.get(d.domid);
+    if (old) {
+      old.unsubscribe();
+      this.stopPolling(old);
+    }
+    const layout = layoutOf(d);
+    const dev = new MemoryDevicesQmp(m);
+    const st: DomainMemory = {
+      d,
+      dev,
+      layout,
+      balloon: layout.bootMiB * KiB * KiB,
+      hotplug: 0,
+      requestedHotplug: 0,
+      lastProgress: Date.now(),
+      polling: false,
+      pending: old?.pending,
+      unsubscribe: () => {},
+    };
+    st.unsubscribe = dev.onChange((what, bytes) => {
+      if (what === 'balloon') st.balloon = bytes;
+      else st.hotplug = bytes;
+      st.lastProgress = Date.now();
+      this.publish(st);
+      this.checkEarly(st);
+    });
+    this.doms.set(d.domid, st);
+    return st;
+  }
+
+  private actualKiB(st: DomainMemory): number {
+    return Math.floor((st.balloon + st.hotplug) / KiB);
+  }
+
+  private async refresh(st: DomainMemory): Promise<void> {
+    const s = await st.dev.sizes();
+    if (s.balloonActual !== st.balloon || s.hotplugSize !== st.hotplug) st.lastProgress = Date.now();
+    st.balloon = s.balloonActual;
+    st.hotplug = s.hotplugSize;
+    this.publish(st);
+  }
+
+  /** Record the actual size where `list` and store watchers see it. */
+  private publish(st: DomainMemory): void {
+    const kib = this.actualKiB(st);
+    if (st.d.rec.actualKiB === kib) return;
+    st.d.rec.actualKiB = kib;
+    this.store?.writeDomainKey(st.d.domid, 'memory/actual', String(kib));
+    st.d.emit('change', st.d.rec);
+  }
+
+  private async drive(st: DomainMemory, targetMiB: number): Promise<void> {
+    const plan = planTarget(st.layout, targetMiB);
+    st.stagedBalloon = undefined;
+    if (st.layout.hotplugMiB > 0) {
+      st.requestedHotplug = plan.hotplugBytes;
+      await st.dev.setHotplugRequested(plan.hotplugBytes);
+    }
+    // Unplugged blocks must be emptied into boot RAM first; a balloon inflating at
+    // the same time would take that room, so it waits until virtio-mem is done.
+    if (st.hotplug > plan.hotplugBytes && plan.balloonBytes < st.balloon) st.stagedBalloon = plan.balloonBytes;
+    else await st.dev.setBalloonTarget(plan.balloonBytes);
+    st.lastProgress = Date.now();
+    this.startPolling(st);
+  }
+
+  private startPolling(st: DomainMemory): void {
+    if (st.polling) return;
+    st.polling = true;
+    const tick = async () => {
+      st.poll = undefined;
+      if (!st.polling) return;
+      try {
+        await this.refresh(st);
+        if (st.stagedBalloon !== undefined) {
+          const unplugged = st.hotplug <= st.requestedHotplug;
+          if (unplugged || Date.now() - st.lastProgress > UNPLUG_GRACE_MS) {
+            const bytes = st.stagedBalloon;
+            st.stagedBalloon = undefined;
+            await st.dev.setBalloonTarget(bytes);
+            st.lastProgress = Date.now();
+          }
+        }
+        this.checkEarly(st);
+      } catch {
+        // QMP gone: the domain is going away and teardown cleans up.
+        st.polling = false;
+        return;
+      }
+      const settled = st.stagedBalloon === undefined && this.settled(st);
+      const stalled = Date.now() - st.lastProgress > STALL_MS;
+      if ((settled || stalled) && !st.pending) {
+        st.polling = false;
+        return;
+      }
+      if (st.polling) st.poll = setTimeout(() => void tick(), POLL_MS);
+    };
+    st.poll = setTimeout(() => void tick(), POLL_MS);
+  }
+
+  private settled(st: DomainMemory): boolean {
+    const plan = planTarget(st.layout, st.d.rec.targetMiB);
+    return st.balloon === plan.balloonBytes && st.hotplug === plan.hotplugBytes;
+  }
+
+  private stopPolling(st: DomainMemory): void {
+    st.polling = false;
+    if (st.poll) clearTimeout(st.poll);
+    st.poll = undefined;
+  }
+
+  // ---- deadlines -------------------------------------------------------------
+
+  /** A guest cannot undo a balloon or virtio-mem change by itself, so meeting the target early is final. */
+  private checkEarly(st: DomainMemory): void {
+    const p = st.pending;
+    if (p && complies(p.direction, p.targetKiB, this.actualKiB(st)))
+      this.finish(st, { complied: true, action: 'none' });
+  }
+
+  private async atDeadline(st: DomainMemory, p: Pending): Promise<void> {
+    if (st.pending !== p) return;
+    try {
+      await this.refresh(st);
+    } catch {
+      /* judge by the last sizes seen */
+    }
+    if (st.pending !== p) return;
+    if (complies(p.direction, p.targetKiB, this.actualKiB(st))) {
+      this.finish(st, { complied: true, action: 'none' });
+      return;
+    }
+    const d = st.d;
+    const action = d.rec.config.on_memory_noncompliance;
+    const verdict = this.settle(st, { complied: false, action });
+    const record = {
+      target: verdict.targetKiB,
+      actual: verdict.actualKiB,
+      tolerance: verdict.toleranceKiB,
+      deadline: verdict.deadlineMs,
+      action,
+      time: new Date().toISOString(),
+    };
+    this.store?.writeDomainKey(d.domid, 'memory/noncompliance', JSON.stringify(record));
+    this.log?.warn(
+      `memory target ${mib(verdict.targetKiB)} MiB not met within ${verdict.deadlineMs / 1000} s: actual ${mib(verdict.actualKiB)} MiB; on_memory_noncompliance=${action}`,
+      d.domid,
+    );
+    // The consequence is in place before the caller hears the verdict.
+    try {
+      if (action === 'pause' && d.rec.state === 'running') await p.actions.pause(d);
+      else if (action === 'destroy') await p.actions.destroy(d);
+    } catch (e) {
+      this.log?.error(
+        `on_memory_noncompliance=${action} failed: ${e instanceof Error ? e.message : String(e)}`,
+        d.domid,
+      );
+    }
+    p.resolve(verdict);
+  }
+
+  /** End the pending deadline and tell the caller at once. */
+  private finish(st: DomainMemory, v: Pick<MemoryVerdict, 'complied' | 'action' | 'note'>): void {
+    const p = st.pending;
+    if (!p) return;
+    const verdict = this.settle(st, v);
+    if (v.complied)
+      this.log?.info(
+        `memory target ${mib(p.targetKiB)} MiB met after ${(verdict.elapsedMs / 1000).toFixed(2)} s (deadline ${p.deadlineMs / 1000} s)`,
+        st.d.domid,
+      );
+    p.resolve(verdict);
+  }
+
+  /** End the pending deadline and build its verdict (the caller delivers it). */
+  private settle(st: DomainMemory, v: Pick<MemoryVerdict, 'complied' | 'action' | 'note'>): MemoryVerdict {
+    const p = st.pending as Pending;
+    st.pending = undefined;
+    clearTimeout(p.timer);
+    const verdict: MemoryVerdict = {
+      ...v,
+      targetKiB: p.targetKiB,
+      actualKiB: this.actualKiB(st),
+      toleranceKiB: toleranceKiB(p.targetKiB),
+      deadlineMs: p.deadlineMs,
+      elapsedMs: Date.now() - p.started,
+    };
+    if (!v.note) st.lastVerdict = verdict;
+    return verdict;
+  }
+}
+
+function mib(kib: number): number {
+  return Math.round(kib / KiB);
+}

@@ -1,0 +1,236 @@
+// Live migration, source side: ask the target xenoded to take the domain,
+// let QEMU pre-copy straight into the target's QEMU, then hand over. Until the
+// target confirms, the source copy stays intact and runs again on any failure.
+
+import WebSocket from 'ws';
+import { Migration, type MigrationStats, tcpUri } from '../engine/migration.ts';
+import { XenodeError } from '../errors.ts';
+import type { Domain } from './domain.ts';
+import { consoleTail, exportDomainStore, transferableConfig, transferMeta } from './domain-transfer.ts';
+import { MIGRATE_PATH, MIGRATED_SUFFIX, parseMessage, type ToSource, type ToTarget } from './migrate-protocol.ts';
+import { exclusive, type ProgressFn } from './saverestore.ts';
+import type { Toolstack } from './toolstack.ts';
+
+export interface MigrateRequest {
+  host: string;
+  port: number;
+  /** The target's API token (admin, or the domain's sponsor there). */
+  token?: string;
+  downtimeMs?: number;
+  /** Megabits per second; undefined = no limit. */
+  bandwidthMbps?: number;
+  /** xl -p: leave the domain paused on the target. */
+  paused?: boolean;
+}
+
+export interface MigrateResult {
+  name: string;
+  target: string;
+  targetDomid: number;
+  /** Whole operation, as the user waited for it. */
+  ms: number;
+  /** QEMU's: from the start of pre-copy to the end of stop-and-copy. */
+  migrationMs: number;
+  /** QEMU's stop-and-copy time on the source. */
+  qemuDowntimeMs: number;
+  /** From QEMU's completion to the target confirming the guest runs (Xenode's hand-over). */
+  switchoverMs: number;
+  transferredBytes: number;
+}
+
+/** A WebSocket to the target as a queue of messages. */
+class TargetLink {
+  private queue: ToSource[] = [];
+  private waiter?: () => void;
+  closed = false;
+  closeReason = '';
+  readonly lost = new AbortController();
+
+  private constructor(private readonly ws: WebSocket) {
+    ws.on('message', (data) => {
+      const m = parseMessage<ToSource>(data);
+      if (!m) return;
+      this.queue.push(m);
+      if (m.type === 'error') this.lost.abort(XenodeError.fromWire(m.error));
+      this.waiter?.();
+    });
+    ws.on('close', () => {
+      this.closed = true;
+      this.lost.abort(new XenodeError('engine', `lost the connection to the target${this.closeReason}`));
+      this.waiter?.();
+    });
+    ws.on('error', (e) => {
+      this.closeReason = ` (${e.message})`;
+    });
+  }
+
+  static open(req: MigrateRequest): Promise<TargetLink> {
+    const host = req.host.includes(':') ? `[${req.host}]` : req.host;
+    const where = `${req.host}:${req.port}`;
+    const headers: Record<string, string> = {};
+    if (req.token) headers.authorization = `Bearer ${req.token}`;
+    const ws = new WebSocket(`ws://${host}:${req.port}${MIGRATE_PATH}`, { headers, handshakeTimeout: 10_000 });
+    return new Promise((resolve, reject) => {
+      ws.once('open', () => resolve(new TargetLink(ws)));
+      ws.once('unexpected-response', (_req, res) => {
+        ws.terminate();
+        const status = res.statusCode ?? 0;
+        reject(
+          status === 401
+            ? new XenodeError('unauthorized', `xenoded at ${where} refused the token`, {
+                hint: 'pass the target\'s token with --token or XENODE_MIGRATE_TOKEN (xenode token create admin --admin on the target)',
+              })
+            : status === 404
+              ? new XenodeError('engine', `xenoded at ${where} does not accept migrations (HTTP 404)`)
+              : new XenodeError('engine', `xenoded at ${where} answered HTTP ${status}`),
+        );
+      });
+      ws.once('error', (e) =>
+        reject(
+          new XenodeError('engine', `cannot reach xenoded at ${where}: ${e.message}`, {
+            hint: "give the target daemon's TCP API address (its XENODE_LISTEN)",
+          }),
+        ),
+      );
+    });
+  }
+
+  send(m: ToTarget): void {
+    if (!this.closed) this.ws.send(JSON.stringify(m));
+  }
+
+  async next(timeoutMs: number): Promise<ToSource> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const m = this.queue.shift();
+      if (m) return m;
+      if (this.closed) throw new XenodeError('engine', `lost the connection to the target${this.closeReason}`);
+      const left = deadline - Date.now();
+      if (left <= 0) throw new XenodeError('engine', 'the target did not answer in time');
+      await new Promise<void>((r) => {
+        const t = setTimeout(r, left);
+        this.waiter = () => {
+          clearTimeout(t);
+          r();
+        };
+      });
+      this.waiter = undefined;
+    }
+  }
+
+  close(): void {
+    this.ws.close();
+  }
+}
+
+function refusal(m: ToSource, where: string): XenodeError {
+  if (m.type === 'error') {
+    const e = XenodeError.fromWire(m.error);
+    return new XenodeError(e.kind, `target ${where}: ${e.message}`, { hint: e.hint, exitCode: e.exitCode });
+  }
+  return new XenodeError('engine', `target ${where} answered '${m.type}' out of turn`);
+}
+
+export function migrateDomain(
+  ts: Toolstack,
+  d: Domain,
+  req: MigrateRequest,
+  progress?: ProgressFn,
+): Promise<MigrateResult> {
+  return exclusive(d, async () => {
+    const t0 = Date.now();
+    const where = `${req.host}:${req.port}`;
+    const cfg = transferableConfig(ts, d, 'migrating');
+    const m = d.machine;
+    if (!m?.alive) throw new XenodeError('state', `domain ${d.name} has no running machine`);
+    const meta = transferMeta(d);
+    const name = d.name;
+    const link = await TargetLink.open(req);
+    const mig = new Migration(m);
+    let started = false;
+    /** Set once `go` went out with no answer: the guest may run on the target. */
+    let ambiguous = false;
+    try {
+      link.send({ type: 'prepare', config: cfg, meta, paused: req.paused === true });
+      // The target may first build the default guest image; allow for that.
+      const ready = await link.next(600_000);
+      if (ready.type !== 'listening') throw refusal(ready, where);
+      ts.log.info(`migrating to ${where} (target domid ${ready.domid})`, d.domid);
+      await mig.configure({
+        maxBandwidthBytes: req.bandwidthMbps ? (req.bandwidthMbps * 1e6) / 8 : undefined,
+        downtimeLimitMs: req.downtimeMs,
+      });
+      started = true;
+      await mig.start(tcpUri(req.host, ready.port));
+      const stats: MigrationStats = await mig.follow({
+        abort: link.lost.signal,
+        onProgress: (s) =>
+          progress?.({
+            phase: 'migrate',
+            bytes: s.transferredBytes,
+            totalBytes: s.totalBytes,
+            dirtyBytesPerSec: s.dirtyBytesPerSec,
+            expectedDowntimeMs: s.expectedDowntimeMs,
+            mbps: s.mbps,
+            passes: s.passes,
+          }),
+      });
+      const tDone = Date.now();
+      // The source QEMU is stopped now. From here the guest must run on exactly one host.
+      ts.rename(d, `${name}${MIGRATED_SUFFIX}`);
+      link.send({ type: 'go', store: exportDomainStore(ts, d.domid), console: consoleTail(d).toString('base64') });
+      let answer: ToSource;
+      try {
+        answer = await link.next(120_000);
+      } catch (e) {
+        // No word after `go`: the guest may be running there. Never run it twice.
+        const why = e instanceof Error ? e.message : String(e);
+        ambiguous = true;
+        ts.log.error(`migration to ${where}: no confirmation after hand-over (${why}); copy kept paused`, d.domid);
+        throw new XenodeError(
+          'engine',
+          `migration to ${where}: the target did not confirm the hand-over (${why}); the domain may be running there`,
+          {
+            hint: `the source copy is kept paused as ${d.name}: check the target, then destroy or unpause it here`,
+          },
+        );
+      }
+      if (answer.type !== 'running') {
+        ts.rename(d, name);
+        throw refusal(answer, where);
+      }
+      const switchoverMs = Date.now() - tDone;
+      link.close();
+      await ts.destroy(d);
+      ts.log.info(`migrated to ${where} as domid ${answer.domid}`, d.domid);
+      return {
+        name,
+        target: where,
+        targetDomid: answer.domid,
+        ms: Date.now() - t0,
+        migrationMs: stats.totalMs ?? 0,
+        qemuDowntimeMs: stats.downtimeMs ?? 0,
+        switchoverMs,
+        transferredBytes: stats.transferredBytes,
+      };
+    } catch (e) {
+      if (ambiguous) throw e;
+      // The target did not take it: the source is authoritative, make it whole again.
+      if (!link.closed) link.send({ type: 'abort', reason: e instanceof Error ? e.message : String(e) });
+      link.close();
+      if (started && d.machine?.alive) {
+        try {
+          const q = await mig.query();
+          if (q.status === 'active' || q.status === 'setup') await mig.cancel();
+          if (meta.wasRunning) await mig.resumeIfStopped();
+          else await mig.settle();
+        } catch (re) {
+          ts.log.error(`could not resume after a failed migration: ${(re as Error).message}`, d.domid);
+        }
+      }
+      if (d.name !== name) ts.rename(d, name);
+      ts.log.warn(`migration to ${where} failed: ${e instanceof Error ? e.message : String(e)}`, d.domid);
+      throw e instanceof XenodeError ? e : new XenodeError('engine', `migration failed: ${(e as Error).message}`);
+    }
+  });
+}

@@ -1,0 +1,366 @@
+// Xenode's save file: a versioned container around QEMU's migration stream.
+//
+//   header   16 B magic "XENODE-SAVE\n\0\r\n\x1a" (the \r\n\x1a catch text-mode
+//            mangling), u16 major, u16 minor, u32 flags (0)           = 24 B
+//   sections u32 type, u32 flags, u64 length, sha256 of the payload    = 48 B,
+//            then the payload. Flag OPTIONAL: a reader that does not know the
+//            type skips it; an unknown type without it is refused.
+//            Flag STREAMED (the QEMU stream, always last): length and sha256
+//            are 0 in the header because the stream is appended as QEMU
+//            produces it; the trailer carries them.
+//   trailer  "XNSAVEND", u64 stream length, u32 chunk size, u32 0,
+//            chunked sha256 of the stream, u64 file length             = 64 B
+//
+// The stream checksum is sha256 over the sha256 of each `chunk size` piece, so
+// verifying it can be spread over threads. All integers are little-endian.
+// A file is written as NAME.partial and renamed when complete, so a crash
+// never leaves a file that looks whole.
+
+import { createHash, type Hash } from 'node:crypto';
+import {
+  closeSync,
+  createReadStream,
+  fstatSync,
+  fsyncSync,
+  openSync,
+  readSync,
+  renameSync,
+  rmSync,
+  writeSync,
+} from 'node:fs';
+import { XenodeError } from '../errors.ts';
+
+export const SAVE_MAGIC = Buffer.from('XENODE-SAVE\n\0\r\n\x1a', 'latin1');
+export const FORMAT_MAJOR = 1;
+export const FORMAT_MINOR = 0;
+const HEADER_SIZE = 24;
+const SECTION_HEADER_SIZE = 48;
+const TRAILER_MAGIC = Buffer.from('XNSAVEND', 'latin1');
+export const TRAILER_SIZE = 64;
+export const STREAM_CHUNK = 4 << 20;
+/** JSON sections are small; a huge length field means a damaged file, not a big config. */
+const MAX_SECTION = 64 << 20;
+
+export const SECTION = {
+  config: 1,
+  store: 2,
+  meta: 3,
+  console: 4,
+  qemu: 16,
+} as const;
+export type SectionName = keyof typeof SECTION;
+
+export const FLAG_OPTIONAL = 1;
+export const FLAG_STREAMED = 2;
+
+function sectionName(type: number): string {
+  const e = Object.entries(SECTION).find(([, t]) => t === type);
+  return e ? e[0] : `type ${type}`;
+}
+
+/** sha256 over per-chunk sha256s; fed incrementally. */
+export class ChunkedHash {
+  private outer: Hash = createHash('sha256');
+  private inner: Hash = createHash('sha256');
+  private inChunk = 0;
+  length = 0;
+
+  constructor(readonly chunkSize = STREAM_CHUNK) {}
+
+  update(buf: Buffer): void {
+    let off = 0;
+    while (off < buf.length) {
+      const n = Math.min(buf.length - off, this.chunkSize - this.inChunk);
+      this.inner.update(buf.subarray(off, off + n));
+      this.inChunk += n;
+      off += n;
+      if (this.inChunk === this.chunkSize) {
+        this.outer.update(this.inner.digest());
+        this.inner = createHash('sha256');
+        this.inChunk = 0;
+      }
+    }
+    this.length += buf.length;
+  }
+
+  digest(): Buffer {
+    if (this.inChunk > 0) this.outer.update(this.inner.digest());
+    return this.outer.digest();
+  }
+}
+
+/** Writes a save file: header, sections, then the QEMU stream as it arrives, then the trailer. */
+export class SaveFileWriter {
+  private fd: number;
+  private pos = 0;
+  private streaming = false;
+  private hash?: ChunkedHash;
+  private closed = false;
+  readonly partial: string;
+
+  constructor(
+    readonly path: string,
+    version: { major: number; minor: number } = { major: FORMAT_MAJOR, minor: FORMAT_MINOR },
+  ) {
+    this.partial = `${path}.partial`;
+    try {
+      this.fd = openSync(this.partial, 'w', 0o600);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      throw new XenodeError(
+        code === 'ENOENT' ? 'not-found' : code === 'EACCES' ? 'permission' : 'usage',
+        `cannot write save file '${path}': ${code === 'ENOENT' ? 'no such directory' : (code ?? String(e))}`,
+      );
+    }
+    const h = Buffer.alloc(HEADER_SIZE);
+    SAVE_MAGIC.copy(h, 0);
+    h.writeUInt16LE(version.major, 16);
+    h.writeUInt16LE(version.minor, 18);
+    h.writeUInt32LE(0, 20);
+    this.write(h);
+  }
+
+  private write(b: Buffer): void {
+    let off = 0;
+    while (off < b.length) off += writeSync(this.fd, b, off, b.length - off, this.pos + off);
+    this.pos += b.length;
+  }
+
+  addSection(type: number, payload: Buffer, flags = 0): void {
+    if (this.streaming) throw new Error('sections must come before the stream');
+    const h = Buffer.alloc(SECTION_HEADER_SIZE);
+    h.writeUInt32LE(type, 0);
+    h.writeUInt32LE(flags, 4);
+    h.writeBigUInt64LE(BigInt(payload.length), 8);
+    createHash('sha256').update(payload).digest().copy(h, 16);
+    this.write(h);
+    this.write(payload);
+  }
+
+  addJson(type: number, value: unknown, flags = 0): void {
+    this.addSection(type, Buffer.from(JSON.stringify(value), 'utf8'), flags);
+  }
+
+  beginStream(type: number = SECTION.qemu): void {
+    const h = Buffer.alloc(SECTION_HEADER_SIZE);
+    h.writeUInt32LE(type, 0);
+    h.writeUInt32LE(FLAG_STREAMED, 4);
+    this.write(h);
+    this.streaming = true;
+    this.hash = new ChunkedHash();
+  }
+
+  /** Append a piece of the stream (synchronous: the caller's chunks arrive in order). */
+  writeStream(chunk: Buffer): void {
+    if (!this.hash) throw new Error('beginStream first');
+    this.hash.update(chunk);
+    this.write(chunk);
+  }
+
+  get streamBytes(): number {
+    return this.hash?.length ?? 0;
+  }
+
+  /** Write the trailer, flush to disk and give the file its final name. */
+  finish(): number {
+    if (!this.hash) throw new Error('no stream written');
+    const t = Buffer.alloc(TRAILER_SIZE);
+    TRAILER_MAGIC.copy(t, 0);
+    t.writeBigUInt64LE(BigInt(this.hash.length), 8);
+    t.writeUInt32LE(this.hash.chunkSize, 16);
+    this.hash.digest().copy(t, 24);
+    t.writeBigUInt64LE(BigInt(this.pos + TRAILER_SIZE), 56);
+    this.write(t);
+    // The domain may be destroyed right after this: the state must be on disk.
+    fsyncSync(this.fd);
+    closeSync(this.fd);
+    this.closed = true;
+    renameSync(this.partial, this.path);
+    return this.pos;
+  }
+
+  abort(): void {
+    if (!this.closed) {
+      try {
+        closeSync(this.fd);
+      } catch {
+        /* already closed */
+      }
+      this.closed = true;
+    }
+    rmSync(this.partial, { force: true });
+  }
+}
+
+export interface SaveFileSection {
+  type: number;
+  flags: number;
+  offset: number;
+  length: number;
+}
+
+/** A validated save file: small sections in memory, the stream as a byte range. */
+export interface SaveFile {
+  path: string;
+  version: { major: number; minor: number };
+  size: number;
+  sections: Map<number, Buffer>;
+  stream: { type: number; offset: number; length: number };
+}
+
+function bad(path: string, what: string, hint?: string): XenodeError {
+  return new XenodeError('config', `save file '${path}' ${what}`, { hint });
+}
+
+function readAt(fd: number, pos: number, len: number): Buffer {
+  const b = Buffer.alloc(len);
+  let got = 0;
+  while (got < len) {
+    const n = readSync(fd, b, got, len - got, pos + got);
+    if (n === 0) break;
+    got += n;
+  }
+  return got === len ? b : b.subarray(0, got);
+}
+
+/**
+ * Read and check everything but the stream's checksum: magic, version, every
+ * section's bounds and sha256, the trailer. Throws a one-line XenodeError.
+ */
+export function readSaveFileHeader(path: string): SaveFile & { trailer: { chunkSize: number; digest: Buffer } } {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new XenodeError('not-found', `save file '${path}' not found`);
+    if (code === 'EISDIR') throw bad(path, 'is a directory');
+    throw new XenodeError('permission', `cannot read save file '${path}': ${code ?? String(e)}`);
+  }
+  try {
+    const st = fstatSync(fd);
+    if (st.isDirectory()) throw bad(path, 'is a directory');
+    const size = st.size;
+    const head = readAt(fd, 0, HEADER_SIZE);
+    if (head.length < SAVE_MAGIC.length || !head.subarray(0, SAVE_MAGIC.length).equals(SAVE_MAGIC)) {
+      const xl = head.subarray(0, 16).toString('latin1').startsWith('Xen saved domain');
+      throw bad(
+        path,
+        'is not a Xenode save file (bad magic)',
+        xl ? 'this is an xl save file; Xenode cannot restore Xen domains' : undefined,
+      );
+    }
+    if (head.length < HEADER_SIZE) throw bad(path, `is truncated (${size} bytes, header incomplete)`);
+    const major = head.readUInt16LE(16);
+    const minor = head.readUInt16LE(18);
+    if (major !== FORMAT_MAJOR) {
+      throw bad(
+        path,
+        `has format version ${major}.${minor}; this Xenode reads version ${FORMAT_MAJOR}.x`,
+        major > FORMAT_MAJOR ? 'restore it with a newer Xenode' : 'it was written by an incompatible Xenode',
+      );
+    }
+    if (size < HEADER_SIZE + TRAILER_SIZE) throw bad(path, `is truncated (${size} bytes)`);
+    const trailer = readAt(fd, size - TRAILER_SIZE, TRAILER_SIZE);
+    if (!trailer.subarray(0, 8).equals(TRAILER_MAGIC)) {
+      throw bad(path, `is truncated or incomplete (no end marker after ${size} bytes)`);
+    }
+    const declared = Number(trailer.readBigUInt64LE(56));
+    if (declared !== size) {
+      throw bad(
+        path,
+        declared > size ? `is truncated (${size} of ${declared} bytes)` : `has ${size - declared} stray bytes`,
+      );
+    }
+    const streamLength = Number(trailer.readBigUInt64LE(8));
+    const chunkSize = trailer.readUInt32LE(16);
+    const digest = Buffer.from(trailer.subarray(24, 56));
+    if (chunkSize === 0) throw bad(path, 'is corrupted (bad trailer)');
+
+    const sections = new Map<number, Buffer>();
+    let pos = HEADER_SIZE;
+    const end = size - TRAILER_SIZE;
+    for (;;) {
+      if (pos + SECTION_HEADER_SIZE > end) throw bad(path, 'is corrupted (no QEMU state section)');
+      const h = readAt(fd, pos, SECTION_HEADER_SIZE);
+      const type = h.readUInt32LE(0);
+      const flags = h.readUInt32LE(4);
+      const length = Number(h.readBigUInt64LE(8));
+      pos += SECTION_HEADER_SIZE;
+      if (flags & FLAG_STREAMED) {
+        if (type !== SECTION.qemu) throw bad(path, `is corrupted (unexpected streamed ${sectionName(type)} section)`);
+        if (pos + streamLength !== end) {
+          throw bad(path, `is corrupted (QEMU state is ${end - pos} bytes, trailer says ${streamLength})`);
+        }
+        if (streamLength === 0) throw bad(path, 'is corrupted (empty QEMU state)');
+        return {
+          path,
+          version: { major, minor },
+          size,
+          sections,
+          stream: { type, offset: pos, length: streamLength },
+          trailer: { chunkSize, digest },
+        };
+      }
+      if (length > MAX_SECTION || pos + length > end) {
+        throw bad(path, `is corrupted or truncated (the ${sectionName(type)} section runs past the end)`);
+      }
+      const known = Object.values(SECTION).includes(type as (typeof SECTION)[SectionName]);
+      if (!known && !(flags & FLAG_OPTIONAL)) {
+        throw bad(path, `needs a newer Xenode (unknown mandatory section type ${type})`);
+      }
+      const payload = readAt(fd, pos, length);
+      if (!createHash('sha256').update(payload).digest().equals(h.subarray(16, 48))) {
+        throw bad(path, `is corrupted (checksum mismatch in the ${sectionName(type)} section)`);
+      }
+      if (known) {
+        if (sections.has(type)) throw bad(path, `is corrupted (two ${sectionName(type)} sections)`);
+        sections.set(type, payload);
+      }
+      pos += length;
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Check the stream's chunked sha256 against the trailer (reads the whole stream). */
+export async function verifyStream(
+  path: string,
+  stream: { offset: number; length: number },
+  trailer: { chunkSize: number; digest: Buffer },
+  onBytes?: (n: number) => void,
+): Promise<void> {
+  const h = new ChunkedHash(trailer.chunkSize);
+  const src = createReadStream(path, {
+    start: stream.offset,
+    end: stream.offset + stream.length - 1,
+    highWaterMark: 1 << 20,
+  });
+  for await (const chunk of src) {
+    h.update(chunk as Buffer);
+    onBytes?.(h.length);
+  }
+  if (h.length !== stream.length || !h.digest().equals(trailer.digest)) {
+    throw bad(path, 'is corrupted (checksum mismatch in the QEMU state)');
+  }
+}
+
+/** Open a save file and verify all of it, the stream included, before anything is started. */
+export async function readSaveFile(path: string, onVerify?: (bytes: number, total: number) => void): Promise<SaveFile> {
+  const f = readSaveFileHeader(path);
+  await verifyStream(path, f.stream, f.trailer, onVerify ? (n) => onVerify(n, f.stream.length) : undefined);
+  const { trailer: _t, ...rest } = f;
+  return rest;
+}
+
+/** A JSON section, parsed; `what` names it in errors. */
+export function jsonSection(f: SaveFile, type: number): unknown {
+  const b = f.sections.get(type);
+  if (!b) throw bad(f.path, `is incomplete (no ${sectionName(type)} section)`);
+  try {
+    return JSON.parse(b.toString('utf8'));
+  } catch {
+    throw bad(f.path, `is corrupted (the ${sectionName(type)} section is not JSON)`);
+  }
+}

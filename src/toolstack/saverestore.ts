@@ -1,0 +1,264 @@
+// `save` and `restore`: a domain's machine state, config, store subtree and
+// console tail into one checksummed file (save-format.ts), and back into a new
+// domain. QEMU moves the machine state; everything around it is ours.
+
+import { join } from 'node:path';
+import { Migration, MigrationError, unixUri } from '../engine/migration.ts';
+import { feedStream, StreamReceiver } from '../engine/migration-stream.ts';
+import type { QemuMachine } from '../engine/qemu-machine.ts';
+import { XenodeError } from '../errors.ts';
+import type { Domain } from './domain.ts';
+import {
+  applyOverrides,
+  checkHostFiles,
+  checkIdentityFree,
+  checkMachineCompat,
+  consoleTail,
+  continueConsole,
+  exportDomainStore,
+  importDomainStore,
+  parseConfigJson,
+  parseMeta,
+  type TransferMeta,
+  transferableConfig,
+  transferMeta,
+} from './domain-transfer.ts';
+import type { Principal } from './principal.ts';
+import {
+  FLAG_OPTIONAL,
+  jsonSection,
+  readSaveFileHeader,
+  SECTION,
+  SaveFileWriter,
+  verifyStream,
+} from './save-format.ts';
+import type { Toolstack } from './toolstack.ts';
+
+/** What long operations report while they run (CLI progress lines). */
+export interface OpProgress {
+  phase: 'save' | 'verify' | 'restore' | 'migrate';
+  bytes: number;
+  totalBytes?: number;
+  /** Live migration: guest memory dirtied per second. */
+  dirtyBytesPerSec?: number;
+  expectedDowntimeMs?: number;
+  mbps?: number;
+  passes?: number;
+}
+
+export type ProgressFn = (p: OpProgress) => void;
+
+export interface SaveRequest {
+  file: string;
+  /** xl -c: keep the domain (running if it was) after saving. */
+  checkpoint?: boolean;
+  /** xl -p: keep the domain, paused. */
+  leavePaused?: boolean;
+}
+
+export interface SaveResult {
+  file: string;
+  bytes: number;
+  streamBytes: number;
+  ms: number;
+  domain: 'destroyed' | 'running' | 'paused';
+}
+
+export interface RestoreRequest {
+  file: string;
+  paused?: boolean;
+  overrides?: string[];
+  /** Directory relative paths in overrides are resolved against (the CLI's). */
+  cwd?: string;
+}
+
+export interface RestoreResult {
+  domid: number;
+  name: string;
+  ms: number;
+  format: string;
+  meta: TransferMeta;
+}
+
+/** Domains with a save or migration under way: one at a time per domain. */
+const busy = new WeakSet<Domain>();
+
+export async function exclusive<T>(d: Domain, fn: () => Promise<T>): Promise<T> {
+  if (busy.has(d)) throw new XenodeError('state', `domain ${d.name} is already being saved or migrated`);
+  busy.add(d);
+  try {
+    return await fn();
+  } finally {
+    busy.delete(d);
+  }
+}
+
+function machineOf(d: Domain): QemuMachine {
+  if (!d.machine?.alive) throw new XenodeError('state', `domain ${d.name} has no running machine`);
+  return d.machine;
+}
+
+function engineError(e: unknown, what: string): unknown {
+  if (e instanceof XenodeError) return e;
+  return new XenodeError('engine', `${what}: ${e instanceof Error ? e.message : String(e)}`);
+}
+
+/** xl save: consistent (the guest is stopped first), then destroy unless -c/-p. */
+export function saveDomain(ts: Toolstack, d: Domain, req: SaveRequest, progress?: ProgressFn): Promise<SaveResult> {
+  return exclusive(d, async () => {
+    const t0 = Date.now();
+    const cfg = transferableConfig(ts, d, 'saving');
+    const m = machineOf(d);
+    const meta = transferMeta(d);
+    const wasRunning = d.rec.state === 'running';
+    const w = new SaveFileWriter(req.file);
+    let stopped = false;
+    try {
+      if (wasRunning) {
+        await ts.pause(d);
+        stopped = true;
+      }
+      w.addJson(SECTION.config, cfg);
+      w.addJson(SECTION.meta, meta);
+      const store = exportDomainStore(ts, d.domid);
+      if (store) w.addJson(SECTION.store, store, FLAG_OPTIONAL);
+      w.addSection(SECTION.console, consoleTail(d), FLAG_OPTIONAL);
+      w.beginStream();
+      const mig = new Migration(m);
+      await mig.configure();
+      const rx = await StreamReceiver.listen(join(d.rec.runDir, 'save.sock'), (c) => w.writeStream(c));
+      try {
+        await mig.start(rx.uri);
+        await mig.follow({ onProgress: () => progress?.({ phase: 'save', bytes: w.streamBytes }) });
+        await rx.done;
+      } finally {
+        rx.close();
+      }
+      progress?.({ phase: 'save', bytes: w.streamBytes });
+      const bytes = w.finish();
+      ts.log.info(`saved to ${req.file} (${(bytes / 1048576).toFixed(1)} MiB)`, d.domid);
+      let domain: SaveResult['domain'];
+      if (!req.checkpoint && !req.leavePaused) {
+        await ts.destroy(d);
+        domain = 'destroyed';
+      } else {
+        await mig.settle();
+        if (stopped && !req.leavePaused) await ts.unpause(d);
+        domain = d.rec.state === 'running' ? 'running' : 'paused';
+      }
+      return { file: req.file, bytes, streamBytes: w.streamBytes, ms: Date.now() - t0, domain };
+    } catch (e) {
+      w.abort();
+      // xl: "Failed to save domain, resuming domain".
+      if (stopped && d.machine?.alive) {
+        await new Migration(d.machine).settle().catch(() => undefined);
+        await ts.unpause(d).catch(() => undefined);
+      }
+      ts.log.warn(`save to ${req.file} failed: ${e instanceof Error ? e.message : String(e)}`, d.domid);
+      throw engineError(e, 'save failed');
+    }
+  });
+}
+
+/**
+ * Load a migration stream into a QEMU started with `-incoming defer`. A
+ * broken stream makes QEMU exit: that is this operation's error, not a
+ * guest crash, so the toolstack is told to expect it meanwhile.
+ */
+export async function loadIncoming(
+  d: Domain,
+  m: QemuMachine,
+  run: (mig: Migration) => Promise<void>,
+  timeoutMs: number,
+  abort?: AbortSignal,
+): Promise<void> {
+  const mig = new Migration(m);
+  d.expectingExit = true;
+  try {
+    await mig.configure();
+    const loaded = mig.waitIncoming(timeoutMs, abort);
+    loaded.catch(() => undefined);
+    const fed = run(mig);
+    const [a, b] = await Promise.allSettled([loaded, fed]);
+    // QEMU's own reason beats a broken pipe on our side.
+    if (a.status === 'rejected') throw a.reason;
+    if (b.status === 'rejected') throw b.reason;
+  } catch (e) {
+    if (e instanceof MigrationError) throw new XenodeError('engine', e.message);
+    throw e;
+  } finally {
+    d.expectingExit = false;
+  }
+}
+
+/** xl restore: everything in the file is checked before QEMU starts. */
+export async function restoreFromFile(
+  ts: Toolstack,
+  p: Principal,
+  req: RestoreRequest,
+  progress?: ProgressFn,
+): Promise<RestoreResult> {
+  const t0 = Date.now();
+  const f = readSaveFileHeader(req.file);
+  const where = `save file '${req.file}'`;
+  const meta = parseMeta(jsonSection(f, SECTION.meta), where);
+  let cfg = parseConfigJson(jsonSection(f, SECTION.config), where);
+  const store = f.sections.has(SECTION.store) ? jsonSection(f, SECTION.store) : undefined;
+  const tail = f.sections.get(SECTION.console);
+  cfg = applyOverrides(cfg, req.overrides ?? [], req.cwd);
+  checkHostFiles(cfg);
+  checkMachineCompat(ts, cfg, meta);
+  // A checkpoint restored next to its still-running original: give the copy its own uuid.
+  if (cfg.uuid && ts.list({ sponsor: 'admin', admin: true }).some((x) => x.rec.uuid === cfg.uuid)) {
+    if (!(req.overrides ?? []).some((o) => /^\s*uuid\s*=/.test(o))) cfg = { ...cfg, uuid: undefined };
+  }
+  checkIdentityFree(ts, cfg.name, cfg.uuid);
+  await verifyStream(req.file, f.stream, f.trailer, (n) =>
+    progress?.({ phase: 'verify', bytes: n, totalBytes: f.stream.length }),
+  );
+  const format = `${f.version.major}.${f.version.minor}`;
+  const d = await ts.restoreDomain(
+    cfg,
+    p,
+    async (d, m) => {
+      await loadIncoming(
+        d,
+        m,
+        async (mig) => {
+          const sock = join(d.rec.runDir, 'incoming.sock');
+          await mig.listen(unixUri(sock));
+          await feedStream(sock, req.file, f.stream.offset, f.stream.length, (n) =>
+            progress?.({ phase: 'restore', bytes: n, totalBytes: f.stream.length }),
+          );
+        },
+        300_000,
+      );
+      adoptState(ts, d, meta, store, tail, `restored from ${req.file}, saved on ${meta.sourceHost} at ${meta.savedAt}`);
+    },
+    { paused: req.paused === true },
+  );
+  ts.log.info(`restored ${d.name} from ${req.file} (saved on ${meta.sourceHost} at ${meta.savedAt})`, d.domid);
+  return { domid: d.domid, name: d.name, ms: Date.now() - t0, format, meta };
+}
+
+/** After the machine state is in: the store subtree, the console history and the memory target. */
+export function adoptState(
+  ts: Toolstack,
+  d: Domain,
+  meta: TransferMeta,
+  store: unknown,
+  tail: Buffer | undefined,
+  note: string,
+): void {
+  try {
+    importDomainStore(ts, d, store, meta.sourceDomid);
+  } catch (e) {
+    ts.log.warn(`store subtree not restored: ${e instanceof Error ? e.message : String(e)}`, d.domid);
+  }
+  continueConsole(d, tail, note);
+  // The memory plugin drives balloon and virtio-mem back to the saved target after this.
+  if (meta.maxMiB >= d.rec.config.memory) d.rec.maxMiB = meta.maxMiB;
+  if (meta.targetMiB <= d.rec.maxMiB) d.rec.targetMiB = meta.targetMiB;
+  ts.store.setMemory(d.rec);
+  ts.touch(d);
+}

@@ -1,0 +1,47 @@
+// A plain-text xl.cfg editor with line numbers that marks the line an error
+// points at (the API returns {file, line, column} for config errors).
+
+interface Props {
+  value: string;
+  onInput: (text: string) => void;
+  errorLine?: number;
+  readOnly?: boolean;
+  label: string;
+}
+
+export function ConfigEditor({ value, onInput, errorLine, readOnly, label }: Props) {
+  const lines = value.split('\n');
+  const widest = lines.reduce((m, l) => Math.max(m, l.length), 0);
+  return (
+    <div class={`editor${readOnly ? ' editor-ro' : ''}`} data-error-line={errorLine ?? ''}>
+      <div class="gutter" aria-hidden="true">
+        {lines.map((_, i) => (
+          <div key={i} class={i + 1 === errorLine ? 'gl err' : 'gl'}>
+            {i + 1}
+          </div>
+        ))}
+      </div>
+      <div class="editor-body">
+        <div class="backdrop" aria-hidden="true">
+          {lines.map((l, i) => (
+            <div key={i} class={i + 1 === errorLine ? 'bl err' : 'bl'}>
+              {l || ' '}
+            </div>
+          ))}
+        </div>
+        <textarea
+          aria-label={label}
+          spellcheck={false}
+          autocapitalize="off"
+          autocomplete="off"
+          wrap="off"
+          readOnly={readOnly}
+          rows={lines.length}
+          style={{ minWidth: `${widest + 2}ch` }}
+          value={value}
+          onInput={(e) => onInput((e.currentTarget as HTMLTextAreaElement).value)}
+        />
+      </div>
+    </div>
+  );
+}

@@ -1,0 +1,10 @@
+// Entry point of the app page (index.html).
+
+import { render } from 'preact';
+import { App } from './app.tsx';
+import { startLive } from './live.ts';
+import './styles.css';
+
+startLive();
+const root = document.getElementById('app');
+if (root) render(<App />, root);

@@ -1,0 +1,335 @@
+// One domain: its state and actions, resource charts, serial console, config
+// and control-store subtree.
+
+import { useEffect, useMemo, useState } from 'preact/hooks';
+import { api, enc, errorText } from '../api.ts';
+import { confirmAction } from '../components/ConfirmDialog.tsx';
+import { Console } from '../components/Console.tsx';
+import { Icon } from '../components/Icon.tsx';
+import { MetricChart, type SeriesSpec } from '../components/MetricChart.tsx';
+import { StateBadge } from '../components/StateBadge.tsx';
+import { StoreTree } from '../components/StoreTree.tsx';
+import { formatMiB, formatPct, formatRate, formatUptime } from '../format.ts';
+import { domains, latestSamples, linkState, now, onSample } from '../live.ts';
+import { type DomainTab, navigate } from '../router.ts';
+import type { DomainView, MetricsHistory, MetricsSample } from '../types.ts';
+
+const KEEP = 300;
+
+const CPU: SeriesSpec[] = [{ key: 'cpuPct', label: 'CPU', color: '#2f7de1' }];
+const MEM: SeriesSpec[] = [
+  { key: 'memTargetMiB', label: 'Target', color: '#8a63d2' },
+  { key: 'rssMiB', label: 'QEMU RSS', color: '#e0823d' },
+];
+const DISK: SeriesSpec[] = [
+  { key: 'diskReadBps', label: 'Read', color: '#1f9d74' },
+  { key: 'diskWriteBps', label: 'Write', color: '#d9534f' },
+];
+const NET: SeriesSpec[] = [
+  { key: 'netRxBps', label: 'RX', color: '#2f7de1' },
+  { key: 'netTxBps', label: 'TX', color: '#e0823d' },
+];
+
+function useMetrics(domid: number | undefined): MetricsSample[] {
+  const [samples, setSamples] = useState<MetricsSample[]>([]);
+  useEffect(() => {
+    if (domid === undefined) return;
+    let live: MetricsSample[] = [];
+    let loaded = false;
+    setSamples([]);
+    // Samples that arrive before the history are kept and merged after it.
+    const off = onSample((id, s) => {
+      if (id !== domid) return;
+      if (!loaded) live.push(s);
+      else setSamples((prev) => [...prev, s].slice(-KEEP));
+    });
+    api<MetricsHistory>('GET', `/v1/domains/${domid}/metrics`)
+      .then((h) => {
+        const last = h.samples.at(-1)?.t ?? 0;
+        setSamples([...h.samples, ...live.filter((s) => s.t > last)].slice(-KEEP));
+        live = [];
+        loaded = true;
+      })
+      .catch(() => {
+        loaded = true;
+      });
+    return off;
+  }, [domid]);
+  return samples;
+}
+
+function Overview({ d, detail }: { d: DomainView; detail: DomainView | undefined }) {
+  const samples = useMetrics(d.domid);
+  // The list shows what the guest has (as xl does); the sampler knows the target too.
+  const target = latestSamples.value.get(d.domid)?.memTargetMiB ?? d.memMiB;
+  const boot = detail?.boot ?? d.boot;
+  return (
+    <div class="overview">
+      <div class="charts">
+        <MetricChart
+          title="CPU"
+          series={CPU}
+          samples={samples}
+          fmt={formatPct}
+          minTop={10}
+          emptyText="Waiting for the first samples (every 2 s)…"
+        />
+        <MetricChart
+          title="Memory"
+          series={MEM}
+          samples={samples}
+          fmt={(v) => formatMiB(v)}
+          minTop={64}
+          emptyText="Waiting for the first samples (every 2 s)…"
+        />
+        <MetricChart
+          title="Disk I/O"
+          series={DISK}
+          samples={samples}
+          fmt={formatRate}
+          minTop={1024}
+          emptyText="No disk counters for this domain: it has no disk served by a backend that reports them."
+        />
+        <MetricChart
+          title="Network"
+          series={NET}
+          samples={samples}
+          fmt={formatRate}
+          minTop={1024}
+          emptyText="No network counters for this domain: it has no interface on Xenode's switch."
+        />
+      </div>
+      <section class="card details">
+        <h3>Details</h3>
+        <dl>
+          <dt>Domain ID</dt>
+          <dd class="mono">{d.domid}</dd>
+          <dt>UUID</dt>
+          <dd class="mono small">{d.uuid}</dd>
+          <dt>Sponsor</dt>
+          <dd>{d.sponsor}</dd>
+          <dt>Memory</dt>
+          <dd>
+            {formatMiB(d.memMiB)} now · {formatMiB(target)} target · {formatMiB(d.maxMiB)} max
+          </dd>
+          <dt>vCPUs</dt>
+          <dd>{d.vcpus}</dd>
+          <dt>CPU time</dt>
+          <dd>{d.cpuSeconds.toFixed(1)} s</dd>
+          {boot && (
+            <>
+              <dt>Machine</dt>
+              <dd>
+                {boot.machine} · {boot.accel.toUpperCase()}
+              </dd>
+              <dt>Kernel</dt>
+              <dd class="mono small">{boot.kernel}</dd>
+              <dt>Command line</dt>
+              <dd class="mono small">{boot.cmdline}</dd>
+            </>
+          )}
+          {d.pid !== undefined && (
+            <>
+              <dt>QEMU pid</dt>
+              <dd class="mono">{d.pid}</dd>
+            </>
+          )}
+        </dl>
+      </section>
+    </div>
+  );
+}
+
+function Actions({ d, onError }: { d: DomainView; onError: (m: string) => void }) {
+  const [busy, setBusy] = useState('');
+  const target = latestSamples.value.get(d.domid)?.memTargetMiB ?? d.memMiB;
+  const [mem, setMem] = useState(String(target));
+  useEffect(() => setMem(String(target)), [target]);
+  const live = d.state === 'running' || d.state === 'paused';
+
+  const run = async (action: string, body: unknown = {}, ask?: [string, string, string]) => {
+    if (ask && !(await confirmAction(...ask))) return;
+    setBusy(action);
+    onError('');
+    try {
+      await api('POST', `/v1/domains/${d.domid}/${action}`, body);
+      if (action === 'destroy') navigate('/');
+    } catch (e) {
+      onError(errorText(e));
+    } finally {
+      setBusy('');
+    }
+  };
+
+  return (
+    <div class="actions">
+      {d.state === 'paused' ? (
+        <button type="button" class="btn" disabled={!!busy} onClick={() => run('unpause')}>
+          <Icon name="play" /> Resume
+        </button>
+      ) : (
+        <button type="button" class="btn" disabled={!!busy || d.state !== 'running'} onClick={() => run('pause')}>
+          <Icon name="pause" /> Pause
+        </button>
+      )}
+      <button
+        type="button"
+        class="btn"
+        disabled={!!busy || !live}
+        onClick={() =>
+          run('shutdown', {}, [
+            `Shut down ${d.name}?`,
+            'The guest gets an ACPI power-button press and decides how to stop; on_poweroff then applies.',
+            'Shut down',
+          ])
+        }
+      >
+        <Icon name="power" /> Shutdown
+      </button>
+      <button
+        type="button"
+        class="btn"
+        disabled={!!busy || !live}
+        onClick={() =>
+          run('reboot', {}, [
+            `Reboot ${d.name}?`,
+            'The machine is reset at once (like pressing reset); unsaved guest data is lost. on_reboot then applies.',
+            'Reboot',
+          ])
+        }
+      >
+        <Icon name="reboot" /> Reboot
+      </button>
+      <button
+        type="button"
+        class="btn btn-danger-outline"
+        disabled={!!busy}
+        onClick={() =>
+          run('destroy', {}, [
+            `Destroy ${d.name}?`,
+            'QEMU is killed immediately and the domain is gone; the guest gets no chance to shut down.',
+            'Destroy',
+          ])
+        }
+      >
+        <Icon name="destroy" /> Destroy
+      </button>
+      <form
+        class="memset"
+        onSubmit={(e) => {
+          e.preventDefault();
+          void run('mem-set', { mib: Number(mem) });
+        }}
+      >
+        <label>
+          Memory target
+          <input
+            type="number"
+            min={32}
+            max={d.maxMiB}
+            step={1}
+            value={mem}
+            onInput={(e) => setMem((e.currentTarget as HTMLInputElement).value)}
+          />
+          <span class="unit">MiB</span>
+        </label>
+        <button type="submit" class="btn" disabled={!!busy || !Number.isInteger(Number(mem))}>
+          Set
+        </button>
+      </form>
+    </div>
+  );
+}
+
+const TAB_LABEL: Record<DomainTab, string> = {
+  overview: 'Overview',
+  console: 'Console',
+  config: 'Config',
+  store: 'Store',
+};
+
+export function DomainPage({ dom, tab }: { dom: string; tab: DomainTab }) {
+  const [detail, setDetail] = useState<DomainView | undefined>(undefined);
+  const [loadError, setLoadError] = useState('');
+  const [error, setError] = useState('');
+  const all = domains.value;
+  const d = useMemo(
+    () => (/^\d+$/.test(dom) ? all.get(Number(dom)) : [...all.values()].find((x) => x.name === dom)),
+    [all, dom],
+  );
+  const state = d?.state;
+  const name = d?.name;
+
+  useEffect(() => {
+    api<DomainView>('GET', `/v1/domains/${enc(dom)}`)
+      .then((v) => {
+        setDetail(v);
+        setLoadError('');
+      })
+      .catch((e: unknown) => setLoadError(errorText(e)));
+  }, [dom, state, name]);
+
+  if (!d) {
+    return (
+      <div class="page">
+        <div class="alert alert-error">
+          {loadError || (linkState.value === 'live' ? `Domain ${dom} does not exist (any more).` : 'Loading…')}
+        </div>
+        <a href="/">← All domains</a>
+      </div>
+    );
+  }
+  const base = `/domains/${d.domid}`;
+  return (
+    <div class="page">
+      <nav class="crumbs">
+        <a href="/">Domains</a> <span>/</span> <span>{d.name}</span>
+      </nav>
+      <div class="page-head">
+        <div>
+          <h1 class="dom-title">
+            {d.name} <StateBadge state={d.state} letters={d.stateLetters} />
+          </h1>
+          <p class="muted">
+            domid {d.domid} · {formatMiB(d.memMiB)} · {d.vcpus} vCPU{d.vcpus === 1 ? '' : 's'} · up{' '}
+            {formatUptime((now.value - d.startTime) / 1000)}
+          </p>
+        </div>
+      </div>
+      <Actions d={d} onError={setError} />
+      {error && (
+        <div class="alert alert-error" role="alert">
+          {error}
+        </div>
+      )}
+      <nav class="tabs" aria-label="domain views">
+        {(Object.keys(TAB_LABEL) as DomainTab[]).map((t) => (
+          <a
+            key={t}
+            aria-current={t === tab ? 'page' : undefined}
+            class={t === tab ? 'tab active' : 'tab'}
+            href={t === 'overview' ? base : `${base}/${t}`}
+          >
+            {TAB_LABEL[t]}
+          </a>
+        ))}
+      </nav>
+      {tab === 'overview' && <Overview d={d} detail={detail} />}
+      {tab === 'console' && <Console dom={String(d.domid)} />}
+      {tab === 'config' && (
+        <section class="card">
+          <h3>Configuration (parsed from xl.cfg)</h3>
+          <pre class="json" data-config>
+            {detail?.config ? JSON.stringify(detail.config, null, 2) : 'Loading…'}
+          </pre>
+        </section>
+      )}
+      {tab === 'store' && (
+        <section class="card">
+          <h3>Control store</h3>
+          <StoreTree roots={[`/local/domain/${d.domid}`, `/vm/${d.uuid}`]} />
+        </section>
+      )}
+    </div>
+  );
+}
