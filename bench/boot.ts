@@ -3,7 +3,7 @@
 //
 //   npm run bench:boot -- [--rounds 10] [--vcpus 1] [--memory 256] [--warmup 1]
 //                         [--only xenode,qemu-same,...] [--no-extras] [--no-doc]
-//                         [--timeout 90] [--json FILE] [--keep] [--settle 0.35] [--settle-max 30]
+//                         [--timeout 90] [--json FILE] [--keep] [--settle 0.35] [--settle-max 30] [--seed 1]
 //
 // --settle: before each run, wait (up to --settle-max seconds) until the host's CPUs are
 // at most this busy (fraction of all CPUs) so other people's work disturbs fewer runs.
@@ -38,6 +38,7 @@ const { values: opt } = parseArgs({
     json: { type: 'string' },
     keep: { type: 'boolean', default: false },
     settle: { type: 'string', default: '0.35' },
+    seed: { type: 'string', default: '1' },
     'settle-max': { type: 'string', default: '30' },
   },
   strict: true,
@@ -57,6 +58,25 @@ const vcpus = positiveInt('vcpus', opt.vcpus) || 1;
 const memoryMiB = positiveInt('memory', opt.memory) || 256;
 const warmup = positiveInt('warmup', opt.warmup);
 const settle = Number(opt.settle);
+const seed = positiveInt('seed', opt.seed);
+/** mulberry32: a tiny seeded PRNG, so an order can be reproduced. */
+function prng(a: number): () => number {
+  return () => {
+    a = (a + 0x6d2b79f5) | 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+function shuffle<T>(xs: readonly T[], rand: () => number): T[] {
+  const out = [...xs];
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(rand() * (i + 1));
+    [out[i], out[j]] = [out[j] as T, out[i] as T];
+  }
+  return out;
+}
+const rng = prng(seed);
 const settleMaxMs = positiveInt('settle-max', opt['settle-max']) * 1000;
 const only = opt.only ? new Set(opt.only.split(',').map((s) => s.trim())) : undefined;
 
@@ -216,7 +236,7 @@ async function main(): Promise<void> {
     log(
       `${round ? `round ${String(round).padStart(2)}/${rounds}` : 'warm-up    '}  ${c.id.padEnd(15)} ${
         s
-          ? `${fmt(s.wall, 3)} s  (guest uptime ${fmt(s.uptime)} s, QEMU peak RSS ${fmt(s.rssMiB, 0)} MiB${s.created !== undefined ? `, running after ${fmt(s.created, 3)} s` : ''})`
+          ? `${fmt(s.wall, 3)} s  (guest uptime ${fmt(s.uptime)} s, QEMU peak RSS ${fmt(s.rssMiB, 0)} MiB${s.qemuExec !== undefined ? `, QEMU started at ${fmt(s.qemuExec)} s` : ''}${s.created !== undefined ? `, running at ${fmt(s.created, 3)} s` : ''})`
           : `FAILED: ${a.error}`
       }  [load ${fmt(a.load1)}, CPU busy before ${pct(a.busyBefore)}${a.waitedMs > 1000 ? ` after waiting ${fmt(a.waitedMs / 1000, 0)} s` : ''}, during ${pct(a.busyDuring)}]`,
     );
@@ -232,10 +252,9 @@ async function main(): Promise<void> {
     log('could not capture the QEMU command line from xenode; qemu-same runs will fail');
   }
 
-  // ---- rounds: every contender once per round, order rotated each round ---------------
+  // ---- rounds: every contender once per round, in a fresh (seeded) random order ----------
   for (let r = 1; r <= rounds; r++) {
-    const k = (r - 1) % contenders.length;
-    const order = [...contenders.slice(k), ...contenders.slice(0, k)];
+    const order = shuffle(contenders, rng);
     for (const c of order) {
       if (c === xenode && !wanted('xenode')) continue;
       attempts.push(await runOne(c, r));
@@ -255,6 +274,7 @@ async function main(): Promise<void> {
     rss: number[];
     overhead: number[];
     created: number[];
+    qemuExec: number[];
     busy: number[];
   }
   const summaries: Summary[] = [];
@@ -273,6 +293,7 @@ async function main(): Promise<void> {
       rss: ok.flatMap((s) => (s.rssMiB !== undefined ? [s.rssMiB] : [])),
       overhead: ok.map((s) => s.wall - s.uptime),
       created: ok.flatMap((s) => (s.created !== undefined ? [s.created] : [])),
+      qemuExec: ok.flatMap((s) => (s.qemuExec !== undefined && !Number.isNaN(s.qemuExec) ? [s.qemuExec] : [])),
       busy: mine.map((a) => a.busyDuring).filter((x) => !Number.isNaN(x)),
     });
   }
@@ -356,6 +377,7 @@ async function main(): Promise<void> {
     fmt(median(s.wall)),
     fmt(median(s.uptime)),
     fmt(median(s.overhead)),
+    s.qemuExec.length ? fmt(median(s.qemuExec)) : '',
     s.created.length ? fmt(median(s.created)) : '',
     pct(median(s.busy)),
   ]);
@@ -373,6 +395,7 @@ async function main(): Promise<void> {
           'wall s',
           'guest uptime at ready s',
           'wall − uptime s',
+          'command → QEMU process start s',
           'CLI spawn → domain running s',
           'host CPU busy during run',
         ],
@@ -397,6 +420,16 @@ async function main(): Promise<void> {
           `(qemu-same median + ${fmt(hostOverheadDiff, 3)} s) / qemu-same median = **${fmt((same + hostOverheadDiff) / same, 3)}**.`,
       );
     }
+    const execOf = (id: string) => {
+      const x = byId.get(id)?.qemuExec ?? [];
+      return x.length ? fmt(median(x)) : '–';
+    };
+    lines.push(
+      `- **Before QEMU even starts** (command start → QEMU process start, from /proc/<pid>/stat, ±20 ms): ` +
+        `xenode ${execOf('xenode')} s (CLI node start, config parse, default-guest cache check, HTTP request, daemon ` +
+        `resolves the boot plan and spawns QEMU), libvirt ${execOf('libvirt')} s, qemu-same ${execOf('qemu-same')} s, ` +
+        `qemu-default ${execOf('qemu-default')} s.`,
+    );
     if (byId.get('xenode')?.created.length) {
       lines.push(
         `- The CLI printed "Domain … started" (domain running) a median **${fmt(med('xenode', 'created'), 3)} s** after it was spawned; ` +
@@ -501,7 +534,7 @@ async function main(): Promise<void> {
     '',
     '### Method',
     '',
-    '- Every round runs each contender once, in an order rotated by one each round, so drift and load from other work hit all of them alike. Each run is torn down (domain destroyed / QEMU killed) before the next starts.',
+    `- Every round runs each contender once, in a random order drawn afresh each round (seed ${seed}), so drift and load from other work hit all of them alike and no contender always follows the same one. Each run is torn down (domain destroyed / QEMU killed) before the next starts.`,
     "- Xenode's daemon is started before the rounds (`xenode list` on a private XENODE_DIR), so daemon start-up is **not** counted; `xenode create -c` is timed from spawning the CLI to seeing the ready line on its stdout (the console relayed over the daemon's WebSocket).",
     '- qemu-same reads the serial chardev socket itself, connecting as soon as the socket exists; libvirt does the same with its unix serial socket; qemu-default reads `-serial stdio`.',
     ...(libvirtSkip ? [`- libvirt was skipped: ${libvirtSkip}.`] : []),

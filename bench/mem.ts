@@ -94,8 +94,10 @@ async function op(s: Subject, targetMiB: number, kind: Sample['op'], round: numb
   const m = s.con.marker('M');
   const from = s.con.length;
   // The guest polls its own MemTotal (shell builtins, a 20 ms usleep between reads).
+  // Any file left by touch() goes just before the command, so its pages are still
+  // resident in QEMU when RSS is read (free page reporting returns them ~2 s later).
   s.con.send(
-    `echo ${w.typed}; while :; do read -r _ t _ < /proc/meminfo; [ "$t" ${test} ] && break; usleep 20000; done; echo ${m.typed} $t\n`,
+    `rm -f /mnt/t/f; echo ${w.typed}; while :; do read -r _ t _ < /proc/meminfo; [ "$t" ${test} ] && break; usleep 20000; done; echo ${m.typed} $t\n`,
   );
   await s.con.expect(w.re('\\r?\\n'), 30_000, from);
   const rssBeforeMiB = rssMiB(s.pid);
@@ -112,9 +114,9 @@ async function op(s: Subject, targetMiB: number, kind: Sample['op'], round: numb
   return { subject: s.id, op: kind, round, seconds, commandSeconds, rssBeforeMiB, rssAfterMiB, load1 };
 }
 
-/** Touch `mib` of guest memory and free it again, so there is something to give back. */
+/** Touch `mib` of guest memory (a tmpfs file; op() deletes it right before its command). */
 async function touch(s: Subject, mib: number): Promise<void> {
-  const out = await s.con.run(`dd if=/dev/zero of=/mnt/t/f bs=1M count=${mib} 2>&1 | tail -1; rm /mnt/t/f`, 120_000);
+  const out = await s.con.run(`dd if=/dev/zero of=/mnt/t/f bs=1M count=${mib} 2>&1 | tail -1`, 120_000);
   if (!out.includes(`${mib}+0 records out`)) throw new Error(`${s.id}: filling guest memory failed: ${out}`);
 }
 
@@ -139,7 +141,9 @@ async function xenodeSubject(
   const r = await daemon.cli(['create', cfg], 120_000);
   if (r.code !== 0) throw new Error(`xenode create ${name}: ${r.stderr.trim()}`);
   const domid = (await daemon.cli(['domid', name])).stdout.trim();
-  const con = await GuestConsole.overWebSocket(`ws+unix://${join(daemon.dir, 'xenoded.sock')}:/v1/domains/${domid}/console`);
+  const con = await GuestConsole.overWebSocket(
+    `ws+unix://${join(daemon.dir, 'xenoded.sock')}:/v1/domains/${domid}/console`,
+  );
   await prepare(con, name);
   const pid = readPid(join(daemon.dir, 'domains', domid, 'qemu.pid'));
   if (!pid) throw new Error(`no QEMU pid for ${name}`);
@@ -307,7 +311,10 @@ async function main(): Promise<void> {
   if (wanted('libvirt')) {
     libvirtSkip = await ensureLibvirt(log);
     if (libvirtSkip) log(`skipping libvirt: ${libvirtSkip}`);
-    else subjects.push(await libvirtSubject(tmp, kernel, initrd, append.replace('xenode.name=memballoon', 'xenode.name=NAME')));
+    else
+      subjects.push(
+        await libvirtSubject(tmp, kernel, initrd, append.replace('xenode.name=memballoon', 'xenode.name=NAME')),
+      );
   }
   if (!wanted('xenode-balloon')) {
     balloon.con.close();
@@ -337,7 +344,8 @@ async function main(): Promise<void> {
   for (const s of subjects) {
     for (const o of ['grow', 'reclaim'] as const) {
       const xs = samples.filter((x) => x.subject === s.id && x.op === o);
-      const range = s.kind === 'hotplug' ? (o === 'grow' ? '256 → 768' : '768 → 256') : o === 'grow' ? '512 → 1024' : '1024 → 512';
+      const range =
+        s.kind === 'hotplug' ? (o === 'grow' ? '256 → 768' : '768 → 256') : o === 'grow' ? '512 → 1024' : '1024 → 512';
       rows.push([
         s.id,
         `${o} ${range}`,
@@ -359,8 +367,8 @@ async function main(): Promise<void> {
     table,
     '',
     '- **Time**: from starting the command (CLI process, `virsh`, or the QMP request) until the guest, polling its own `/proc/meminfo` every ~20 ms, sees MemTotal 512 MiB higher (grow) or lower (reclaim). **command s**: until the command itself returned (all of them return before the guest is done).',
-    '- **QEMU RSS**: `/proc/<pid>/smaps_rollup` Rss (guest RAM is a shared memfd, so this includes it) right before the command and when the guest saw the change. Before each reclaim the guest wrote and deleted 400 MiB (hot-plug) or 600 MiB (balloon) in a tmpfs, so there was touched memory to give back.',
-    '- Xenode\'s balloon has free page reporting on: freed guest pages go back to the host within seconds even without a mem-set; libvirt\'s default balloon has it off.',
+    '- **QEMU RSS**: `/proc/<pid>/smaps_rollup` Rss (guest RAM is a shared memfd, so this includes it) right before the command and when the guest saw the change. Before each reclaim the guest wrote 400 MiB (hot-plug) or 600 MiB (balloon) to a tmpfs file and deleted it just before the command, so there was touched memory to give back.',
+    "- Xenode's balloon has free page reporting on: freed guest pages go back to the host within seconds even without a mem-set; libvirt's default balloon has it off.",
     ...subjects.map((s) => `- ${s.id}: ${s.what}.`),
     ...(libvirtSkip ? [`- libvirt was skipped: ${libvirtSkip}.`] : []),
   ].join('\n');

@@ -100,7 +100,7 @@ describe('mem-set: virtio-mem up, balloon down, deadlines', () => {
     assert.ok(Math.abs(actual - 768 * 1024) <= 16 * 1024, `memory/actual ${actual}`);
   });
 
-  it('mem-set 128 after the guest touched memory: MemTotal falls in the guest and QEMU RSS falls on the host', async () => {
+  it('mem-set 128 after the guest touched memory (and a daemon restart): MemTotal and QEMU RSS fall', async () => {
     // Give the guest something to give back: 400 MiB of page cache in a tmpfs, then delete it.
     const dd = await con.run(
       'mkdir -p /mnt/t && mount -t tmpfs -o size=700m tmpfs /mnt/t && dd if=/dev/zero of=/mnt/t/fill bs=1M count=400 2>&1 | tail -1',
@@ -108,9 +108,16 @@ describe('mem-set: virtio-mem up, balloon down, deadlines', () => {
     );
     assert.match(dd, /400\+0 records out/);
     const rssFull = qemuRssMiB(id);
+    // A restarted daemon picks the memory devices up again where they were.
+    con.close();
+    host.killDaemon('SIGKILL');
+    const relisted = await host.xl(['list']);
+    assert.match(relisted.stderr, /xenoded was not running; started it/);
+    assert.equal(listRow(relisted.stdout, 'mem')[2], '768');
+    con = await host.console('mem');
     await con.run('rm /mnt/t/fill');
     const before128 = await meminfoKiB(con);
-    const r = await host.xl(['mem-set', 'mem', '128', '--deadline', '60s']);
+    const r = await host.xl(['mem-set', 'mem', '128', '--deadline', '120s']);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /target 128 MiB/);
     const m = await meminfoUntil(con, (x) => x.total < bootTotal - 100 * 1024);

@@ -138,6 +138,12 @@ describe('domains on the switch', () => {
   });
 });
 
+describe('every domain', () => {
+  it('has a virtio RNG', async () => {
+    assert.equal(await con('b1').run('cat /sys/class/misc/hw_random/rng_current'), 'virtio_rng.0');
+  });
+});
+
 describe('host port', { skip: !root && 'needs root for the TAP' }, () => {
   it('the host and a domain reach each other over the TAP', async () => {
     const st = await api<NetStatus>('/v1/net');
@@ -167,6 +173,7 @@ describe('sponsor isolation', () => {
     assert.match(await host.ok(['network-allow', 'a', 'b']), /^a <-> b$/m);
     assert.ok((await ping('a1', `${NET}.21`)) >= 1);
     assert.match(await host.ok(['network-policy']), /a <-> b/);
+    assert.equal((await host.ok(['store', 'read', '/xenode/net/allow/a/b'])).trim(), '1', 'kept in the store');
     await host.ok(['network-deny', 'b', 'a']);
     assert.equal(await ping('a1', `${NET}.21`, 2), 0);
     assert.match(await host.ok(['network-policy']), /no pair is allowed/);
@@ -190,6 +197,23 @@ describe('switch supervision', () => {
     assert.ok((await ping('a1', `${NET}.12`)) >= 1, 'domain-to-domain works again');
     if (root) assert.ok((await ping('a2', `${NET}.1`)) >= 1, 'the host port is back too');
   });
+
+  it('the switch outlives a daemon crash and the restarted daemon adopts it', async () => {
+    const before = await api<NetStatus>('/v1/net');
+    host.killDaemon('SIGKILL');
+    await host.ok(['list']); // starts a new daemon, which reattaches to the domains and the switch
+    // Consoles went with the old daemon; the scroll-back holds the ready line and a prompt.
+    for (const c of cons.values()) c.close();
+    await Promise.all(['a1', 'a2', 'b1'].map(ready));
+    const after = await api<NetStatus>('/v1/net');
+    assert.equal(after.switch.pid, before.switch.pid);
+    assert.deepEqual(
+      after.ports.filter((p) => p.kind === 'vif').map((p) => [p.id, p.connected, p.connects]),
+      before.ports.filter((p) => p.kind === 'vif').map((p) => [p.id, p.connected, p.connects]),
+      'no link was dropped',
+    );
+    assert.ok((await ping('a2', `${NET}.11`)) >= 1);
+  });
 });
 
 describe('hotplug', () => {
@@ -206,7 +230,9 @@ describe('hotplug', () => {
     assert.ok((await ping('a1', `${NET}.12`, 3, 'eth1')) >= 1, 'the new NIC is on the switch');
     await host.ok(['network-detach', 'a1', v.mac]);
     assert.equal(
-      await con('a1').run('for i in $(seq 100); do [ -e /sys/class/net/eth1 ] || break; sleep 0.1; done; ls -1 /sys/class/net'),
+      await con('a1').run(
+        'for i in $(seq 100); do [ -e /sys/class/net/eth1 ] || break; sleep 0.1; done; ls -1 /sys/class/net',
+      ),
       'eth0\nlo',
     );
     assert.deepEqual(
@@ -224,7 +250,10 @@ describe('hotplug', () => {
     assert.equal(v?.backend, 'bridge');
     const domid = (await host.ok(['domid', 'a2'])).trim();
     assert.equal(v?.ifname, `vif${domid}.1`);
-    assert.match(execFileSync('ip', ['-o', 'link', 'show', `vif${domid}.1`]).toString(), new RegExp(`master ${BRIDGE}`));
+    assert.match(
+      execFileSync('ip', ['-o', 'link', 'show', `vif${domid}.1`]).toString(),
+      new RegExp(`master ${BRIDGE}`),
+    );
     await con('a2').run(
       `for i in $(seq 100); do [ -e /sys/class/net/eth1 ] && break; sleep 0.1; done; ip link set eth1 up; ip addr add ${BR_NET}.12/24 dev eth1`,
     );

@@ -4,8 +4,9 @@
 // destroy with confirmation; bad config, no token, other sponsors' domains.
 
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { existsSync, truncateSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { ensureDefaultGuest } from '../guest/build.ts';
@@ -145,10 +146,28 @@ describe('web console', () => {
     assert.equal(await page.textContent('.editor .gl.err'), '3', 'gutter marks line 3');
     assert.equal(await page.locator('.editor .bl.err').count(), 1);
     assert.equal(listRow(await host.ok(['list']), 'bad1'), undefined);
+    // The form writes xl.cfg too, and its errors point into that text.
+    await page.click('.tabs button:has-text("Form")');
+    await page.fill('input[name="name"]', 'form1');
+    await page.fill('input[name="kernel"]', '/nonexistent/vmlinuz');
+    const generated = await page.inputValue('textarea[aria-label="generated xl.cfg"]');
+    assert.equal(generated, 'name = "form1"\nmemory = 256\nvcpus = 1\nkernel = "/nonexistent/vmlinuz"\n');
+    await page.click('form.create-form button[type=submit]');
+    const formErr = await page.waitForSelector('[data-create-error]');
+    assert.match((await formErr.textContent()) ?? '', /Line 4.*not found/);
+    assert.equal(await page.textContent('.editor .gl.err'), '4');
+    await page.click('.tabs button:has-text("xl.cfg")');
   });
 
   it('creates a domain from pasted xl.cfg; it appears running', async () => {
-    await page.fill('textarea[aria-label="xl.cfg"]', 'name = "web1"\nmemory = 256\nvcpus = 1\n');
+    // A blank raw disk, so the disk chart has counters to show.
+    const img = join(host.dir, 'web1.img');
+    writeFileSync(img, '');
+    truncateSync(img, 32 << 20);
+    await page.fill(
+      'textarea[aria-label="xl.cfg"]',
+      `name = "web1"\nmemory = 256\nvcpus = 1\ndisk = [ "${img},raw,xvda,rw" ]\n`,
+    );
     await page.click('form.create-form button[type=submit]');
     await page.waitForURL(/\/domains\/\d+$/, { timeout: 120_000 });
     await page.waitForSelector('h1.dom-title [data-state="running"]');
@@ -168,6 +187,10 @@ describe('web console', () => {
     await page.keyboard.press('Enter');
     // The echoed command line contains more; the output line is exactly the word.
     assert.equal(await waitForTerminalLine(page, /^hello-from-browser$/, 30_000), 'hello-from-browser');
+    // Read the whole disk once, for the disk chart below.
+    await page.keyboard.type('dd if=/dev/vda of=/dev/null bs=1M && echo dd-done');
+    await page.keyboard.press('Enter');
+    await waitForTerminalLine(page, /^dd-done$/, 30_000);
   });
 
   it('pause and unpause show in the list live, without a reload', async () => {
@@ -200,7 +223,13 @@ describe('web console', () => {
     await page.waitForSelector('[data-chart="Memory"] .chart-now:has-text("Target 200 MiB")', { timeout: 15_000 });
     const m = JSON.parse((await pageFetch(page, '/v1/domains/web1/metrics')).body) as {
       intervalMs: number;
-      samples: Array<{ cpuPct: number | null; memTargetMiB: number; rssMiB: number | null }>;
+      samples: Array<{
+        t: number;
+        cpuPct: number | null;
+        memTargetMiB: number;
+        rssMiB: number | null;
+        diskReadBps: number | null;
+      }>;
     };
     assert.equal(m.intervalMs, 2000);
     assert.ok(m.samples.length >= 2, `samples: ${m.samples.length}`);
@@ -210,8 +239,15 @@ describe('web console', () => {
     assert.ok((last.rssMiB ?? 0) > 32, `QEMU RSS ${last.rssMiB}`);
     assert.ok(m.samples.some((s) => typeof s.cpuPct === 'number' && s.cpuPct >= 0));
     assert.match((await page.textContent('[data-chart="CPU"] .chart-now')) ?? '', /CPU \d+\.\d %/);
-    // No disk on this domain: the chart says so rather than drawing nothing.
-    assert.match((await page.textContent('[data-chart="Disk I/O"]')) ?? '', /No disk counters/);
+    // The disk plugin's counters (QMP query-blockstats) feed the disk chart: the dd read 32 MiB.
+    await page.waitForSelector('[data-chart="Disk I/O"] canvas');
+    const readBytes = m.samples.reduce(
+      (sum, s, i) => sum + (i > 0 ? ((s.diskReadBps ?? 0) * (s.t - (m.samples[i - 1]?.t ?? s.t))) / 1000 : 0),
+      0,
+    );
+    assert.ok(readBytes >= 16 << 20, `disk reads seen: ${readBytes} bytes`);
+    // No network interface: that chart says so rather than drawing nothing.
+    assert.match((await page.textContent('[data-chart="Network"]')) ?? '', /No network counters/);
     await page.click('.tabs a:has-text("Store")');
     await page.waitForSelector('.store-tree .store-name:text-is("name")');
     assert.match((await page.textContent('.store-tree')) ?? '', /web1/);

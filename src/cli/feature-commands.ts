@@ -5,6 +5,13 @@ import { blockCommands } from './cmd-block.ts';
 import { netCommands } from './cmd-net.ts';
 import type { CommandSpec } from './commands.ts';
 import { memoryCommands } from './memory-commands.ts';
+import { saveRestoreCommands } from './saverestore-commands.ts';
 import { webCommands } from './web-commands.ts';
 
-export const FEATURE_COMMANDS: CommandSpec[] = [...memoryCommands, ...netCommands, ...webCommands, ...blockCommands];
+export const FEATURE_COMMANDS: CommandSpec[] = [
+  ...memoryCommands,
+  ...netCommands,
+  ...webCommands,
+  ...blockCommands,
+  ...saveRestoreCommands,
+];

@@ -16,8 +16,13 @@ import { XenodeError } from '../errors.ts';
  */
 export const DISK_BRIDGE_ID = 'xnblk';
 export const DISK_BRIDGE_SLOT = 0x1e;
-/** Bridge slots 0..30 hold virtio-blk disks; 31 the CD-ROM controller. */
-export const DISK_SLOTS = 31;
+/**
+ * Bridge slots 1..30 hold virtio-blk disks, 31 the CD-ROM controller. Slot 0
+ * stays empty: where the bridge's own hotplug controller (SHPC) is in use, as
+ * on microvm, QEMU refuses it.
+ */
+export const DISK_FIRST_SLOT = 1;
+export const DISK_SLOTS = 30;
 export const CDROM_HBA_ID = 'xnscsi';
 export const CDROM_HBA_SLOT = 31;
 /** virtio-scsi addresses targets 0..255; plenty for CD-ROMs. */
@@ -37,7 +42,7 @@ export interface PlacedDisk {
   /** Xen device number (xvda = 51712), the disk's identity everywhere. */
   devnum: number;
   kind: 'virtio-blk' | 'scsi-cd';
-  /** Bridge slot (virtio-blk) or SCSI target id (scsi-cd). */
+  /** Bridge slot (virtio-blk, from DISK_FIRST_SLOT) or SCSI target id (scsi-cd, from 0). */
   slot: number;
 }
 
@@ -75,7 +80,7 @@ export function placeDisks(disks: readonly DiskSpec[]): PlacedDisk[] {
   let cd = 0;
   for (const { spec, devnum } of sorted) {
     if (spec.devtype === 'cdrom') out.push({ spec, devnum, kind: 'scsi-cd', slot: cd++ });
-    else out.push({ spec, devnum, kind: 'virtio-blk', slot: blk++ });
+    else out.push({ spec, devnum, kind: 'virtio-blk', slot: DISK_FIRST_SLOT + blk++ });
   }
   if (blk > DISK_SLOTS) {
     throw new XenodeError('config', `too many disks: ${blk}`, { hint: `a domain has at most ${DISK_SLOTS} disks` });
@@ -91,7 +96,8 @@ export function guestDeviceName(p: PlacedDisk): string {
   if (p.kind === 'scsi-cd') return `/dev/sr${p.slot}`;
   let name = '';
   // Linux's virtio_blk naming: a..z, aa..zz, ... (bijective base 26).
-  for (let n = p.slot + 1; n > 0; n = Math.floor((n - 1) / 26)) name = String.fromCharCode(97 + ((n - 1) % 26)) + name;
+  for (let n = p.slot - DISK_FIRST_SLOT + 1; n > 0; n = Math.floor((n - 1) / 26))
+    name = String.fromCharCode(97 + ((n - 1) % 26)) + name;
   return `/dev/vd${name}`;
 }
 

@@ -7,6 +7,7 @@ import {
   CDROM_HBA_ID,
   cdromHbaOptions,
   DISK_BRIDGE_ID,
+  DISK_FIRST_SLOT,
   DISK_SLOTS,
   type DiskIo,
   deviceOptions,
@@ -53,7 +54,7 @@ async function usedBridgeSlots(m: QemuMachine): Promise<Set<number>> {
 /** The lowest free disk slot behind the bridge. */
 export async function freeDiskSlot(m: QemuMachine): Promise<number> {
   const used = await usedBridgeSlots(m);
-  for (let s = 0; s < DISK_SLOTS; s++) if (!used.has(s)) return s;
+  for (let s = DISK_FIRST_SLOT; s < DISK_FIRST_SLOT + DISK_SLOTS; s++) if (!used.has(s)) return s;
   throw new XenodeError('quota', `no free disk slot: a domain has at most ${DISK_SLOTS} disks`);
 }
 

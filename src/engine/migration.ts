@@ -129,8 +129,16 @@ export class MigrationError extends Error {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** A QMP event's own timestamp in ms since the epoch (QEMU's clock, not ours). */
+function eventTime(e: QmpEvent): number | undefined {
+  return e.timestamp ? e.timestamp.seconds * 1000 + e.timestamp.microseconds / 1000 : undefined;
+}
+
 /** Migration control of one QEMU. */
 export class Migration {
+  /** When the source guest stopped for the last stop-and-copy (QEMU's STOP event). */
+  stoppedAt?: number;
+
   constructor(private readonly m: QemuMachine) {}
 
   private get qmp() {
@@ -191,8 +199,13 @@ export class Migration {
     opts: { onProgress?: (s: MigrationStats) => void; intervalMs?: number; abort?: AbortSignal } = {},
   ): Promise<MigrationStats> {
     const qmp = this.qmp;
-    let wake: () => void = () => {};
+    // An event that lands while a query is in flight must still cut the next wait short.
+    let poked = false;
+    let wake: () => void = () => {
+      poked = true;
+    };
     const onEvent = (e: QmpEvent) => {
+      if (e.event === 'STOP') this.stoppedAt = eventTime(e);
       if (e.event === 'MIGRATION') wake();
     };
     const onAbort = () => wake();
@@ -207,17 +220,29 @@ export class Migration {
           throw new MigrationError(why, 'cancelled');
         }
         const s = await this.query();
-        if (s.status === 'completed') return s;
+        // Times and byte counts are final only once QEMU has finalized the migration.
+        if (s.status === 'completed') {
+          await this.settle();
+          return this.query();
+        }
         if (s.status === 'failed' || s.status === 'cancelled') {
           throw new MigrationError(s.error ?? `migration ${s.status}`, s.status);
         }
         if (s.status !== 'none') opts.onProgress?.(s);
+        if (poked) {
+          poked = false;
+          continue;
+        }
         await new Promise<void>((r) => {
-          const t = setTimeout(r, opts.intervalMs ?? 250);
-          wake = () => {
+          const t = setTimeout(done, opts.intervalMs ?? 250);
+          function done() {
             clearTimeout(t);
+            wake = () => {
+              poked = true;
+            };
             r();
-          };
+          }
+          wake = done;
         });
       }
     } finally {
@@ -256,6 +281,17 @@ export class Migration {
   }
 
   /**
+   * Run `start` (which makes the guest run) and return when QEMU says it
+   * resumed, by QEMU's own clock: one end of a measured downtime.
+   */
+  async timeResume(start: () => Promise<void>, timeoutMs = 10_000): Promise<number | undefined> {
+    const resumed = this.qmp.waitEvent('RESUME', timeoutMs);
+    resumed.catch(() => undefined);
+    await start();
+    return eventTime(await resumed);
+  }
+
+  /**
    * Start listening for an incoming stream on `uri` (QEMU started with
    * incomingArgs()). For `tcp:HOST:0` returns the port QEMU picked.
    */
@@ -289,11 +325,17 @@ export class Migration {
       };
       const onClose = () => {
         // QEMU writes its reason to its log as it exits; give it a moment to land.
-        setTimeout(() => finish(new MigrationError(this.failureText('QEMU exited while loading the state'), 'failed')), 50);
+        setTimeout(
+          () => finish(new MigrationError(this.failureText('QEMU exited while loading the state'), 'failed')),
+          50,
+        );
       };
       const onAbort = () =>
         finish(
-          new MigrationError(abort?.reason instanceof Error ? abort.reason.message : 'incoming migration aborted', 'failed'),
+          new MigrationError(
+            abort?.reason instanceof Error ? abort.reason.message : 'incoming migration aborted',
+            'failed',
+          ),
         );
       const timer = setTimeout(
         () => finish(new MigrationError(`no complete machine state arrived within ${timeoutMs / 1000} s`, 'failed')),

@@ -1,7 +1,7 @@
 // The switch process's state and control server: ports by id, the host port,
 // the policy, and the JSON-lines requests that change them.
 
-import { chmodSync, existsSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, rmSync, statSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
 import {
@@ -40,6 +40,7 @@ export class SwitchServer {
   private idleSince = Date.now();
   private readonly startedAt = Date.now();
   private timer?: NodeJS.Timeout;
+  private socketIno = 0;
 
   constructor(private readonly o: SwitchServerOptions) {}
 
@@ -52,12 +53,13 @@ export class SwitchServer {
       server.listen(this.o.controlPath, () => resolve());
     });
     chmodSync(this.o.controlPath, 0o600);
+    this.socketIno = statSync(this.o.controlPath).ino;
     this.timer = setInterval(() => this.checkIdle(), 1000);
   }
 
   private checkIdle(): void {
-    // The daemon's directory went away (its owner cleaned up): nobody can reach us again.
-    if (!existsSync(this.o.controlPath)) {
+    // The daemon's directory went away, or another switch took over the socket.
+    if (!this.ownsSocket()) {
       this.exit('control socket removed');
       return;
     }
@@ -70,11 +72,20 @@ export class SwitchServer {
     else if (Date.now() - this.idleSince > this.o.idleExitMs) this.exit('idle: no daemon and no domain links');
   }
 
+  private ownsSocket(): boolean {
+    try {
+      return statSync(this.o.controlPath).ino === this.socketIno;
+    } catch {
+      return false;
+    }
+  }
+
   private exit(why: string): void {
     this.o.log(`exiting: ${why}`);
     clearInterval(this.timer);
     for (const p of this.vifs.values()) p.stop();
     this.server?.close();
+    if (this.ownsSocket()) rmSync(this.o.controlPath, { force: true });
     process.exit(0);
   }
 
@@ -185,7 +196,16 @@ export class SwitchServer {
     try {
       // Loaded on demand: koffi is only needed for the host port.
       const { TapPort } = await import('./tap-port.ts');
-      this.tap = TapPort.open(spec, this.core, this.o.log);
+      // A switch that is on its way out may hold the TAP for another second (EBUSY).
+      for (let attempt = 0; ; attempt++) {
+        try {
+          this.tap = TapPort.open(spec, this.core, this.o.log);
+          break;
+        } catch (e) {
+          if (attempt >= 20 || !(e instanceof HostLinkError && /in use/.test(e.message))) throw e;
+          await new Promise((r) => setTimeout(r, 150));
+        }
+      }
       this.core.addPort(this.tap);
       this.o.log(`host port ${spec.name} up with ${spec.address}`);
       return { up: true };

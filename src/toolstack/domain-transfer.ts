@@ -344,7 +344,10 @@ export function applyOverrides(cfg: DomainConfig, overrides: readonly string[], 
     const before = cfg.disk.map((x) => `${x.vdev}/${x.devtype}`).join(',');
     const after = out.disk.map((x) => `${x.vdev}/${x.devtype}`).join(',');
     if (before !== after) {
-      throw new XenodeError('usage', `disk= must keep the saved devices (${before || 'none'}); only their images may change`);
+      throw new XenodeError(
+        'usage',
+        `disk= must keep the saved devices (${before || 'none'}); only their images may change`,
+      );
     }
   }
   if (keys.includes('vif') && out.vif.length !== cfg.vif.length) {

@@ -26,6 +26,7 @@ import type { LaunchContribution, PluginHost, ToolstackPlugin } from './plugin.t
 import type { DomainStoreSink } from './store-sink.ts';
 
 const KiB = 1024;
+const MiB = 1024 * KiB;
 /** How often sizes are read while a change is under way (events are rate-limited to 1/s). */
 const POLL_MS = 100;
 /** A change with no progress for this long stops being polled (events still update it). */
@@ -35,10 +36,11 @@ const UNPLUG_GRACE_MS = 1000;
 /** Guest statistics interval, s (the guest wakes up this often to report). */
 const STATS_INTERVAL_S = 2;
 
-/** What a consequence needs from the toolstack. */
+/** What the controller needs from the toolstack: consequences, and publishing a changed record. */
 export interface MemoryActions {
   pause(d: Domain): Promise<void>;
   destroy(d: Domain): Promise<void>;
+  touch(d: Domain): void;
 }
 
 export interface MemSetOptions {
@@ -85,7 +87,9 @@ interface DomainMemory {
   layout: MemoryLayout;
   balloon: number;
   hotplug: number;
-  requestedHotplug: number;
+  /** Last virtio-mem size and balloon target sent (undefined: unknown, e.g. after a daemon restart). */
+  requestedHotplug?: number;
+  requestedBalloon?: number;
   /** Balloon target held back until virtio-mem has unplugged what it can. */
   stagedBalloon?: number;
   lastProgress: number;
@@ -106,6 +110,8 @@ export class MemoryControl implements ToolstackPlugin {
   private log?: DaemonLog;
   private store?: DomainStoreSink;
   private doms = new Map<number, DomainMemory>();
+  /** Known from the first route registration or mem-set (not yet while reattaching). */
+  private toolstack?: MemoryActions;
 
   async start(host: PluginHost): Promise<void> {
     this.log = host.log;
@@ -126,6 +132,9 @@ export class MemoryControl implements ToolstackPlugin {
 
   async afterLaunch(d: Domain, m: QemuMachine): Promise<void> {
     const st = this.attach(d, m);
+    // As started by memory-args: nothing plugged, balloon empty.
+    st.requestedHotplug = 0;
+    st.requestedBalloon = st.layout.bootMiB * MiB;
     await st.dev.pollGuestStats(STATS_INTERVAL_S);
     await this.refresh(st);
     // A domain relaunched with a new QEMU keeps the target it had.
@@ -147,6 +156,7 @@ export class MemoryControl implements ToolstackPlugin {
   }
 
   routes(app: FastifyInstance, ctx: ApiContext): void {
+    this.toolstack ??= ctx.toolstack;
     app.get<{ Params: { dom: string } }>('/v1/domains/:dom/memory', async (req) =>
       this.status(ctx.toolstack.find(req.params.dom, req.principal)),
     );
@@ -163,10 +173,13 @@ export class MemoryControl implements ToolstackPlugin {
     if (!st || d.machine === undefined) {
       throw new XenodeError('state', `domain ${d.name} has no running machine`, { hint: 'start it first' });
     }
+    this.toolstack ??= actions;
+    const started = Date.now();
     const targetKiB = d.rec.targetMiB * KiB;
     if (st.pending) this.finish(st, { complied: false, action: 'none', note: 'superseded by a later mem-set' });
     this.store?.writeDomainKey(d.domid, 'memory/noncompliance', undefined);
-    await this.refresh(st);
+    // Sizes are kept current by QEMU's events and polling: command the devices
+    // first, so the guest starts at once.
     const actualAtStart = this.actualKiB(st);
     await this.drive(st, d.rec.targetMiB);
     const result: MemSetResult = { domid: d.domid, targetKiB, actualKiB: this.actualKiB(st) };
@@ -176,10 +189,14 @@ export class MemoryControl implements ToolstackPlugin {
         targetKiB,
         direction: directionOf(targetKiB, actualAtStart),
         deadlineMs: o.deadlineMs ?? 0,
-        started: Date.now(),
+        started,
         actions,
         resolve,
-        timer: setTimeout(() => void this.atDeadline(st, pending), o.deadlineMs),
+        // The deadline counts from the mem-set, not from when the devices were told.
+        timer: setTimeout(
+          () => void this.atDeadline(st, pending),
+          Math.max(0, started + (o.deadlineMs ?? 0) - Date.now()),
+        ),
       };
       st.pending = pending;
       this.checkEarly(st);
@@ -242,6 +259,7 @@ export class MemoryControl implements ToolstackPlugin {
     if (old) {
       old.unsubscribe();
       this.stopPolling(old);
+      if (old.pending) this.finish(old, { complied: false, action: 'none', note: 'the domain was restarted' });
     }
     const layout = layoutOf(d);
     const dev = new MemoryDevicesQmp(m);
@@ -249,12 +267,10 @@ export class MemoryControl implements ToolstackPlugin {
       d,
       dev,
       layout,
-      balloon: layout.bootMiB * KiB * KiB,
+      balloon: layout.bootMiB * MiB,
       hotplug: 0,
-      requestedHotplug: 0,
       lastProgress: Date.now(),
       polling: false,
-      pending: old?.pending,
       unsubscribe: () => {},
     };
     st.unsubscribe = dev.onChange((what, bytes) => {
@@ -283,25 +299,32 @@ export class MemoryControl implements ToolstackPlugin {
   /** Record the actual size where `list` and store watchers see it. */
   private publish(st: DomainMemory): void {
     const kib = this.actualKiB(st);
-    if (st.d.rec.actualKiB === kib) return;
+    if (st.d.rec.actualKiB === kib || this.doms.get(st.d.domid) !== st || st.d.rec.state === 'dying') return;
     st.d.rec.actualKiB = kib;
     this.store?.writeDomainKey(st.d.domid, 'memory/actual', String(kib));
-    st.d.emit('change', st.d.rec);
+    if (this.toolstack) this.toolstack.touch(st.d);
+    else st.d.emit('change', st.d.rec);
   }
 
   private async drive(st: DomainMemory, targetMiB: number): Promise<void> {
     const plan = planTarget(st.layout, targetMiB);
     st.stagedBalloon = undefined;
-    if (st.layout.hotplugMiB > 0) {
-      st.requestedHotplug = plan.hotplugBytes;
+    if (st.layout.hotplugMiB > 0 && plan.hotplugBytes !== st.requestedHotplug) {
       await st.dev.setHotplugRequested(plan.hotplugBytes);
+      st.requestedHotplug = plan.hotplugBytes;
     }
     // Unplugged blocks must be emptied into boot RAM first; a balloon inflating at
     // the same time would take that room, so it waits until virtio-mem is done.
     if (st.hotplug > plan.hotplugBytes && plan.balloonBytes < st.balloon) st.stagedBalloon = plan.balloonBytes;
-    else await st.dev.setBalloonTarget(plan.balloonBytes);
+    else await this.setBalloon(st, plan.balloonBytes);
     st.lastProgress = Date.now();
     this.startPolling(st);
+  }
+
+  private async setBalloon(st: DomainMemory, bytes: number): Promise<void> {
+    if (bytes === st.requestedBalloon) return;
+    await st.dev.setBalloonTarget(bytes);
+    st.requestedBalloon = bytes;
   }
 
   private startPolling(st: DomainMemory): void {
@@ -313,11 +336,11 @@ export class MemoryControl implements ToolstackPlugin {
       try {
         await this.refresh(st);
         if (st.stagedBalloon !== undefined) {
-          const unplugged = st.hotplug <= st.requestedHotplug;
+          const unplugged = st.hotplug <= (st.requestedHotplug ?? 0);
           if (unplugged || Date.now() - st.lastProgress > UNPLUG_GRACE_MS) {
             const bytes = st.stagedBalloon;
             st.stagedBalloon = undefined;
-            await st.dev.setBalloonTarget(bytes);
+            await this.setBalloon(st, bytes);
             st.lastProgress = Date.now();
           }
         }

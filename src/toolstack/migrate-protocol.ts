@@ -31,7 +31,8 @@ export type ToTarget =
 
 export type ToSource =
   | { type: 'listening'; port: number; domid: number }
-  | { type: 'running'; domid: number; name: string; paused: boolean }
+  /** `resumedAt`: QEMU's RESUME event time (ms since the epoch), for the guest-visible downtime. */
+  | { type: 'running'; domid: number; name: string; paused: boolean; resumedAt?: number }
   | { type: 'error'; error: WireError };
 
 export function parseMessage<T extends { type: string }>(data: unknown): T | undefined {

@@ -33,6 +33,8 @@ export interface MigrateResult {
   migrationMs: number;
   /** QEMU's stop-and-copy time on the source. */
   qemuDowntimeMs: number;
+  /** Guest-visible: source QEMU's STOP to target QEMU's RESUME (QMP event times; across hosts, clock skew applies). */
+  downtimeMs?: number;
   /** From QEMU's completion to the target confirming the guest runs (Xenode's hand-over). */
   switchoverMs: number;
   transferredBytes: number;
@@ -78,7 +80,7 @@ class TargetLink {
         reject(
           status === 401
             ? new XenodeError('unauthorized', `xenoded at ${where} refused the token`, {
-                hint: 'pass the target\'s token with --token or XENODE_MIGRATE_TOKEN (xenode token create admin --admin on the target)',
+                hint: "pass the target's token with --token or XENODE_MIGRATE_TOKEN (xenode token create admin --admin on the target)",
               })
             : status === 404
               ? new XenodeError('engine', `xenoded at ${where} does not accept migrations (HTTP 404)`)
@@ -177,8 +179,9 @@ export function migrateDomain(
       });
       const tDone = Date.now();
       // The source QEMU is stopped now. From here the guest must run on exactly one host.
-      ts.rename(d, `${name}${MIGRATED_SUFFIX}`);
       link.send({ type: 'go', store: exportDomainStore(ts, d.domid), console: consoleTail(d).toString('base64') });
+      // xl's rename dance, off the guest's downtime: the target is already starting it.
+      ts.rename(d, `${name}${MIGRATED_SUFFIX}`);
       let answer: ToSource;
       try {
         answer = await link.next(120_000);
@@ -210,6 +213,10 @@ export function migrateDomain(
         ms: Date.now() - t0,
         migrationMs: stats.totalMs ?? 0,
         qemuDowntimeMs: stats.downtimeMs ?? 0,
+        downtimeMs:
+          answer.resumedAt !== undefined && mig.stoppedAt !== undefined
+            ? Math.round(answer.resumedAt - mig.stoppedAt)
+            : undefined,
         switchoverMs,
         transferredBytes: stats.transferredBytes,
       };

@@ -265,9 +265,11 @@ export class NetManager {
 
   async teardown(d: Domain): Promise<void> {
     const e = this.domains.get(d.domid);
-    if (!e || e.d !== d) return;
+    if (e && e.d !== d) return;
     this.domains.delete(d.domid);
-    for (const v of e.vifs) {
+    // A domain whose QEMU died while no daemon ran is torn down without a reattach: read its file.
+    const vifs = e?.vifs ?? loadVifs(d.rec.runDir) ?? [];
+    for (const v of vifs) {
       if (v.backend === 'switch') await this.sup?.removePort(v.ifname).catch(() => undefined);
       else deleteLink(v.ifname);
     }

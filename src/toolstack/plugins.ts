@@ -5,7 +5,8 @@ import { memoryPlugins } from './memory-plugins.ts';
 import { metricsPlugin } from './metrics-plugin.ts';
 import { netPlugin } from './net-plugin.ts';
 import type { ToolstackPlugin } from './plugin.ts';
+import { saveRestorePlugin } from './saverestore-plugin.ts';
 
 export function createPlugins(): ToolstackPlugin[] {
-  return [metricsPlugin(), ...memoryPlugins(), netPlugin(), diskPlugin()];
+  return [metricsPlugin(), ...memoryPlugins(), netPlugin(), diskPlugin(), saveRestorePlugin()];
 }

@@ -28,8 +28,8 @@ import {
   FLAG_OPTIONAL,
   jsonSection,
   readSaveFileHeader,
-  SECTION,
   SaveFileWriter,
+  SECTION,
   verifyStream,
 } from './save-format.ts';
 import type { Toolstack } from './toolstack.ts';
@@ -213,9 +213,11 @@ export async function restoreFromFile(
     if (!(req.overrides ?? []).some((o) => /^\s*uuid\s*=/.test(o))) cfg = { ...cfg, uuid: undefined };
   }
   checkIdentityFree(ts, cfg.name, cfg.uuid);
+  const tVerify = Date.now();
   await verifyStream(req.file, f.stream, f.trailer, (n) =>
     progress?.({ phase: 'verify', bytes: n, totalBytes: f.stream.length }),
   );
+  const verifyMs = Date.now() - tVerify;
   const format = `${f.version.major}.${f.version.minor}`;
   const d = await ts.restoreDomain(
     cfg,
@@ -237,7 +239,10 @@ export async function restoreFromFile(
     },
     { paused: req.paused === true },
   );
-  ts.log.info(`restored ${d.name} from ${req.file} (saved on ${meta.sourceHost} at ${meta.savedAt})`, d.domid);
+  ts.log.info(
+    `restored ${d.name} from ${req.file} (saved on ${meta.sourceHost} at ${meta.savedAt}) in ${Date.now() - t0} ms, checksum ${verifyMs} ms`,
+    d.domid,
+  );
   return { domid: d.domid, name: d.name, ms: Date.now() - t0, format, meta };
 }
 

@@ -5,7 +5,7 @@ import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { networkListHeader, networkListRow } from '../../src/cli/cmd-net.ts';
 import { parseMac } from '../../src/config/vif.ts';
-import { nicArgs, nicDriver, netdevAddArgs } from '../../src/engine/net-args.ts';
+import { netdevAddArgs, nicArgs, nicDriver } from '../../src/engine/net-args.ts';
 import { generateMac, hostPortMac, macFromString, macToString } from '../../src/net/mac.ts';
 import { guestIpCmdline, hostPortFromEnv } from '../../src/toolstack/net-addressing.ts';
 import type { VifView } from '../../src/toolstack/net-manager.ts';
@@ -48,7 +48,7 @@ describe('MAC generation', () => {
     assert.throws(() => macFromString('00:16:3e'));
   });
 
-  it("gives the host port a stable, locally administered MAC", () => {
+  it('gives the host port a stable, locally administered MAC', () => {
     assert.equal(hostPortMac('xn0'), hostPortMac('xn0'));
     assert.notEqual(hostPortMac('xn0'), hostPortMac('xn1'));
     assert.match(hostPortMac('xn0'), /^02:/);
@@ -84,14 +84,25 @@ describe('QEMU NIC arguments', () => {
   });
 
   it('builds a stream netdev (QEMU listens) and a TAP netdev with vhost off', () => {
-    const s = nicArgs({ devid: 1, mac: '00:16:3e:00:00:01', mtu: 9000, backend: { kind: 'stream', path: '/r/vif1.sock' } });
+    const s = nicArgs({
+      devid: 1,
+      mac: '00:16:3e:00:00:01',
+      mtu: 9000,
+      backend: { kind: 'stream', path: '/r/vif1.sock' },
+    });
     assert.deepEqual(s, [
       '-netdev',
       'stream,id=vif1,server=on,addr.type=unix,addr.path=/r/vif1.sock',
       '-device',
       'virtio-net-pci,id=vif1-nic,netdev=vif1,mac=00:16:3e:00:00:01,host_mtu=9000',
     ]);
-    const t = nicArgs({ devid: 0, mac: '00:16:3e:00:00:02', model: 'e1000', mtu: 9000, backend: { kind: 'tap', ifname: 'vif3.0' } });
+    const t = nicArgs({
+      devid: 0,
+      mac: '00:16:3e:00:00:02',
+      model: 'e1000',
+      mtu: 9000,
+      backend: { kind: 'tap', ifname: 'vif3.0' },
+    });
     assert.deepEqual(t, [
       '-netdev',
       'tap,id=vif0,ifname=vif3.0,script=no,downscript=no,vhost=off',

@@ -110,7 +110,8 @@ function Overview({ d, detail }: { d: DomainView; detail: DomainView | undefined
           <dd>{d.sponsor}</dd>
           <dt>Memory</dt>
           <dd>
-            {formatMiB(d.memMiB)} now · {formatMiB(target)} target · {formatMiB(d.maxMiB)} max
+            {formatMiB(d.memMiB)}
+            {target !== d.memMiB ? ` (target ${formatMiB(target)})` : ''} · max {formatMiB(d.maxMiB)}
           </dd>
           <dt>vCPUs</dt>
           <dd>{d.vcpus}</dd>

@@ -1,0 +1,436 @@
+// bench:migrate — save, restore and live migration of a 256 MiB guest, idle and
+// dirtying memory (a shell loop copying a tmpfs file), through Xenode (API and
+// CLI) next to plain QEMU driven by hand over QMP with Xenode's own QEMU
+// command line: `stop` + `migrate exec:cat > FILE`, `-incoming defer` +
+// `migrate-incoming exec:cat FILE` + `cont`, and `migrate tcp:` between two QEMUs.
+//
+//   npm run bench:migrate -- [--rounds 3] [--no-doc] [--json FILE] [--keep]
+
+import { type ChildProcess, spawn } from 'node:child_process';
+import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { ensureDefaultGuest } from '../guest/build.ts';
+import { ApiClient } from '../src/cli/client.ts';
+import { QmpClient, type QmpEvent } from '../src/engine/qmp.ts';
+import { xenodeDirs } from '../src/toolstack/dirs.ts';
+import type { MigrateResult } from '../src/toolstack/migrate.ts';
+import type { RestoreResult, SaveResult } from '../src/toolstack/saverestore.ts';
+import { Cleanup } from './lib/cleanup.ts';
+import type { BenchContext } from './lib/contender.ts';
+import { replaceSection } from './lib/doc.ts';
+import { GuestConsole } from './lib/guest-console.ts';
+import { hostFacts, loadAvg1 } from './lib/host.ts';
+import { readPid, stopPid } from './lib/proc.ts';
+import { fmt, markdownTable, max, median, min } from './lib/stats.ts';
+import { XenodeDaemon } from './lib/xenode.ts';
+
+const HEADING = '## Save, restore, migrate (bench:migrate)';
+const ROOT = resolve(import.meta.dirname, '..');
+const OP_TIMEOUT_MS = 180_000;
+const MEMORY_MIB = 256;
+/** QEMU's default; both sides use it. */
+const DOWNTIME_LIMIT_MS = 300;
+const UNLIMITED = 10 * 1024 ** 3;
+
+const { values: opt } = parseArgs({
+  options: {
+    rounds: { type: 'string', default: '3' },
+    'no-doc': { type: 'boolean', default: false },
+    json: { type: 'string' },
+    keep: { type: 'boolean', default: false },
+  },
+  strict: true,
+});
+const rounds = Number(opt.rounds);
+if (!Number.isInteger(rounds) || rounds < 1) {
+  process.stderr.write(`bench:migrate: --rounds must be a positive integer, got '${opt.rounds}'\n`);
+  process.exit(2);
+}
+const log = (s: string) => process.stderr.write(`${s}\n`);
+const cleanup = new Cleanup();
+cleanup.installSignalHandlers();
+
+type Scenario = 'idle' | 'dirty';
+type Op = 'save' | 'restore' | 'migrate';
+type Who = 'xenode' | 'xenode-cli' | 'qemu';
+
+interface Sample {
+  who: Who;
+  scenario: Scenario;
+  op: Op;
+  round: number;
+  /** Wall seconds as the caller waited. */
+  seconds: number;
+  /** Guest-visible pause of a live migration (source STOP to target RESUME), ms. */
+  downtimeMs?: number;
+  /** QEMU's own stop-and-copy time on the source, ms. */
+  qemuDowntimeMs?: number;
+  bytes?: number;
+  load1: number;
+}
+
+const samples: Sample[] = [];
+
+function record(s: Omit<Sample, 'load1'>): void {
+  const full = { ...s, load1: loadAvg1() };
+  samples.push(full);
+  log(
+    `  ${s.who} ${s.scenario} ${s.op} #${s.round}: ${s.seconds.toFixed(3)} s${s.downtimeMs !== undefined ? `, downtime ${s.downtimeMs} ms` : ''}${s.qemuDowntimeMs !== undefined ? ` (QEMU ${s.qemuDowntimeMs} ms)` : ''}${s.bytes ? `, ${(s.bytes / 1048576).toFixed(1)} MiB` : ''}`,
+  );
+}
+
+/** The guest's memory-dirtying loop: 48 MiB of random data copied between tmpfs files, forever. */
+const DIRTY_CMD =
+  'dd if=/dev/urandom of=/dev/shm/src bs=1M count=48 2>/dev/null; (while :; do cp /dev/shm/src /dev/shm/dst; done) >/dev/null 2>&1 & :';
+
+async function prepareGuest(con: GuestConsole, name: string, scenario: Scenario): Promise<void> {
+  await con.expect(new RegExp(`${name}:/# `), OP_TIMEOUT_MS);
+  if (scenario === 'dirty') await con.run(DIRTY_CMD, OP_TIMEOUT_MS);
+  // A guest that answers: the loop (if any) runs and the console works.
+  await con.run('echo ok');
+}
+
+// ---- Xenode ------------------------------------------------------------------
+
+function api(d: XenodeDaemon): ApiClient {
+  return new ApiClient({ dirs: xenodeDirs(d.dir), autostart: false });
+}
+
+async function xenodeConsole(d: XenodeDaemon, name: string): Promise<GuestConsole> {
+  return GuestConsole.overWebSocket(`ws+unix://${join(d.dir, 'xenoded.sock')}:/v1/domains/${name}/console`);
+}
+
+async function benchXenode(
+  ctx: BenchContext,
+  a: XenodeDaemon,
+  b: XenodeDaemon,
+  tokens: Map<XenodeDaemon, string>,
+  scenario: Scenario,
+): Promise<{ argv: string[]; runDir: string }> {
+  const name = `mig${scenario}`;
+  const cfg = join(ctx.tmp, `${name}.cfg`);
+  writeFileSync(cfg, `name = "${name}"\nmemory = ${MEMORY_MIB}\n`);
+  const r = await a.cli(['create', cfg], OP_TIMEOUT_MS);
+  if (r.code !== 0) throw new Error(`xenode create: ${r.stderr}`);
+  ctx.cleanup.add(`destroy ${name}`, async () => {
+    await a.cli(['destroy', name]);
+    await b.cli(['destroy', name]);
+  });
+  let con = await xenodeConsole(a, name);
+  await prepareGuest(con, name, scenario);
+  con.close();
+  // The QEMU command line, for the plain QEMU runs.
+  const domid = (await a.cli(['domid', name])).stdout.trim();
+  const runDir = join(a.dir, 'domains', domid);
+  const pid = readPid(join(runDir, 'qemu.pid'));
+  const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
+
+  const file = join(ctx.tmp, `${name}.save`);
+  for (let round = 1; round <= rounds; round++) {
+    // save -p: stop + write the file, no destroy, as the plain QEMU run does.
+    let t0 = performance.now();
+    const s = await api(a).post<SaveResult>(`/v1/domains/${name}/save`, { file, paused: true });
+    record({ who: 'xenode', scenario, op: 'save', round, seconds: (performance.now() - t0) / 1000, bytes: s.bytes });
+    await a.cli(['destroy', name]);
+    t0 = performance.now();
+    await api(a).post<RestoreResult>('/v1/restore', { file });
+    record({ who: 'xenode', scenario, op: 'restore', round, seconds: (performance.now() - t0) / 1000 });
+
+    // The same through the CLI, as a user types it (Node start-up included).
+    t0 = performance.now();
+    let c = await a.cli(['save', '-p', name, file], OP_TIMEOUT_MS);
+    if (c.code !== 0) throw new Error(`xenode save: ${c.stderr}`);
+    record({ who: 'xenode-cli', scenario, op: 'save', round, seconds: (performance.now() - t0) / 1000 });
+    await a.cli(['destroy', name]);
+    t0 = performance.now();
+    c = await a.cli(['restore', file], OP_TIMEOUT_MS);
+    if (c.code !== 0) throw new Error(`xenode restore: ${c.stderr}`);
+    record({ who: 'xenode-cli', scenario, op: 'restore', round, seconds: (performance.now() - t0) / 1000 });
+
+    // Live: there and back again, each direction a sample.
+    for (const [from, to] of [
+      [a, b],
+      [b, a],
+    ] as const) {
+      const port = (JSON.parse(readFileSync(join(to.dir, 'tcp.json'), 'utf8')) as { port: number }).port;
+      t0 = performance.now();
+      const m = await api(from).post<MigrateResult>(`/v1/domains/${name}/migrate`, {
+        host: '127.0.0.1',
+        port,
+        token: tokens.get(to),
+        downtimeMs: DOWNTIME_LIMIT_MS,
+      });
+      record({
+        who: 'xenode',
+        scenario,
+        op: 'migrate',
+        round,
+        seconds: (performance.now() - t0) / 1000,
+        downtimeMs: m.downtimeMs,
+        qemuDowntimeMs: m.qemuDowntimeMs,
+        bytes: m.transferredBytes,
+      });
+    }
+  }
+  con = await xenodeConsole(a, name);
+  if ((await con.run('echo alive')) !== 'alive') throw new Error(`${name} does not answer after the rounds`);
+  con.close();
+  await a.cli(['destroy', name]);
+  return { argv, runDir };
+}
+
+// ---- plain QEMU --------------------------------------------------------------
+
+function eventMs(e: QmpEvent): number {
+  return e.timestamp ? e.timestamp.seconds * 1000 + e.timestamp.microseconds / 1000 : Date.now();
+}
+
+class PlainQemu {
+  private constructor(
+    readonly dir: string,
+    readonly child: ChildProcess,
+    readonly qmp: QmpClient,
+    readonly con: GuestConsole,
+  ) {}
+
+  static async start(ctx: BenchContext, template: { argv: string[]; runDir: string }, extra: string[]) {
+    const dir = mkdtempSync(join(ctx.tmp, 'qemu-'));
+    const [bin, ...args] = template.argv.filter((x) => x !== '-S').map((x) => x.replaceAll(template.runDir, dir));
+    const logFd = openSync(join(dir, 'qemu.log'), 'a');
+    const child = spawn(bin as string, [...args, ...extra], { detached: true, stdio: ['ignore', logFd, logFd] });
+    closeSync(logFd);
+    if (child.pid) ctx.ourPids.add(child.pid);
+    ctx.cleanup.add(`kill plain QEMU ${child.pid}`, () => (child.pid ? stopPid(child.pid) : undefined));
+    const qmp = new QmpClient(join(dir, 'qmp.sock'));
+    await qmp.connect({ retryUntil: Date.now() + 20_000 });
+    // Keep the serial console drained from the start (an undrained one stalls the guest).
+    const con = await GuestConsole.overSocket(join(dir, 'serial.sock'), 20_000);
+    return new PlainQemu(dir, child, qmp, con);
+  }
+
+  async events(): Promise<void> {
+    await this.qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'events', state: true }] });
+  }
+
+  async quit(): Promise<void> {
+    this.con.close();
+    const gone = new Promise<void>((r) => this.child.once('exit', () => r()));
+    try {
+      await this.qmp.execute('quit', undefined, 2000);
+    } catch {
+      /* gone */
+    }
+    this.qmp.close();
+    await Promise.race([gone, new Promise((r) => setTimeout(r, 3000))]);
+    if (this.child.pid) await stopPid(this.child.pid);
+  }
+}
+
+function completed(q: QmpClient): Promise<QmpEvent> {
+  return q.waitEvent('MIGRATION', OP_TIMEOUT_MS, (e) => e.data?.status === 'completed' || e.data?.status === 'failed');
+}
+
+async function benchQemu(
+  ctx: BenchContext,
+  template: { argv: string[]; runDir: string },
+  scenario: Scenario,
+): Promise<void> {
+  const name = `mig${scenario}`;
+  let q = await PlainQemu.start(ctx, template, []);
+  await prepareGuest(q.con, name, scenario);
+  const file = join(ctx.tmp, `plain-${scenario}.img`);
+  for (let round = 1; round <= rounds; round++) {
+    // Save: stop, then the migration stream into a file (xl's consistent save).
+    await q.events();
+    await q.qmp.execute('migrate-set-parameters', { 'max-bandwidth': UNLIMITED });
+    let t0 = performance.now();
+    await q.qmp.execute('stop');
+    const done = completed(q.qmp);
+    await q.qmp.execute('migrate', { uri: `exec:cat > ${file}` });
+    const ev = await done;
+    if (ev.data?.status !== 'completed') throw new Error('plain save failed');
+    record({
+      who: 'qemu',
+      scenario,
+      op: 'save',
+      round,
+      seconds: (performance.now() - t0) / 1000,
+      bytes: statSync(file).size,
+    });
+    await q.quit();
+
+    // Restore: a new QEMU waiting for the stream, load it, run.
+    t0 = performance.now();
+    const r = await PlainQemu.start(ctx, template, ['-incoming', 'defer']);
+    await r.events();
+    const loaded = completed(r.qmp);
+    await r.qmp.execute('migrate-incoming', { uri: `exec:cat ${file}` });
+    if ((await loaded).data?.status !== 'completed') throw new Error('plain restore failed');
+    const resumed = r.qmp.waitEvent('RESUME', 10_000);
+    // cont may hit "Migration is not finalized yet" for a moment after the event.
+    for (;;) {
+      try {
+        await r.qmp.execute('cont');
+        break;
+      } catch {
+        await new Promise((res) => setTimeout(res, 2));
+      }
+    }
+    await resumed;
+    record({ who: 'qemu', scenario, op: 'restore', round, seconds: (performance.now() - t0) / 1000 });
+    q = r;
+    if ((await q.con.run('echo alive')) !== 'alive') throw new Error('plain restore: guest does not answer');
+
+    // Live migration to a second QEMU, twice (there and back), each a sample.
+    for (let leg = 0; leg < 2; leg++) {
+      await q.events();
+      await q.qmp.execute('migrate-set-parameters', {
+        'max-bandwidth': UNLIMITED,
+        'downtime-limit': DOWNTIME_LIMIT_MS,
+      });
+      let stopAt = 0;
+      q.qmp.on('event', (e) => {
+        if (e.event === 'STOP') stopAt = eventMs(e);
+      });
+      t0 = performance.now();
+      const dst = await PlainQemu.start(ctx, template, ['-incoming', 'defer']);
+      await dst.events();
+      await dst.qmp.execute('migrate-incoming', { uri: 'tcp:127.0.0.1:0' });
+      const qm = await dst.qmp.execute<{ 'socket-address'?: Array<{ port: string }> }>('query-migrate');
+      const port = qm['socket-address']?.[0]?.port;
+      const resumedAt = dst.qmp.waitEvent('RESUME', OP_TIMEOUT_MS);
+      await q.qmp.execute('migrate', { uri: `tcp:127.0.0.1:${port}` });
+      const rs = await resumedAt;
+      const seconds = (performance.now() - t0) / 1000;
+      const stats = await q.qmp.execute<{ downtime?: number; ram?: { transferred?: number } }>('query-migrate');
+      record({
+        who: 'qemu',
+        scenario,
+        op: 'migrate',
+        round,
+        seconds,
+        downtimeMs: Math.round(eventMs(rs) - stopAt),
+        qemuDowntimeMs: stats.downtime,
+        bytes: stats.ram?.transferred,
+      });
+      await q.quit();
+      q = dst;
+    }
+  }
+  if ((await q.con.run('echo alive')) !== 'alive') throw new Error('plain QEMU guest does not answer');
+  await q.quit();
+}
+
+// ---- report ------------------------------------------------------------------
+
+function cell(xs: number[], digits: number): string {
+  return xs.length ? `${fmt(median(xs), digits)} (${fmt(min(xs), digits)}–${fmt(max(xs), digits)})` : '–';
+}
+
+function report(startedAt: Date): string {
+  const facts = hostFacts();
+  const rows: string[][] = [];
+  const pct = (x: number, base: number) => `${x >= base ? '+' : ''}${(((x - base) / base) * 100).toFixed(0)} %`;
+  for (const scenario of ['idle', 'dirty'] as const) {
+    for (const op of ['save', 'restore', 'migrate'] as const) {
+      const base = median(
+        samples.filter((s) => s.who === 'qemu' && s.scenario === scenario && s.op === op).map((s) => s.seconds),
+      );
+      for (const who of ['qemu', 'xenode', 'xenode-cli'] as const) {
+        const xs = samples.filter((s) => s.who === who && s.scenario === scenario && s.op === op);
+        if (xs.length === 0) continue;
+        const secs = xs.map((s) => s.seconds);
+        const dts = xs.map((s) => s.downtimeMs).filter((x): x is number => x !== undefined);
+        const qdts = xs.map((s) => s.qemuDowntimeMs).filter((x): x is number => x !== undefined);
+        const mib = xs.map((s) => s.bytes).filter((x): x is number => x !== undefined);
+        rows.push([
+          scenario,
+          op,
+          who,
+          cell(secs, 3),
+          who === 'qemu' ? '' : pct(median(secs), base),
+          dts.length ? cell(dts, 0) : '',
+          qdts.length ? fmt(median(qdts), 0) : '',
+          mib.length ? fmt(median(mib) / 1048576, 1) : '',
+        ]);
+      }
+    }
+  }
+  const table = markdownTable(
+    [
+      'guest',
+      'operation',
+      'who',
+      'seconds, median (min–max)',
+      'vs QEMU',
+      'guest paused ms',
+      'QEMU stop-copy ms',
+      'MiB',
+    ],
+    rows,
+  );
+  const loads = samples.map((s) => s.load1);
+  return [
+    `Run ${startedAt.toISOString().slice(0, 16).replace('T', ' ')} UTC on ${facts.cpuModel}, ${facts.nproc} CPUs, ${facts.ramGiB.toFixed(0)} GiB, Linux ${facts.kernel}; ${facts.qemuVersion}; accelerator ${facts.accelNote}. ${MEMORY_MIB} MiB guest (the default guest), ${rounds} rounds (migration: 2 legs per round); 1-minute load average during the run ${fmt(min(loads), 1)}–${fmt(max(loads), 1)} (other people's guests share the 2 CPUs).`,
+    '',
+    table,
+    '',
+    '- **idle**: the guest sits at its shell prompt. **dirty**: the guest copies a 48 MiB tmpfs file in a loop (`cp /dev/shm/src /dev/shm/dst`), dirtying memory continuously.',
+    "- **qemu**: Xenode's own QEMU command line (captured from the domain, `-S` dropped), driven by hand over QMP. save = `stop` + `migrate exec:cat > FILE` until the `completed` event; restore = spawn with `-incoming defer` + `migrate-incoming exec:cat FILE` + `cont` until `RESUME`; migrate = spawn the target with `-incoming defer` + `migrate-incoming tcp:127.0.0.1:0`, `migrate tcp:` on the source, until the target's `RESUME` (it starts by itself).",
+    '- **xenode**: the API call as the CLI makes it (`POST /v1/domains/D/save` with `paused` = `xenode save -p`, `/v1/restore`, `/v1/domains/D/migrate` between two xenoded on this machine), timed by the caller. save writes the checksummed container and fsyncs it; restore checks every checksum (sha256 over the whole file) before QEMU starts, then streams the state into it; migrate has the target check it can host the domain and start QEMU, QEMU pre-copies straight to it, and the target runs the guest when the source says its copy stopped.',
+    '- **xenode-cli**: the same save and restore through `bin/xenode` (adds Node start-up and the progress WebSocket).',
+    "- **guest paused**: the source QEMU's `STOP` event to the target QEMU's `RESUME` event (QMP timestamps, same clock here). **QEMU stop-copy**: the source QEMU's own `downtime`. Both sides use max-bandwidth unlimited and downtime-limit 300 ms.",
+  ].join('\n');
+}
+
+// ---- main --------------------------------------------------------------------
+
+async function main(): Promise<void> {
+  const startedAt = new Date();
+  const tmp = mkdtempSync('/tmp/xenode-bench-migrate-');
+  if (!opt.keep) cleanup.add(`remove ${tmp}`, () => rmSync(tmp, { recursive: true, force: true }));
+  log(`bench:migrate: ${rounds} rounds; temp dir ${tmp}`);
+  await ensureDefaultGuest({ onProgress: (m) => log(`default guest: ${m}`) });
+  const ctx: BenchContext = {
+    root: ROOT,
+    tmp,
+    memoryMiB: MEMORY_MIB,
+    vcpus: 1,
+    timeoutMs: OP_TIMEOUT_MS,
+    cleanup,
+    ourPids: new Set(),
+    log,
+  };
+  const env = { XENODE_NET_HOSTPORT: 'none', XENODE_LISTEN: '127.0.0.1:0' };
+  const a = new XenodeDaemon(ctx, join(tmp, 'host-a'), env);
+  const b = new XenodeDaemon(ctx, join(tmp, 'host-b'), env);
+  mkdirSync(a.dir, { recursive: true });
+  mkdirSync(b.dir, { recursive: true });
+  await a.start();
+  await b.start();
+  const tokens = new Map<XenodeDaemon, string>();
+  for (const d of [a, b]) {
+    const t = await d.cli(['token', 'create', 'admin', '--admin']);
+    tokens.set(d, t.stdout.trim());
+  }
+  for (const scenario of ['idle', 'dirty'] as const) {
+    log(`${scenario} guest: xenode`);
+    const template = await benchXenode(ctx, a, b, tokens, scenario);
+    log(`${scenario} guest: plain QEMU`);
+    await benchQemu(ctx, template, scenario);
+  }
+  const body = report(startedAt);
+  process.stdout.write(`\n${HEADING}\n\n${body}\n`);
+  if (opt.json) writeFileSync(opt.json, JSON.stringify({ startedAt, samples }, null, 2));
+  if (!opt['no-doc']) {
+    replaceSection(join(ROOT, 'docs', 'benchmarks.md'), HEADING, body);
+    log('wrote docs/benchmarks.md');
+  }
+}
+
+try {
+  await main();
+} finally {
+  await cleanup.runAll(log);
+}

@@ -1,0 +1,144 @@
+// Live migration, target side: check this host can take the domain before
+// anything moves, start its QEMU waiting for the stream, and run the guest
+// only when the source says it has stopped its copy (`go`).
+
+import { Migration, tcpUri } from '../engine/migration.ts';
+import { type WireError, XenodeError } from '../errors.ts';
+import type { Domain } from './domain.ts';
+import {
+  availableMiB,
+  checkHostFiles,
+  checkIdentityFree,
+  checkMachineCompat,
+  parseConfigJson,
+  parseMeta,
+} from './domain-transfer.ts';
+import { INCOMING_SUFFIX, parseMessage, type ToSource, type ToTarget } from './migrate-protocol.ts';
+import type { Principal } from './principal.ts';
+import { adoptState, loadIncoming } from './saverestore.ts';
+import type { Toolstack } from './toolstack.ts';
+
+/** The part of a WebSocket this needs (ws's WebSocket in the daemon). */
+export interface MigrationSocket {
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+  on(event: 'message', fn: (data: unknown) => void): unknown;
+  on(event: 'close', fn: () => void): unknown;
+}
+
+export interface TargetOptions {
+  /** Address the source reached us on; QEMU listens there for the stream. */
+  bindHost: string;
+  /** This host's QEMU version (`qemu --version` text). */
+  qemuVersion?: string;
+}
+
+/** QEMU and its translation cache need room beyond guest RAM. */
+const QEMU_OVERHEAD_MIB = 64;
+/** A live migration with a low bandwidth limit may take long; the source's socket bounds it. */
+const INCOMING_TIMEOUT_MS = 6 * 3600_000;
+
+function wire(e: unknown): WireError {
+  return e instanceof XenodeError
+    ? e.toJSON()
+    : { kind: 'internal', message: e instanceof Error ? e.message : String(e) };
+}
+
+export function receiveMigration(ts: Toolstack, p: Principal, sock: MigrationSocket, o: TargetOptions): void {
+  const abort = new AbortController();
+  let go: ((m: Extract<ToTarget, { type: 'go' }>) => void) | undefined;
+  const goMsg = new Promise<Extract<ToTarget, { type: 'go' }>>((resolve, reject) => {
+    go = resolve;
+    abort.signal.addEventListener('abort', () => reject(abort.signal.reason));
+  });
+  goMsg.catch(() => undefined);
+  let committed = false;
+  let prepared = false;
+  const send = (m: ToSource) => {
+    try {
+      sock.send(JSON.stringify(m));
+    } catch {
+      /* the source is gone; the abort path cleans up */
+    }
+  };
+
+  sock.on('message', (data) => {
+    const m = parseMessage<ToTarget>(data);
+    if (!m) return;
+    if (m.type === 'prepare' && !prepared) {
+      prepared = true;
+      void take(m).then(
+        () => sock.close(1000, 'done'),
+        (e: unknown) => {
+          send({ type: 'error', error: wire(e) });
+          sock.close(1000, 'failed');
+        },
+      );
+    } else if (m.type === 'go') {
+      committed = true;
+      go?.(m);
+    } else if (m.type === 'abort') {
+      abort.abort(new XenodeError('engine', `the source gave up: ${m.reason}`));
+    }
+  });
+  sock.on('close', () => {
+    if (!committed) abort.abort(new XenodeError('engine', 'the source went away before the hand-over'));
+  });
+
+  async function take(m: Extract<ToTarget, { type: 'prepare' }>): Promise<void> {
+    const where = 'incoming migration';
+    const cfg = parseConfigJson(m.config, where);
+    const meta = parseMeta(m.meta, where);
+    if (!p.admin && cfg.sponsor !== p.sponsor) {
+      throw new XenodeError('permission', `this token may not take in domains of sponsor '${cfg.sponsor}'`);
+    }
+    // Everything a refusal can be about, before anything moves.
+    checkIdentityFree(ts, cfg.name, cfg.uuid);
+    checkIdentityFree(ts, `${cfg.name}${INCOMING_SUFFIX}`, undefined);
+    checkHostFiles(cfg);
+    checkMachineCompat(ts, cfg, meta, o.qemuVersion);
+    const avail = availableMiB();
+    if (avail !== undefined && avail < cfg.memory + QEMU_OVERHEAD_MIB) {
+      throw new XenodeError('quota', `not enough memory: ${avail} MiB available, the domain needs ${cfg.memory} MiB`);
+    }
+    const note = `migrated from ${meta.sourceHost} (domid ${meta.sourceDomid}) at ${new Date().toISOString()}`;
+    let d: Domain | undefined;
+    try {
+      d = await ts.restoreDomain(
+        { ...cfg, name: `${cfg.name}${INCOMING_SUFFIX}` },
+        p,
+        async (nd, qm) => {
+          d = nd;
+          await loadIncoming(
+            nd,
+            qm,
+            async (mig) => {
+              const port = await mig.listen(tcpUri(o.bindHost, 0));
+              if (port === undefined) throw new XenodeError('engine', 'QEMU did not report its incoming port');
+              send({ type: 'listening', port, domid: nd.domid });
+            },
+            INCOMING_TIMEOUT_MS,
+            abort.signal,
+          );
+          const g = await goMsg;
+          adoptState(ts, nd, meta, g.store, Buffer.from(g.console, 'base64'), note);
+        },
+        { paused: true },
+      );
+      ts.rename(d, cfg.name);
+      let resumedAt: number | undefined;
+      const dom = d;
+      if (meta.wasRunning && !m.paused && dom.machine) {
+        resumedAt = await new Migration(dom.machine).timeResume(() => ts.unpause(dom));
+      }
+      ts.log.info(`migrated in from ${meta.sourceHost} (its domid ${meta.sourceDomid})`, d.domid);
+      send({ type: 'running', domid: d.domid, name: d.name, paused: d.rec.state === 'paused', resumedAt });
+    } catch (e) {
+      // Never ran here, so the source resumes its copy on our error: this one must go.
+      if (d && ts.list({ sponsor: 'admin', admin: true }).includes(d) && d.rec.state !== 'running') {
+        await ts.destroy(d);
+      }
+      throw e;
+    }
+  }
+}
