@@ -90,17 +90,17 @@ async function op(s: Subject, targetMiB: number, kind: Sample['op'], round: numb
   const slack = 2048;
   const goal = kind === 'grow' ? before + STEP_MIB * 1024 - slack : before - STEP_MIB * 1024 + slack;
   const test = kind === 'grow' ? `-ge ${goal}` : `-le ${goal}`;
+  // Read while touch()'s file still holds its pages (it goes just before the command).
+  const rssBeforeMiB = rssMiB(s.pid);
   const w = s.con.marker('W');
   const m = s.con.marker('M');
   const from = s.con.length;
   // The guest polls its own MemTotal (shell builtins, a 20 ms usleep between reads).
-  // Any file left by touch() goes just before the command, so its pages are still
-  // resident in QEMU when RSS is read (free page reporting returns them ~2 s later).
+  // Any file left by touch() goes just before the command.
   s.con.send(
     `rm -f /mnt/t/f; echo ${w.typed}; while :; do read -r _ t _ < /proc/meminfo; [ "$t" ${test} ] && break; usleep 20000; done; echo ${m.typed} $t\n`,
   );
   await s.con.expect(w.re('\\r?\\n'), 30_000, from);
-  const rssBeforeMiB = rssMiB(s.pid);
   const load1 = loadAvg1();
   const t0 = performance.now();
   await s.setMem(targetMiB);
@@ -367,7 +367,7 @@ async function main(): Promise<void> {
     table,
     '',
     '- **Time**: from starting the command (CLI process, `virsh`, or the QMP request) until the guest, polling its own `/proc/meminfo` every ~20 ms, sees MemTotal 512 MiB higher (grow) or lower (reclaim). **command s**: until the command itself returned (all of them return before the guest is done).',
-    '- **QEMU RSS**: `/proc/<pid>/smaps_rollup` Rss (guest RAM is a shared memfd, so this includes it) right before the command and when the guest saw the change. Before each reclaim the guest wrote 400 MiB (hot-plug) or 600 MiB (balloon) to a tmpfs file and deleted it just before the command, so there was touched memory to give back.',
+    '- **QEMU RSS**: `/proc/<pid>/smaps_rollup` Rss (guest RAM is a shared memfd, so this includes it) before the command and when the guest saw the change. Before each reclaim the guest wrote 400 MiB (hot-plug) or 600 MiB (balloon) to a tmpfs file, so there was touched memory to give back; "before" is read while the file exists, and the guest deletes it just before the command.',
     "- Xenode's balloon has free page reporting on: freed guest pages go back to the host within seconds even without a mem-set; libvirt's default balloon has it off.",
     ...subjects.map((s) => `- ${s.id}: ${s.what}.`),
     ...(libvirtSkip ? [`- libvirt was skipped: ${libvirtSkip}.`] : []),

@@ -67,6 +67,8 @@ interface Sample {
   /** QEMU's own stop-and-copy time on the source, ms. */
   qemuDowntimeMs?: number;
   bytes?: number;
+  /** Live migration: the guest still answered on its console afterwards. */
+  guestOk?: boolean;
   load1: number;
 }
 
@@ -76,13 +78,22 @@ function record(s: Omit<Sample, 'load1'>): void {
   const full = { ...s, load1: loadAvg1() };
   samples.push(full);
   log(
-    `  ${s.who} ${s.scenario} ${s.op} #${s.round}: ${s.seconds.toFixed(3)} s${s.downtimeMs !== undefined ? `, downtime ${s.downtimeMs} ms` : ''}${s.qemuDowntimeMs !== undefined ? ` (QEMU ${s.qemuDowntimeMs} ms)` : ''}${s.bytes ? `, ${(s.bytes / 1048576).toFixed(1)} MiB` : ''}`,
+    `  ${s.who} ${s.scenario} ${s.op} #${s.round}: ${s.seconds.toFixed(3)} s${s.guestOk === false ? ' GUEST BROKEN' : ''}${s.downtimeMs !== undefined ? `, downtime ${s.downtimeMs} ms` : ''}${s.qemuDowntimeMs !== undefined ? ` (QEMU ${s.qemuDowntimeMs} ms)` : ''}${s.bytes ? `, ${(s.bytes / 1048576).toFixed(1)} MiB` : ''}`,
   );
 }
 
 /** The guest's memory-dirtying loop: 48 MiB of random data copied between tmpfs files, forever. */
 const DIRTY_CMD =
   'dd if=/dev/urandom of=/dev/shm/src bs=1M count=48 2>/dev/null; (while :; do cp /dev/shm/src /dev/shm/dst; done) >/dev/null 2>&1 & :';
+
+/** Does the guest still answer? (A guest that dirtied memory during pre-copy may not: see the notes.) */
+async function answers(con: GuestConsole): Promise<boolean> {
+  try {
+    return (await con.run('echo alive', 20_000)) === 'alive';
+  } catch {
+    return false;
+  }
+}
 
 async function prepareGuest(con: GuestConsole, name: string, scenario: Scenario): Promise<void> {
   await con.expect(new RegExp(`${name}:/# `), OP_TIMEOUT_MS);
@@ -97,8 +108,11 @@ function api(d: XenodeDaemon): ApiClient {
   return new ApiClient({ dirs: xenodeDirs(d.dir), autostart: false });
 }
 
-async function xenodeConsole(d: XenodeDaemon, name: string): Promise<GuestConsole> {
-  return GuestConsole.overWebSocket(`ws+unix://${join(d.dir, 'xenoded.sock')}:/v1/domains/${name}/console`);
+/** The domain's console; without scroll-back, old command markers in it would confuse run(). */
+async function xenodeConsole(d: XenodeDaemon, name: string, scrollback = false): Promise<GuestConsole> {
+  return GuestConsole.overWebSocket(
+    `ws+unix://${join(d.dir, 'xenoded.sock')}:/v1/domains/${name}/console${scrollback ? '' : '?scrollback=0'}`,
+  );
 }
 
 async function benchXenode(
@@ -117,7 +131,7 @@ async function benchXenode(
     await a.cli(['destroy', name]);
     await b.cli(['destroy', name]);
   });
-  let con = await xenodeConsole(a, name);
+  const con = await xenodeConsole(a, name, true);
   await prepareGuest(con, name, scenario);
   con.close();
   // The QEMU command line, for the plain QEMU runs.
@@ -149,6 +163,7 @@ async function benchXenode(
     record({ who: 'xenode-cli', scenario, op: 'restore', round, seconds: (performance.now() - t0) / 1000 });
 
     // Live: there and back again, each direction a sample.
+    let broken = false;
     for (const [from, to] of [
       [a, b],
       [b, a],
@@ -161,22 +176,33 @@ async function benchXenode(
         token: tokens.get(to),
         downtimeMs: DOWNTIME_LIMIT_MS,
       });
+      const seconds = (performance.now() - t0) / 1000;
+      const check = await xenodeConsole(to, name);
+      const guestOk = await answers(check);
+      check.close();
       record({
         who: 'xenode',
         scenario,
         op: 'migrate',
         round,
-        seconds: (performance.now() - t0) / 1000,
+        seconds,
         downtimeMs: m.downtimeMs,
         qemuDowntimeMs: m.qemuDowntimeMs,
         bytes: m.transferredBytes,
+        guestOk,
       });
+      if (!guestOk) {
+        broken = true;
+        break;
+      }
+    }
+    if (broken) {
+      log(`  ${name}: the guest broke during live migration; no more rounds for it`);
+      break;
     }
   }
-  con = await xenodeConsole(a, name);
-  if ((await con.run('echo alive')) !== 'alive') throw new Error(`${name} does not answer after the rounds`);
-  con.close();
   await a.cli(['destroy', name]);
+  await b.cli(['destroy', name]);
   return { argv, runDir };
 }
 
@@ -304,6 +330,7 @@ async function benchQemu(
       const rs = await resumedAt;
       const seconds = (performance.now() - t0) / 1000;
       const stats = await q.qmp.execute<{ downtime?: number; ram?: { transferred?: number } }>('query-migrate');
+      const guestOk = await answers(dst.con);
       record({
         who: 'qemu',
         scenario,
@@ -313,12 +340,17 @@ async function benchQemu(
         downtimeMs: Math.round(eventMs(rs) - stopAt),
         qemuDowntimeMs: stats.downtime,
         bytes: stats.ram?.transferred,
+        guestOk,
       });
       await q.quit();
       q = dst;
+      if (!guestOk) break;
+    }
+    if (!(await answers(q.con))) {
+      log(`  plain ${scenario}: the guest broke during live migration; no more rounds for it`);
+      break;
     }
   }
-  if ((await q.con.run('echo alive')) !== 'alive') throw new Error('plain QEMU guest does not answer');
   await q.quit();
 }
 
@@ -344,6 +376,7 @@ function report(startedAt: Date): string {
         const dts = xs.map((s) => s.downtimeMs).filter((x): x is number => x !== undefined);
         const qdts = xs.map((s) => s.qemuDowntimeMs).filter((x): x is number => x !== undefined);
         const mib = xs.map((s) => s.bytes).filter((x): x is number => x !== undefined);
+        const checked = xs.filter((s) => s.guestOk !== undefined);
         rows.push([
           scenario,
           op,
@@ -353,6 +386,7 @@ function report(startedAt: Date): string {
           dts.length ? cell(dts, 0) : '',
           qdts.length ? fmt(median(qdts), 0) : '',
           mib.length ? fmt(median(mib) / 1048576, 1) : '',
+          checked.length ? `${checked.filter((s) => s.guestOk).length}/${checked.length}` : '',
         ]);
       }
     }
@@ -367,6 +401,7 @@ function report(startedAt: Date): string {
       'guest paused ms',
       'QEMU stop-copy ms',
       'MiB',
+      'guest OK after',
     ],
     rows,
   );

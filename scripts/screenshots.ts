@@ -1,7 +1,7 @@
 // `npm run screenshots`: the web console's pictures for docs/web.md, taken in
 // headless Chromium against a private xenoded running real guests.
 
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ensureDefaultGuest } from '../guest/build.ts';
 import { launchChromium, login, waitForTerminalLine } from '../test/helpers/browser.ts';
@@ -20,8 +20,11 @@ async function main(): Promise<void> {
     await host.ok(['list']);
     const base = `http://127.0.0.1:${host.tcpPort()}`;
     const token = (await host.ok(['token', 'create', 'ops', '--admin'])).trim();
+    const img = join(host.dir, 'web-frontend.img');
+    writeFileSync(img, '');
+    truncateSync(img, 64 << 20);
     const domains = [
-      'name = "web-frontend"\nmemory = 256\nvcpus = 2\nsponsor = "alice"\n',
+      `name = "web-frontend"\nmemory = 256\nvcpus = 2\nsponsor = "alice"\ndisk = [ "${img},raw,xvda,rw" ]\n`,
       'name = "db-primary"\nmemory = 384\nvcpus = 1\nsponsor = "alice"\n',
       'name = "ci-runner"\nmemory = 256\nvcpus = 1\nsponsor = "bob"\n',
     ];
@@ -34,12 +37,14 @@ async function main(): Promise<void> {
     await page.screenshot({ path: join(OUT, 'login.png') });
     await login(page, base, token);
 
-    // A bursty load in one guest so its CPU chart has a shape.
+    // A bursty CPU and disk load in one guest so its charts have a shape.
     await page.goto(`${base}/domains/web-frontend/console`);
     await waitForTerminalLine(page, /^web-frontend:\/#$/, 90_000);
     await page.click('.terminal-host');
     await page.keyboard.type(
-      '(while :; do dd if=/dev/zero of=/dev/null bs=1M count=300 2>/dev/null; sleep 4; done) >/dev/null 2>&1 &',
+      '(while :; do dd if=/dev/zero of=/dev/null bs=1M count=300; echo 3 >/proc/sys/vm/drop_caches; ' +
+        'dd if=/dev/vda of=/dev/null bs=1M count=24; dd if=/dev/zero of=/dev/vda bs=1M count=6 conv=fsync; ' +
+        'sleep 4; done) >/dev/null 2>&1 &',
     );
     await page.keyboard.press('Enter');
     await page.waitForTimeout(HISTORY_MS);

@@ -3,7 +3,10 @@
 // so domains keep their links, and exits once neither a daemon nor a domain
 // has needed it for a while.
 
+import { setPriority } from 'node:os';
 import { SwitchServer } from './switch-server.ts';
+
+const SWITCH_NICE = -10;
 
 function arg(name: string): string | undefined {
   const i = process.argv.indexOf(name);
@@ -21,6 +24,13 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   process.title = 'xenode-switch';
+  // Every frame between two domains waits for this process to run, as it would for a kernel
+  // bridge's softirq: ahead of the guests' vCPU threads, or a busy host stalls every flow.
+  try {
+    setPriority(SWITCH_NICE);
+  } catch {
+    /* not root: keep the default priority */
+  }
   const idle = Number(arg('--idle-exit') ?? 10);
   const server = new SwitchServer({ controlPath, idleExitMs: idle * 1000, log });
   await server.listen();

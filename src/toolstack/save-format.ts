@@ -20,6 +20,7 @@ import { createHash, type Hash } from 'node:crypto';
 import {
   closeSync,
   createReadStream,
+  fdatasync,
   fstatSync,
   fsyncSync,
   openSync,
@@ -38,6 +39,8 @@ const SECTION_HEADER_SIZE = 48;
 const TRAILER_MAGIC = Buffer.from('XNSAVEND', 'latin1');
 export const TRAILER_SIZE = 64;
 export const STREAM_CHUNK = 4 << 20;
+/** Flush written data to disk in the background every this many bytes, so finish() has little left to sync. */
+const WRITE_BEHIND = 32 << 20;
 /** JSON sections are small; a huge length field means a damaged file, not a big config. */
 const MAX_SECTION = 64 << 20;
 
@@ -96,6 +99,8 @@ export class SaveFileWriter {
   private streaming = false;
   private hash?: ChunkedHash;
   private closed = false;
+  private unsynced = 0;
+  private syncing?: Promise<void>;
   readonly partial: string;
 
   constructor(
@@ -155,6 +160,13 @@ export class SaveFileWriter {
     if (!this.hash) throw new Error('beginStream first');
     this.hash.update(chunk);
     this.write(chunk);
+    this.unsynced += chunk.length;
+    if (this.unsynced >= WRITE_BEHIND && !this.syncing) {
+      this.unsynced = 0;
+      this.syncing = new Promise<void>((resolve) => fdatasync(this.fd, () => resolve())).finally(() => {
+        this.syncing = undefined;
+      });
+    }
   }
 
   get streamBytes(): number {
@@ -162,7 +174,7 @@ export class SaveFileWriter {
   }
 
   /** Write the trailer, flush to disk and give the file its final name. */
-  finish(): number {
+  async finish(): Promise<number> {
     if (!this.hash) throw new Error('no stream written');
     const t = Buffer.alloc(TRAILER_SIZE);
     TRAILER_MAGIC.copy(t, 0);
@@ -172,6 +184,7 @@ export class SaveFileWriter {
     t.writeBigUInt64LE(BigInt(this.pos + TRAILER_SIZE), 56);
     this.write(t);
     // The domain may be destroyed right after this: the state must be on disk.
+    await this.syncing;
     fsyncSync(this.fd);
     closeSync(this.fd);
     this.closed = true;
@@ -179,7 +192,8 @@ export class SaveFileWriter {
     return this.pos;
   }
 
-  abort(): void {
+  async abort(): Promise<void> {
+    await this.syncing;
     if (!this.closed) {
       try {
         closeSync(this.fd);

@@ -135,8 +135,12 @@ export function saveDomain(ts: Toolstack, d: Domain, req: SaveRequest, progress?
         rx.close();
       }
       progress?.({ phase: 'save', bytes: w.streamBytes });
-      const bytes = w.finish();
-      ts.log.info(`saved to ${req.file} (${(bytes / 1048576).toFixed(1)} MiB)`, d.domid);
+      const tStream = Date.now();
+      const bytes = await w.finish();
+      ts.log.info(
+        `saved to ${req.file} (${(bytes / 1048576).toFixed(1)} MiB) in ${Date.now() - t0} ms, flush to disk ${Date.now() - tStream} ms`,
+        d.domid,
+      );
       let domain: SaveResult['domain'];
       if (!req.checkpoint && !req.leavePaused) {
         await ts.destroy(d);
@@ -148,7 +152,7 @@ export function saveDomain(ts: Toolstack, d: Domain, req: SaveRequest, progress?
       }
       return { file: req.file, bytes, streamBytes: w.streamBytes, ms: Date.now() - t0, domain };
     } catch (e) {
-      w.abort();
+      await w.abort();
       // xl: "Failed to save domain, resuming domain".
       if (stopped && d.machine?.alive) {
         await new Migration(d.machine).settle().catch(() => undefined);

@@ -4,7 +4,7 @@
 // one domain using it does.
 
 import { createHash } from 'node:crypto';
-import { closeSync, ftruncateSync, openSync, rmSync } from 'node:fs';
+import { closeSync, ftruncateSync, openSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { StaticShmSpec } from '../config/types.ts';
@@ -41,6 +41,7 @@ export class StaticShmPlugin implements ToolstackPlugin {
   private prefix = 'xenode-';
   private log?: DaemonLog;
   private store?: DomainStoreSink;
+  private swept = false;
 
   constructor(dir?: string) {
     if (dir) this.dir = dir;
@@ -108,7 +109,28 @@ export class StaticShmPlugin implements ToolstackPlugin {
   }
 
   routes(app: FastifyInstance): void {
+    // Routes are registered once reattachment is over: a region file no live domain
+    // uses is left from domains that died while no daemon was watching.
+    this.sweep();
     app.get('/v1/shm', async () => this.list());
+  }
+
+  private sweep(): void {
+    if (this.swept) return;
+    this.swept = true;
+    let names: string[];
+    try {
+      names = readdirSync(this.dir);
+    } catch {
+      return;
+    }
+    const live = new Set([...this.regions.values()].map((r) => r.path));
+    for (const n of names) {
+      const path = join(this.dir, n);
+      if (!n.startsWith(this.prefix) || live.has(path)) continue;
+      rmSync(path, { force: true });
+      this.log?.info(`static_shm: removed ${path}, left by domains that are gone`);
+    }
   }
 
   list(): ShmRegionView[] {

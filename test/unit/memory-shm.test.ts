@@ -2,10 +2,11 @@
 // need a live owner and a window that fits, and the file goes with the last user.
 
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import Fastify from 'fastify';
 import { loadConfigText } from '../../src/config/load.ts';
 import { XenodeError } from '../../src/errors.ts';
 import { xenodeDirs } from '../../src/toolstack/dirs.ts';
@@ -100,5 +101,19 @@ describe('StaticShmPlugin', () => {
     await plugin.onTeardown(bor);
     assert.ok(!existsSync(plugin.pathOf('r1')));
     assert.deepEqual(plugin.list(), []);
+  });
+
+  it('once reattached, region files no live domain uses are swept', async () => {
+    const keep = domain('keep', ['id=k1, begin=0, size=0x1000, role=owner']);
+    await plugin.beforeLaunch(keep);
+    writeFileSync(plugin.pathOf('stale'), '');
+    writeFileSync(join(dir, 'someone-else'), '');
+    const app = Fastify();
+    plugin.routes(app);
+    await app.close();
+    assert.ok(!existsSync(plugin.pathOf('stale')));
+    assert.ok(existsSync(plugin.pathOf('k1')));
+    assert.ok(existsSync(join(dir, 'someone-else')));
+    await plugin.onTeardown(keep);
   });
 });

@@ -56,10 +56,10 @@ function copyWith(name: string, edit: (b: Buffer) => Buffer): string {
   return p;
 }
 
-before(() => {
+before(async () => {
   dir = mkdtempSync('/tmp/xn-savefmt-');
   good = join(dir, 'good.save');
-  write(good);
+  await write(good);
 });
 after(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -110,7 +110,7 @@ describe('save file format', () => {
     assert.ok(existsSync(`${p}.partial`));
     const e = await failure(`${p}.partial`);
     assert.match(e.message, /truncated or incomplete/);
-    w.abort();
+    await w.abort();
     assert.ok(!existsSync(`${p}.partial`));
   });
 
@@ -135,7 +135,7 @@ describe('save file format', () => {
 
   it('refuses an unknown major version with a hint, before reading further', async () => {
     const p = join(dir, 'v2.save');
-    write(p, { major: 2 });
+    await write(p, { major: 2 });
     const e = await failure(p);
     assert.match(e.message, /format version 2\.0; this Xenode reads version 1\.x/);
     assert.match(e.hint ?? '', /newer Xenode/);
@@ -160,11 +160,11 @@ describe('save file format', () => {
 
   it('skips unknown optional sections and refuses unknown mandatory ones', async () => {
     const opt = join(dir, 'optional.save');
-    write(opt, { sections: (w) => w.addSection(99, Buffer.from('future'), FLAG_OPTIONAL) });
+    await write(opt, { sections: (w) => w.addSection(99, Buffer.from('future'), FLAG_OPTIONAL) });
     const f = await readSaveFile(opt);
     assert.equal(f.sections.has(99), false);
     const mand = join(dir, 'mandatory.save');
-    write(mand, { sections: (w) => w.addSection(99, Buffer.from('future')) });
+    await write(mand, { sections: (w) => w.addSection(99, Buffer.from('future')) });
     assert.match((await failure(mand)).message, /unknown mandatory section type 99/);
   });
 

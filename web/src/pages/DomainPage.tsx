@@ -88,7 +88,7 @@ function Overview({ d, detail }: { d: DomainView; detail: DomainView | undefined
           samples={samples}
           fmt={formatRate}
           minTop={1024}
-          emptyText="No disk counters for this domain: it has no disk served by a backend that reports them."
+          emptyText="No disk counters for this domain: it has no disks, or they report no I/O."
         />
         <MetricChart
           title="Network"
@@ -96,7 +96,7 @@ function Overview({ d, detail }: { d: DomainView; detail: DomainView | undefined
           samples={samples}
           fmt={formatRate}
           minTop={1024}
-          emptyText="No network counters for this domain: it has no interface on Xenode's switch."
+          emptyText="No network counters for this domain: it has no interfaces, or they report no traffic."
         />
       </div>
       <section class="card details">
