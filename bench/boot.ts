@@ -275,6 +275,8 @@ async function main(): Promise<void> {
     overhead: number[];
     created: number[];
     qemuExec: number[];
+    qemuCpu: number[];
+    toolCpu: number[];
     busy: number[];
   }
   const summaries: Summary[] = [];
@@ -295,6 +297,8 @@ async function main(): Promise<void> {
       created: ok.flatMap((s) => (s.created !== undefined ? [s.created] : [])),
       qemuExec: ok.flatMap((s) => (s.qemuExec !== undefined && !Number.isNaN(s.qemuExec) ? [s.qemuExec] : [])),
       busy: mine.map((a) => a.busyDuring).filter((x) => !Number.isNaN(x)),
+      qemuCpu: ok.flatMap((s) => (s.qemuCpu !== undefined && !Number.isNaN(s.qemuCpu) ? [s.qemuCpu] : [])),
+      toolCpu: ok.flatMap((s) => (s.toolCpu !== undefined && !Number.isNaN(s.toolCpu) ? [s.toolCpu] : [])),
     });
   }
   const byId = new Map(summaries.map((s) => [s.id, s]));
@@ -367,7 +371,7 @@ async function main(): Promise<void> {
   process.stdout.write(`${print}\n`);
 
   // ---- where the time goes -------------------------------------------------------------
-  const med = (id: string, k: 'wall' | 'uptime' | 'overhead' | 'created' | 'rss') => {
+  const med = (id: string, k: 'wall' | 'uptime' | 'overhead' | 'created' | 'rss' | 'qemuCpu' | 'toolCpu') => {
     const s = byId.get(id);
     return s ? median(s[k]) : Number.NaN;
   };
@@ -379,6 +383,8 @@ async function main(): Promise<void> {
     fmt(median(s.overhead)),
     s.qemuExec.length ? fmt(median(s.qemuExec)) : '',
     s.created.length ? fmt(median(s.created)) : '',
+    fmt(median(s.qemuCpu)),
+    s.toolCpu.length ? fmt(median(s.toolCpu)) : '–',
     pct(median(s.busy)),
   ]);
   const cliOverhead = median(paired('xenode', 'qemu-same', (x, y) => x.wall - y.wall));
@@ -397,6 +403,8 @@ async function main(): Promise<void> {
           'wall − uptime s',
           'command → QEMU process start s',
           'CLI spawn → domain running s',
+          'QEMU CPU s to ready',
+          'toolstack CPU s to ready',
           'host CPU busy during run',
         ],
         overheadRows,
@@ -418,6 +426,22 @@ async function main(): Promise<void> {
         `- The guest's boot itself (its uptime at ready) varies far more between runs on this shared host than the ` +
           `toolstack's cost does, so the host-side difference is the steadier measure of what Xenode adds: as a ratio, ` +
           `(qemu-same median + ${fmt(hostOverheadDiff, 3)} s) / qemu-same median = **${fmt((same + hostOverheadDiff) / same, 3)}**.`,
+      );
+    }
+    if (byId.has('qemu-same')) {
+      const cpuOf = (x: BootSample) => (x.qemuCpu ?? Number.NaN) + (x.toolCpu ?? 0);
+      const cpuRatio = median(paired('xenode', 'qemu-same', (x, y) => cpuOf(x) / cpuOf(y)));
+      const qemuCpuDiff = median(
+        paired('xenode', 'qemu-same', (x, y) => (x.qemuCpu ?? Number.NaN) - (y.qemuCpu ?? Number.NaN)),
+      );
+      lines.push(
+        `- **CPU time to ready** does not depend on how busy the host is the way wall time does (10 ms resolution): ` +
+          `QEMU itself used a median ${fmt(med('xenode', 'qemuCpu'))} s under xenode vs ${fmt(med('qemu-same', 'qemuCpu'))} s ` +
+          `run directly (paired difference ${fmt(qemuCpuDiff)} s); xenode's CLI + daemon used ${fmt(med('xenode', 'toolCpu'))} s` +
+          (byId.get('libvirt')?.toolCpu.length
+            ? `, virsh + libvirtd + virtlogd ${fmt(med('libvirt', 'toolCpu'))} s`
+            : '') +
+          `. Total CPU xenode / qemu-same, paired: **${fmt(cpuRatio, 3)}**.`,
       );
     }
     const execOf = (id: string) => {

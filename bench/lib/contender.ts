@@ -9,6 +9,10 @@ export interface BootSample {
   uptime: number;
   /** QEMU's VmHWM right after the ready line, in MiB. */
   rssMiB?: number;
+  /** CPU seconds QEMU used until the ready line (all its threads; 10 ms resolution). */
+  qemuCpu?: number;
+  /** CPU seconds the toolstack's own processes (CLI, daemons) used from command start to ready. */
+  toolCpu?: number;
   /** Seconds from starting the command until QEMU's process started (10–20 ms resolution). */
   qemuExec?: number;
   /** Seconds from starting the command until the toolstack reported the domain running (xenode only). */

@@ -11,6 +11,7 @@ import type { BenchContext, BootSample, Contender } from './contender.ts';
 import {
   bootClock,
   connectWhenReady,
+  cpuSeconds,
   peakRssMiB,
   processStartClock,
   ReadyScanner,
@@ -135,12 +136,20 @@ export class LibvirtContender implements Contender {
       await run('virsh', ['-c', LIBVIRT_URI, 'destroy', name], { timeoutMs: 20_000 });
       if (qemuPid) await stopPid(qemuPid);
     });
+    const daemons = ['libvirtd', 'virtlogd'].map((n) => readPid(`/run/${n}.pid`));
+    const daemonCpu0 = daemons.map(cpuSeconds);
+    let virshCpu = 0;
     const u0 = bootClock();
     const t0 = performance.now();
     const child = spawn('virsh', ['-c', LIBVIRT_URI, 'create', xmlPath], { stdio: ['ignore', 'ignore', 'pipe'] });
     child.stderr.on('data', (d: Buffer) => {
       virshErr += d.toString();
     });
+    // virsh exits long before the ready line: take its CPU time while it is a zombie-to-be.
+    const sampleVirsh = setInterval(() => {
+      const c = cpuSeconds(child.pid);
+      if (!Number.isNaN(c)) virshCpu = c;
+    }, 20);
     try {
       const failed = rejectOnExit(child, 'virsh create', () => virshErr.trim(), true);
       const serial = connectWhenReady(sockPath, (d) => scanner.feed(d), {
@@ -159,8 +168,12 @@ export class LibvirtContender implements Contender {
       const rssMiB = qemuPid ? peakRssMiB(qemuPid) : undefined;
       if (qemuPid) ctx.ourPids.add(qemuPid);
       const qemuExec = qemuPid ? processStartClock(qemuPid) - u0 : undefined;
-      return { wall: (hit.at - t0) / 1000, uptime: hit.uptime, rssMiB, qemuExec };
+      const qemuCpu = cpuSeconds(qemuPid);
+      const toolCpu =
+        virshCpu + daemons.reduce<number>((sum, pid, i) => sum + cpuSeconds(pid) - (daemonCpu0[i] ?? 0), 0);
+      return { wall: (hit.at - t0) / 1000, uptime: hit.uptime, rssMiB, qemuExec, qemuCpu, toolCpu };
     } finally {
+      clearInterval(sampleVirsh);
       stopped = true;
       sock?.destroy();
       const r = await run('virsh', ['-c', LIBVIRT_URI, 'destroy', name], { timeoutMs: 20_000 });

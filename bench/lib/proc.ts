@@ -219,3 +219,15 @@ export function processStartClock(pid: number): number {
     return Number.NaN;
   }
 }
+
+/** CPU time (user + system, all threads) a live process has used, in seconds (10 ms resolution). */
+export function cpuSeconds(pid: number | undefined): number {
+  if (pid === undefined) return Number.NaN;
+  try {
+    const f = (readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1] ?? '').split(' ');
+    // Fields after "comm)" start at field 3; utime and stime are fields 14 and 15.
+    return (Number(f[11]) + Number(f[12])) / 100;
+  } catch {
+    return Number.NaN;
+  }
+}

@@ -9,6 +9,7 @@ import type { BenchContext, BootSample, Contender } from './contender.ts';
 import {
   bootClock,
   connectWhenReady,
+  cpuSeconds,
   peakRssMiB,
   processStartClock,
   ReadyScanner,
@@ -86,7 +87,8 @@ export class QemuSameContender implements Contender {
       );
       const rssMiB = child.pid ? peakRssMiB(child.pid) : undefined;
       const qemuExec = child.pid ? processStartClock(child.pid) - u0 : undefined;
-      return { wall: (hit.at - t0) / 1000, uptime: hit.uptime, rssMiB, qemuExec };
+      const qemuCpu = cpuSeconds(child.pid);
+      return { wall: (hit.at - t0) / 1000, uptime: hit.uptime, rssMiB, qemuExec, qemuCpu, toolCpu: 0 };
     } finally {
       stopped = true;
       sock?.destroy();
@@ -167,7 +169,8 @@ export class QemuDefaultContender implements Contender {
       );
       const rssMiB = child.pid ? peakRssMiB(child.pid) : undefined;
       const qemuExec = child.pid ? processStartClock(child.pid) - u0 : undefined;
-      return { wall: (hit.at - t0) / 1000, uptime: hit.uptime, rssMiB, qemuExec };
+      const qemuCpu = cpuSeconds(child.pid);
+      return { wall: (hit.at - t0) / 1000, uptime: hit.uptime, rssMiB, qemuExec, qemuCpu, toolCpu: 0 };
     } finally {
       await stopChild(child, gone);
       undo();

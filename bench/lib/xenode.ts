@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import type { BenchContext, BootSample, Contender } from './contender.ts';
 import {
   bootClock,
+  cpuSeconds,
   peakRssMiB,
   pidAlive,
   processStartClock,
@@ -117,6 +118,8 @@ export class XenodeContender implements Contender {
     let created: number | undefined;
     let qemuPid: number | undefined;
 
+    const daemonPid = daemon.pid;
+    const daemonCpu0 = cpuSeconds(daemonPid);
     const u0 = bootClock();
     const t0 = performance.now();
     const child = spawn(daemon.bin, ['create', cfg, '-c', ...this.overrides], {
@@ -148,6 +151,8 @@ export class XenodeContender implements Contender {
         const r = await daemon.cli(['domid', name]);
         domid = Number(r.stdout.trim());
       }
+      // Read before anything else moves: the CLI is still attached to the console here.
+      const toolCpu = cpuSeconds(child.pid) + cpuSeconds(daemonPid) - daemonCpu0;
       const runDir = join(daemon.dir, 'domains', String(domid));
       qemuPid = readPid(join(runDir, 'qemu.pid'));
       const rssMiB = qemuPid ? peakRssMiB(qemuPid) : undefined;
@@ -162,7 +167,8 @@ export class XenodeContender implements Contender {
         }
       }
       const qemuExec = qemuPid ? processStartClock(qemuPid) - u0 : undefined;
-      return { wall: (hit.at - t0) / 1000, uptime: hit.uptime, rssMiB, created, qemuExec };
+      const qemuCpu = cpuSeconds(qemuPid);
+      return { wall: (hit.at - t0) / 1000, uptime: hit.uptime, rssMiB, created, qemuExec, qemuCpu, toolCpu };
     } finally {
       const r = await daemon.cli(['destroy', name], 20_000);
       if (r.code !== 0 && !/does not exist|invalid domain/.test(r.stderr)) {
