@@ -3,7 +3,7 @@
 // queue depth 1 and 4), all O_DIRECT in the guest, measured by bench/io-tool.c
 // (built static on the host, handed to the guest on a read-only disk of its own).
 // Next to Xenode, in the same run and alternating: plain QEMU started by hand
-// with Xenode's disk options, and plain QEMU with its -drive defaults.
+// with Xenode's disk options, and with the O_DIRECT options Xenode did not pick.
 
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
@@ -12,7 +12,7 @@ import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ensureDefaultGuest, type GuestImage } from '../guest/build.ts';
-import { blockdevOptions, chooseDiskIo, type DiskIo, type PlacedDisk } from '../src/engine/disk-args.ts';
+import { blockdevOptions, DEFAULT_DISK_IO, type DiskIo, type PlacedDisk } from '../src/engine/disk-args.ts';
 import type { BenchContext } from './lib/contender.ts';
 import { replaceSection } from './lib/doc.ts';
 import { GuestConsole } from './lib/guest-console.ts';
@@ -200,24 +200,12 @@ function xenodeDiskOptions(data: string, tools: string, override?: DiskIo): stri
       kind: 'virtio-blk',
       slot: 0,
     };
-    const io: DiskIo = override ?? chooseDiskIo(target);
+    const io: DiskIo = override ?? DEFAULT_DISK_IO;
     const bd = blockdevOptions(p, io) as Record<string, unknown>;
     out.push('-blockdev', JSON.stringify(bd));
     out.push('-device', `virtio-blk-pci,drive=${String(bd['node-name'])},serial=${vdev}`);
   }
   return out;
-}
-
-function defaultDiskOptions(data: string, tools: string): string[] {
-  return [
-    ...['-drive', `file=${data},format=raw,if=none,id=d0`, '-device', 'virtio-blk-pci,drive=d0,serial=xvdb'],
-    ...[
-      '-drive',
-      `file=${tools},format=raw,if=none,id=d1,readonly=on`,
-      '-device',
-      'virtio-blk-pci,drive=d1,serial=xvdc',
-    ],
-  ];
 }
 
 function apiGet<T>(socketPath: string, path: string): Promise<T> {
@@ -298,7 +286,7 @@ export async function runSection(o: IoSectionOptions): Promise<void> {
     guest: await ensureDefaultGuest({ onProgress: (m) => o.log(`default guest: ${m}`) }),
   };
   makeData(f.data);
-  const io = chooseDiskIo(f.data);
+  const io = DEFAULT_DISK_IO;
   const daemon = new XenodeDaemon(ctx, join(dir, 'xenode'));
   await daemon.start();
   const all: DiskContender[] = [
@@ -313,16 +301,16 @@ export async function runSection(o: IoSectionOptions): Promise<void> {
     qemuContender(
       ctx,
       f,
-      'qemu-native',
-      'as qemu-same but aio=native (Linux AIO) instead of io_uring, cache.direct=on: the alternative Xenode did not pick',
-      (data, tools) => xenodeDiskOptions(data, tools, { direct: true, aio: 'native' }),
+      'qemu-iouring',
+      'as qemu-same but cache.direct=on (O_DIRECT) with aio=io_uring: an alternative Xenode did not pick',
+      (data, tools) => xenodeDiskOptions(data, tools, { direct: true, aio: 'io_uring' }),
     ),
     qemuContender(
       ctx,
       f,
-      'qemu-default',
-      "plain QEMU by hand with `-drive file=…,format=raw,if=none` + `virtio-blk-pci`: QEMU's defaults (cache=writeback, aio=threads)",
-      defaultDiskOptions,
+      'qemu-native',
+      'as qemu-same but cache.direct=on (O_DIRECT) with aio=native (Linux AIO): the other alternative',
+      (data, tools) => xenodeDiskOptions(data, tools, { direct: true, aio: 'native' }),
     ),
   ];
   const contenders = all.filter((c) => !o.only || o.only.has(c.id));
@@ -351,7 +339,7 @@ export async function runSection(o: IoSectionOptions): Promise<void> {
   });
   const loads = results.map((r) => r.load1);
   const body = [
-    `Block I/O measured inside the default guest (${MEMORY_MIB} MiB, 1 vCPU) on a ${DATA_MIB} MiB raw image of random bytes: ${SEQ_READ_MIB} MiB of sequential 1 MiB reads, ${SEQ_WRITE_MIB} MiB of sequential 1 MiB writes (then fdatasync), and ${RAND_SECONDS} s of 4 KiB reads at random offsets by 1 and by 4 processes, all with O_DIRECT in the guest. The tool is \`bench/io-tool.c\`, built with \`gcc -static -O2\` and given to the guest on a read-only disk. The host's cached pages of the image are dropped before each phase, so the page-cache contender is timed on its I/O path rather than on cache hits (a warm host cache would flatter it). Run: \`npm run bench:io\` (\`-- --rounds N --only xenode,qemu-same,qemu-default\`). Source: \`bench/io-disk.ts\`.`,
+    `Block I/O measured inside the default guest (${MEMORY_MIB} MiB, 1 vCPU) on a ${DATA_MIB} MiB raw image of random bytes: ${SEQ_READ_MIB} MiB of sequential 1 MiB reads, ${SEQ_WRITE_MIB} MiB of sequential 1 MiB writes (then fdatasync), and ${RAND_SECONDS} s of 4 KiB reads at random offsets by 1 and by 4 processes, all with O_DIRECT in the guest. The tool is \`bench/io-tool.c\`, built with \`gcc -static -O2\` and given to the guest on a read-only disk. The host's cached pages of the image are dropped before each phase, so the page-cache contenders are timed on their I/O path rather than on cache hits (a warm host cache would flatter them). Run: \`npm run bench:io\` (\`-- --rounds N --only xenode,qemu-same,qemu-iouring,qemu-native\`). Source: \`bench/io-disk.ts\`.`,
     '',
     `- **Date:** ${startedAt.toISOString().slice(0, 16).replace('T', ' ')} UTC; **rounds:** ${o.rounds}, contenders rotating in each round`,
     `- **Machine:** ${facts.nproc} CPUs (\`nproc\`), ${facts.cpuModel}, ${facts.ramGiB.toFixed(1)} GiB RAM; host kernel ${facts.kernel}; image on the host's ${fsType(dir)} file system`,

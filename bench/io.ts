@@ -2,7 +2,7 @@
 // (bench/io-disk.ts), then networks (bench/io-net.ts) when that file exists. Each
 // section writes its own `## ` part of docs/benchmarks.md.
 //
-//   npm run bench:io -- [--rounds 3] [--only xenode,qemu-same,qemu-native,qemu-default] [--no-doc]
+//   npm run bench:io -- [--rounds 3] [--only xenode,qemu-same,qemu-iouring,qemu-native] [--no-doc]
 
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';

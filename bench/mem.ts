@@ -369,6 +369,7 @@ async function main(): Promise<void> {
     '- **Time**: from starting the command (CLI process, `virsh`, or the QMP request) until the guest, polling its own `/proc/meminfo` every ~20 ms, sees MemTotal 512 MiB higher (grow) or lower (reclaim). **command s**: until the command itself returned (all of them return before the guest is done).',
     '- **QEMU RSS**: `/proc/<pid>/smaps_rollup` Rss (guest RAM is a shared memfd, so this includes it) before the command and when the guest saw the change. Before each reclaim the guest wrote 400 MiB (hot-plug) or 600 MiB (balloon) to a tmpfs file, so there was touched memory to give back; "before" is read while the file exists, and the guest deletes it just before the command.',
     "- Xenode's balloon has free page reporting on: freed guest pages go back to the host within seconds even without a mem-set; libvirt's default balloon has it off.",
+    "- The three balloon subjects inflate the same virtio-balloon in the same guest kernel; under this host's varying load their min–max ranges overlap widely, so their medians do not rank them. virtio-mem (xenode-hotplug) is the faster way both to grow and to reclaim: it moves whole 2 MiB blocks, where the balloon moves 4 KiB pages one by one.",
     ...subjects.map((s) => `- ${s.id}: ${s.what}.`),
     ...(libvirtSkip ? [`- libvirt was skipped: ${libvirtSkip}.`] : []),
   ].join('\n');

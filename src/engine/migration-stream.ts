@@ -5,20 +5,21 @@
 
 import { createReadStream, rmSync } from 'node:fs';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import type { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { unixUri } from './migration.ts';
 
-/** One-shot server for QEMU's outgoing stream (`migrate uri=unix:PATH`). */
+/** One-shot server for QEMU's outgoing stream (`migrate uri=unix:PATH`), piped into `sink`. */
 export class StreamReceiver {
   private server: Server;
   private conn?: Socket;
-  /** Resolves with the byte count once QEMU closes the stream. */
+  /** Resolves with the byte count once QEMU closed the stream and `sink` has taken all of it. */
   readonly done: Promise<number>;
   bytes = 0;
 
   private constructor(
     readonly path: string,
-    sink: (chunk: Buffer) => void,
+    sink: Writable,
   ) {
     let settle: { resolve: (n: number) => void; reject: (e: Error) => void } | undefined;
     this.done = new Promise<number>((resolve, reject) => {
@@ -34,21 +35,16 @@ export class StreamReceiver {
       this.conn = c;
       this.server.close();
       c.on('data', (d: Buffer) => {
-        try {
-          sink(d);
-          this.bytes += d.length;
-        } catch (e) {
-          c.destroy();
-          settle?.reject(e instanceof Error ? e : new Error(String(e)));
-        }
+        this.bytes += d.length;
       });
-      c.on('end', () => settle?.resolve(this.bytes));
-      c.on('error', (e) => settle?.reject(e));
-      c.on('close', () => settle?.reject(new Error('the migration stream closed early')));
+      pipeline(c, sink).then(
+        () => settle?.resolve(this.bytes),
+        (e: unknown) => settle?.reject(e instanceof Error ? e : new Error(String(e))),
+      );
     });
   }
 
-  static async listen(path: string, sink: (chunk: Buffer) => void): Promise<StreamReceiver> {
+  static async listen(path: string, sink: Writable): Promise<StreamReceiver> {
     rmSync(path, { force: true });
     const r = new StreamReceiver(path, sink);
     await new Promise<void>((resolve, reject) => {

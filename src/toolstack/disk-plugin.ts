@@ -9,7 +9,7 @@ import type { ApiContext } from '../api/server.ts';
 import { vdevNumber } from '../config/disk.ts';
 import type { DiskSpec } from '../config/types.ts';
 import {
-  chooseDiskIo,
+  DEFAULT_DISK_IO,
   DISK_BRIDGE_ID,
   devnumOf,
   diskArgs,
@@ -172,7 +172,7 @@ export class DiskPlugin implements ToolstackPlugin {
     this.open.set(d.domid, { d, disks: new Map(placed.map((p) => [p.devnum, p.spec])) });
     this.detaching.delete(d.domid);
     return {
-      qemuArgs: diskArgs(placed, (p) => chooseDiskIo(p.spec.target)),
+      qemuArgs: diskArgs(placed, () => DEFAULT_DISK_IO),
       cmdline: dataDiskWords(d, placed),
     };
   }
@@ -319,7 +319,7 @@ export class DiskPlugin implements ToolstackPlugin {
       this.checkSharing(d, [...(this.open.get(d.domid)?.disks.values() ?? []), spec]);
       const kind = spec.devtype === 'cdrom' ? 'scsi-cd' : 'virtio-blk';
       const slot = kind === 'scsi-cd' ? await freeScsiTarget(m) : await freeDiskSlot(m);
-      await plugDisk(m, { spec, devnum, kind, slot }, chooseDiskIo(spec.target));
+      await plugDisk(m, { spec, devnum, kind, slot }, DEFAULT_DISK_IO);
       let o = this.open.get(d.domid);
       if (!o) {
         o = { d, disks: new Map() };
@@ -351,12 +351,22 @@ export class DiskPlugin implements ToolstackPlugin {
         });
       }
       const pend = this.pending(d.domid);
-      const entry = pend.get(devnum) ?? { forced: force, waiters: [] };
+      const known = pend.get(devnum);
+      const entry = known ?? { forced: force, waiters: [] };
       entry.forced ||= force;
       pend.set(devnum, entry);
       const released = new Promise<void>((r) => entry.waiters.push(r));
       this.store.setState(d.domid, devnum, XENBUS.closing);
-      if (!(await requestUnplug(m, devnum))) {
+      let present: boolean;
+      try {
+        present = await requestUnplug(m, devnum);
+      } catch (e) {
+        // QEMU refused: the disk stays as it was.
+        if (!known) pend.delete(devnum);
+        this.store.setState(d.domid, devnum, XENBUS.connected);
+        throw e;
+      }
+      if (!present) {
         await this.released(d, m, devnum);
         return { released };
       }

@@ -27,7 +27,9 @@ import {
   renameSync,
   rmSync,
   writeSync,
+  writev,
 } from 'node:fs';
+import { Writable } from 'node:stream';
 import { XenodeError } from '../errors.ts';
 
 export const SAVE_MAGIC = Buffer.from('XENODE-SAVE\n\0\r\n\x1a', 'latin1');
@@ -87,6 +89,24 @@ export class ChunkedHash {
     if (this.inChunk > 0) this.outer.update(this.inner.digest());
     return this.outer.digest();
   }
+}
+
+/** writev until every byte is on its way (short writes happen). */
+function writevAll(fd: number, bufs: Buffer[], pos: number, cb: (e: Error | null) => void): void {
+  writev(fd, bufs, pos, (e, n) => {
+    if (e) return cb(e);
+    let left = n;
+    const rest: Buffer[] = [];
+    for (const b of bufs) {
+      if (left >= b.length) left -= b.length;
+      else {
+        rest.push(b.subarray(left));
+        left = 0;
+      }
+    }
+    if (rest.length === 0) cb(null);
+    else writevAll(fd, rest, pos + n, cb);
+  });
 }
 
 /** Writes a save file: header, sections, then the QEMU stream as it arrives, then the trailer. */
@@ -155,6 +175,31 @@ export class SaveFileWriter {
     if (!this.hash) throw new Error('beginStream first');
     this.hash.update(chunk);
     this.write(chunk);
+  }
+
+  /**
+   * The stream as a Writable (what the daemon pipes QEMU's socket into): each
+   * batch is handed to a thread-pool writev first and hashed while it is
+   * written, so checksumming and disk writes overlap.
+   */
+  streamSink(): Writable {
+    const hash = this.hash;
+    if (!hash) throw new Error('beginStream first');
+    return new Writable({
+      highWaterMark: 8 << 20,
+      writev: (chunks, cb) => {
+        const bufs = chunks.map((c) => c.chunk as Buffer);
+        const at = this.pos;
+        let total = 0;
+        for (const b of bufs) total += b.length;
+        this.pos += total;
+        const written = new Promise<void>((resolve, reject) =>
+          writevAll(this.fd, bufs, at, (e) => (e ? reject(e) : resolve())),
+        );
+        for (const b of bufs) hash.update(b);
+        written.then(() => cb(), cb);
+      },
+    });
   }
 
   get streamBytes(): number {

@@ -61,6 +61,8 @@ export interface SaveResult {
   bytes: number;
   streamBytes: number;
   ms: number;
+  /** Of `ms`, the final fsync of the file. */
+  flushMs: number;
   domain: 'destroyed' | 'running' | 'paused';
 }
 
@@ -76,6 +78,8 @@ export interface RestoreResult {
   domid: number;
   name: string;
   ms: number;
+  /** Of `ms`, checking the whole file's checksums before QEMU started. */
+  verifyMs: number;
   format: string;
   meta: TransferMeta;
 }
@@ -126,7 +130,7 @@ export function saveDomain(ts: Toolstack, d: Domain, req: SaveRequest, progress?
       w.beginStream();
       const mig = new Migration(m);
       await mig.configure();
-      const rx = await StreamReceiver.listen(join(d.rec.runDir, 'save.sock'), (c) => w.writeStream(c));
+      const rx = await StreamReceiver.listen(join(d.rec.runDir, 'save.sock'), w.streamSink());
       try {
         await mig.start(rx.uri);
         await mig.follow({ onProgress: () => progress?.({ phase: 'save', bytes: w.streamBytes }) });
@@ -137,8 +141,9 @@ export function saveDomain(ts: Toolstack, d: Domain, req: SaveRequest, progress?
       progress?.({ phase: 'save', bytes: w.streamBytes });
       const tStream = Date.now();
       const bytes = await w.finish();
+      const flushMs = Date.now() - tStream;
       ts.log.info(
-        `saved to ${req.file} (${(bytes / 1048576).toFixed(1)} MiB) in ${Date.now() - t0} ms, flush to disk ${Date.now() - tStream} ms`,
+        `saved to ${req.file} (${(bytes / 1048576).toFixed(1)} MiB) in ${Date.now() - t0} ms, flush to disk ${flushMs} ms`,
         d.domid,
       );
       let domain: SaveResult['domain'];
@@ -150,7 +155,7 @@ export function saveDomain(ts: Toolstack, d: Domain, req: SaveRequest, progress?
         if (stopped && !req.leavePaused) await ts.unpause(d);
         domain = d.rec.state === 'running' ? 'running' : 'paused';
       }
-      return { file: req.file, bytes, streamBytes: w.streamBytes, ms: Date.now() - t0, domain };
+      return { file: req.file, bytes, streamBytes: w.streamBytes, ms: Date.now() - t0, flushMs, domain };
     } catch (e) {
       await w.abort();
       // xl: "Failed to save domain, resuming domain".
@@ -247,7 +252,7 @@ export async function restoreFromFile(
     `restored ${d.name} from ${req.file} (saved on ${meta.sourceHost} at ${meta.savedAt}) in ${Date.now() - t0} ms, checksum ${verifyMs} ms`,
     d.domid,
   );
-  return { domid: d.domid, name: d.name, ms: Date.now() - t0, format, meta };
+  return { domid: d.domid, name: d.name, ms: Date.now() - t0, verifyMs, format, meta };
 }
 
 /** After the machine state is in: the store subtree, the console history and the memory target. */

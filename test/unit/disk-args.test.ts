@@ -6,7 +6,7 @@ import type { DiskSpec } from '../../src/config/types.ts';
 import {
   blockdevOptions,
   CDROM_HBA_ID,
-  chooseDiskIo,
+  DEFAULT_DISK_IO,
   DISK_BRIDGE_ID,
   DISK_SLOTS,
   deviceOptions,
@@ -194,15 +194,13 @@ describe('diskArgs', () => {
   });
 });
 
-describe('chooseDiskIo', () => {
-  it('O_DIRECT + io_uring where the file system takes O_DIRECT, else page cache + threads', () => {
-    assert.deepEqual(
-      chooseDiskIo('/x', () => true),
-      { direct: true, aio: 'io_uring' },
-    );
-    assert.deepEqual(
-      chooseDiskIo('/x', () => false),
-      { direct: false, aio: 'threads' },
-    );
+describe('DEFAULT_DISK_IO', () => {
+  it('is the host page cache with the thread pool, flushes honoured', () => {
+    assert.deepEqual({ ...DEFAULT_DISK_IO }, { direct: false, aio: 'threads' });
+    const [p] = placeDisks([disk('xvda')]);
+    assert.ok(p);
+    const o = blockdevOptions(p, DEFAULT_DISK_IO) as { cache: unknown; file: { aio: string } };
+    assert.deepEqual(o.cache, { direct: false, 'no-flush': false });
+    assert.equal(o.file.aio, 'threads');
   });
 });

@@ -5,6 +5,8 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { after, before, describe, it } from 'node:test';
 import { XenodeError } from '../../src/errors.ts';
 import {
@@ -37,6 +39,10 @@ function write(
   // In uneven pieces, as a socket delivers them.
   for (let off = 0; off < stream.length; off += 65_521) w.writeStream(stream.subarray(off, off + 65_521));
   return w.finish();
+}
+
+function* chunks(b: Buffer, n: number): Generator<Buffer> {
+  for (let off = 0; off < b.length; off += n) yield b.subarray(off, off + n);
 }
 
 async function failure(path: string): Promise<XenodeError> {
@@ -74,6 +80,20 @@ describe('save file format', () => {
     const bytes = readFileSync(good);
     assert.ok(bytes.subarray(f.stream.offset, f.stream.offset + f.stream.length).equals(stream));
     assert.ok(!existsSync(`${good}.partial`), 'the partial file was renamed');
+  });
+
+  it('the Writable sink (how the daemon streams QEMU into it) writes the same file', async () => {
+    const p = join(dir, 'sink.save');
+    const w = new SaveFileWriter(p);
+    w.addJson(SECTION.config, config);
+    w.addJson(SECTION.meta, meta);
+    w.addSection(SECTION.console, Buffer.from('console tail\r\n'), FLAG_OPTIONAL);
+    w.beginStream();
+    await pipeline(Readable.from(chunks(stream, 65_521)), w.streamSink());
+    await w.finish();
+    const a = readFileSync(p);
+    const b = readFileSync(good);
+    assert.ok(a.equals(b));
   });
 
   it('starts with the magic and version', () => {
