@@ -69,7 +69,7 @@ before(async () => {
   assert.equal(r.code, 0, r.stderr);
   con = await src.console(NAME);
   await con.expect(new RegExp(`${NAME}:/# `), 120_000);
-  await con.run('i=0; while true; do i=$((i+1)); echo $i > /tmp/c; sleep 0.1; done & :');
+  await con.run('i=0; while true; do i=$((i+1)); echo $i > /tmp/c.n; mv /tmp/c.n /tmp/c; sleep 0.1; done & :');
   await counterAbove(con, 0);
 });
 
@@ -117,7 +117,7 @@ describe('live migration between two daemons', () => {
     dst.killDaemon('SIGKILL');
     const code = await exited;
     assert.equal(code, 1, stderr);
-    assert.match(stderr, /lost the connection to the target|the source went away|target/);
+    assert.match(stderr, /lost the connection to the target/);
     assert.doesNotMatch(stderr, /Migration successful/);
     assert.match(await src.ok(['list', NAME]), /^mg\s+\d+\s+256\s+1\s+[rb-]{2}----/m);
     assert.ok((await counterAbove(con, before)) > before, 'the source guest still counts');

@@ -106,7 +106,7 @@ before(async () => {
   const r = await host.xl(['create', cfg]);
   assert.equal(r.code, 0, r.stderr);
   con = await openConsole(NAME);
-  await con.run('i=0; while true; do i=$((i+1)); echo $i > /tmp/c; sleep 0.1; done & :');
+  await con.run('i=0; while true; do i=$((i+1)); echo $i > /tmp/c.n; mv /tmp/c.n /tmp/c; sleep 0.1; done & :');
   await counterAbove(con, 0);
 });
 
@@ -120,19 +120,26 @@ after(async () => {
 
 describe('save and restore', () => {
   it('the guest holds a TCP connection to the host', { skip: !root && 'the host port needs root' }, async () => {
+    let connected: () => void = () => {};
+    const connection = new Promise<void>((r) => {
+      connected = r;
+    });
     server = createServer((s) => {
       peer = s;
       s.setEncoding('utf8');
       s.on('data', (d: string) => {
         fromGuest += d;
       });
+      connected();
     });
     await new Promise<void>((r) => server?.listen(7101, `${NET}.1`, r));
     // The guest answers every line with "pong <line>" on the same connection.
     await con.run(
       `mkfifo /tmp/f; (nc ${NET}.1 7101 < /tmp/f | while read l; do echo "pong $l"; done > /tmp/f) >/dev/null 2>&1 & :`,
     );
-    for (let i = 0; i < 100 && !peer; i++) await new Promise((r) => setTimeout(r, 100));
+    const timeout = new Promise<void>((r) => setTimeout(r, 60_000).unref());
+    await Promise.race([connection, timeout]);
+    assert.ok(peer, `the guest did not connect: ${await con.run(`ping -c 1 -W 2 ${NET}.1 | tail -2; jobs`)}`);
     assert.equal(await ping(1), 'pong ping 1');
   });
 
