@@ -3,11 +3,23 @@
 // domain, NIC hotplug and the sponsor isolation policy.
 
 import { registerNetRoutes } from '../api/routes-net.ts';
+import type { IoCounterSource } from './metrics.ts';
 import { NetManager } from './net-manager.ts';
 import type { ToolstackPlugin } from './plugin.ts';
 
-export function netPlugin(net = new NetManager()): ToolstackPlugin {
+export function netPlugin(net = new NetManager()): ToolstackPlugin & IoCounterSource {
   return {
+    // Feeds the web UI's network chart: the sum over the domain's vifs, guest's view.
+    ioCounters: async (d) => {
+      if (d.rec.config.vif.length === 0 || !d.machine?.alive) return undefined;
+      let rx = 0;
+      let tx = 0;
+      for (const v of await net.views(d)) {
+        rx += v.counters?.rx_bytes ?? 0;
+        tx += v.counters?.tx_bytes ?? 0;
+      }
+      return { netRxBytes: rx, netTxBytes: tx };
+    },
     name: 'net',
     start: (host) => net.start(host),
     beforeLaunch: async (d) => net.beforeLaunch(d),
