@@ -135,7 +135,7 @@ describe('disks at boot', () => {
     const d = await host.xl(['block-detach', 'dsk1', 'xvde']);
     assert.equal(d.code, 0, d.stderr);
     assert.doesNotMatch(await host.ok(['block-list', 'dsk1']), /^51776/m);
-    assert.equal(await con.run("for s in /sys/block/vd*/serial; do cat $s; echo; done | grep -c xvde"), '0');
+    assert.equal(await con.run('for s in /sys/block/vd*/serial; do cat $s; echo; done | grep -c xvde'), '0');
     const gone = await host.xl(['store', 'read', `/local/domain/${id}/device/vbd/51776/state`]);
     assert.notEqual(gone.code, 0);
   });
