@@ -133,9 +133,9 @@ describe('save and restore', () => {
       connected();
     });
     await new Promise<void>((r) => server?.listen(7101, `${NET}.1`, r));
-    // The guest answers every line with "pong <line>" on the same connection.
+    // The guest answers every line with "pong <line>" on the same connection (nc -e runs the loop on the socket).
     await con.run(
-      `mkfifo /tmp/f; (nc ${NET}.1 7101 < /tmp/f | while read l; do echo "pong $l"; done > /tmp/f) >/dev/null 2>&1 & :`,
+      `printf '#!/bin/sh\\nwhile read l; do echo "pong $l"; done\\n' > /tmp/pong; chmod +x /tmp/pong; nc ${NET}.1 7101 -e /tmp/pong >/dev/null 2>&1 & :`,
     );
     const timeout = new Promise<void>((r) => setTimeout(r, 60_000).unref());
     await Promise.race([connection, timeout]);

@@ -9,8 +9,8 @@ import type { LogEntry } from '../toolstack/log.ts';
 import { formatLogEntry } from '../toolstack/log.ts';
 import type { ApiClient } from './client.ts';
 import { attachConsole } from './console-attach.ts';
-import { formatInfo, formatList, formatUptimeTable, formatVcpuList, parseMemSizeMiB, type VcpuRow } from './format.ts';
 import { FEATURE_COMMANDS } from './feature-commands.ts';
+import { formatInfo, formatList, formatUptimeTable, formatVcpuList, parseMemSizeMiB, type VcpuRow } from './format.ts';
 import { storeCommands } from './store-commands.ts';
 import { topCommand } from './top.ts';
 

@@ -73,7 +73,7 @@ function progressText(p: OpProgress): string {
     case 'verify':
       return `Checking save file: ${mib(p.bytes)} of ${mib(p.totalBytes ?? 0)} MiB`;
     case 'restore':
-      return `Restoring: ${mib(p.bytes)} of ${mib(p.totalBytes ?? 0)} MiB loaded`;
+      return `Restoring: loading ${mib(p.totalBytes ?? 0)} MiB of machine state`;
     case 'migrate': {
       const parts = [`${mib(p.bytes)} MiB sent`];
       if (p.passes) parts.push(`pass ${p.passes}`);

@@ -112,6 +112,28 @@ export function unixUri(path: string): string {
   return `unix:${path}`;
 }
 
+/** Single-quote a word for /bin/sh (QEMU runs `exec:` URIs through it). */
+function shellWord(s: string): string {
+  return `'${s.replaceAll("'", "'\\''")}'`;
+}
+
+/**
+ * An incoming URI that reads `length` bytes of `file` from `offset`: QEMU reads
+ * the pipe itself, as fast as `exec:cat FILE`, with no copy through the daemon.
+ */
+export function fileRangeUri(file: string, offset: number, length: number): string {
+  return `exec:dd if=${shellWord(file)} bs=1M iflag=skip_bytes,count_bytes skip=${offset} count=${length} status=none`;
+}
+
+/**
+ * An outgoing URI that appends the stream to `file` (as fast as plain QEMU's
+ * `exec:cat > FILE`), then writes cat's exit status to `statusFile`: the
+ * sign that every byte is in the file, which QEMU's own events come before.
+ */
+export function appendToFileUri(file: string, statusFile: string): string {
+  return `exec:cat >> ${shellWord(file)}; echo $? > ${shellWord(statusFile)}`;
+}
+
 export function tcpUri(host: string, port: number): string {
   // An IPv6 literal needs brackets in QEMU's inet syntax.
   return `tcp:${host.includes(':') ? `[${host}]` : host}:${port}`;

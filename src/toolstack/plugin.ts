@@ -5,9 +5,9 @@
 import type { FastifyInstance } from 'fastify';
 import type { ApiContext } from '../api/server.ts';
 import type { QemuMachine } from '../engine/qemu-machine.ts';
-import type { DaemonLog } from './log.ts';
-import type { Domain } from './domain.ts';
 import type { XenodeDirs } from './dirs.ts';
+import type { Domain } from './domain.ts';
+import type { DaemonLog } from './log.ts';
 import type { DomainStoreSink } from './store-sink.ts';
 
 export interface LaunchContribution {

@@ -17,19 +17,8 @@
 // never leaves a file that looks whole.
 
 import { createHash, type Hash } from 'node:crypto';
-import {
-  closeSync,
-  createReadStream,
-  fstatSync,
-  fsync,
-  openSync,
-  readSync,
-  renameSync,
-  rmSync,
-  writeSync,
-  writev,
-} from 'node:fs';
-import { Writable } from 'node:stream';
+import { closeSync, fstatSync, fsync, openSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { XenodeError } from '../errors.ts';
 
 export const SAVE_MAGIC = Buffer.from('XENODE-SAVE\n\0\r\n\x1a', 'latin1');
@@ -89,24 +78,6 @@ export class ChunkedHash {
     if (this.inChunk > 0) this.outer.update(this.inner.digest());
     return this.outer.digest();
   }
-}
-
-/** writev until every byte is on its way (short writes happen). */
-function writevAll(fd: number, bufs: Buffer[], pos: number, cb: (e: Error | null) => void): void {
-  writev(fd, bufs, pos, (e, n) => {
-    if (e) return cb(e);
-    let left = n;
-    const rest: Buffer[] = [];
-    for (const b of bufs) {
-      if (left >= b.length) left -= b.length;
-      else {
-        rest.push(b.subarray(left));
-        left = 0;
-      }
-    }
-    if (rest.length === 0) cb(null);
-    else writevAll(fd, rest, pos + n, cb);
-  });
 }
 
 /** Writes a save file: header, sections, then the QEMU stream as it arrives, then the trailer. */
@@ -178,28 +149,35 @@ export class SaveFileWriter {
   }
 
   /**
-   * The stream as a Writable (what the daemon pipes QEMU's socket into): each
-   * batch is handed to a thread-pool writev first and hashed while it is
-   * written, so checksumming and disk writes overlap.
+   * Hash the stream while another process (QEMU's `exec:cat >>`) appends it to
+   * the partial file, reading just behind the writer. Resolves once `finished()`
+   * holds and everything up to the end of the file is hashed; rejects if
+   * `abort` fires first.
    */
-  streamSink(): Writable {
+  async followAppended(finished: () => boolean, abort?: AbortSignal, onBytes?: (n: number) => void): Promise<void> {
     const hash = this.hash;
     if (!hash) throw new Error('beginStream first');
-    return new Writable({
-      highWaterMark: 8 << 20,
-      writev: (chunks, cb) => {
-        const bufs = chunks.map((c) => c.chunk as Buffer);
-        const at = this.pos;
-        let total = 0;
-        for (const b of bufs) total += b.length;
-        this.pos += total;
-        const written = new Promise<void>((resolve, reject) =>
-          writevAll(this.fd, bufs, at, (e) => (e ? reject(e) : resolve())),
-        );
-        for (const b of bufs) hash.update(b);
-        written.then(() => cb(), cb);
-      },
-    });
+    const fh = await open(this.partial, 'r');
+    const buf = Buffer.allocUnsafe(4 << 20);
+    let lastLook = false;
+    try {
+      for (;;) {
+        if (abort?.aborted) throw abort.reason;
+        const { bytesRead } = await fh.read(buf, 0, buf.length, this.pos);
+        if (bytesRead > 0) {
+          hash.update(buf.subarray(0, bytesRead));
+          this.pos += bytesRead;
+          onBytes?.(hash.length);
+          continue;
+        }
+        if (lastLook) return;
+        // The writer may have appended between our read and this check: one more read after it.
+        if (finished()) lastLook = true;
+        else await new Promise((r) => setTimeout(r, 2));
+      }
+    } finally {
+      await fh.close();
+    }
   }
 
   get streamBytes(): number {
@@ -378,14 +356,30 @@ export async function verifyStream(
   onBytes?: (n: number) => void,
 ): Promise<void> {
   const h = new ChunkedHash(trailer.chunkSize);
-  const src = createReadStream(path, {
-    start: stream.offset,
-    end: stream.offset + stream.length - 1,
-    highWaterMark: 1 << 20,
-  });
-  for await (const chunk of src) {
-    h.update(chunk as Buffer);
-    onBytes?.(h.length);
+  const fh = await open(path, 'r');
+  try {
+    // Two buffers: the next read (thread pool) runs while this one is hashed.
+    const size = 4 << 20;
+    const bufs = [Buffer.allocUnsafe(size), Buffer.allocUnsafe(size)];
+    const end = stream.offset + stream.length;
+    const readAt = (i: number, pos: number) =>
+      pos >= end
+        ? Promise.resolve(0)
+        : fh.read(bufs[i] as Buffer, 0, Math.min(size, end - pos), pos).then((r) => r.bytesRead);
+    let pos = stream.offset;
+    let cur = 0;
+    let pending = readAt(cur, pos);
+    for (;;) {
+      const n = await pending;
+      if (n === 0) break;
+      pos += n;
+      pending = readAt(1 - cur, pos);
+      h.update((bufs[cur] as Buffer).subarray(0, n));
+      onBytes?.(h.length);
+      cur = 1 - cur;
+    }
+  } finally {
+    await fh.close();
   }
   if (h.length !== stream.length || !h.digest().equals(trailer.digest)) {
     throw bad(path, 'is corrupted (checksum mismatch in the QEMU state)');

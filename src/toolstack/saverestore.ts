@@ -2,9 +2,8 @@
 // console tail into one checksummed file (save-format.ts), and back into a new
 // domain. QEMU moves the machine state; everything around it is ours.
 
-import { join } from 'node:path';
-import { Migration, MigrationError, unixUri } from '../engine/migration.ts';
-import { feedStream, StreamReceiver } from '../engine/migration-stream.ts';
+import { readFileSync, rmSync } from 'node:fs';
+import { appendToFileUri, fileRangeUri, Migration, MigrationError } from '../engine/migration.ts';
 import type { QemuMachine } from '../engine/qemu-machine.ts';
 import { XenodeError } from '../errors.ts';
 import type { Domain } from './domain.ts';
@@ -130,13 +129,40 @@ export function saveDomain(ts: Toolstack, d: Domain, req: SaveRequest, progress?
       w.beginStream();
       const mig = new Migration(m);
       await mig.configure();
-      const rx = await StreamReceiver.listen(join(d.rec.runDir, 'save.sock'), w.streamSink());
+      // QEMU appends the stream to the file itself; we hash it just behind.
+      const status = `${w.partial}.status`;
+      rmSync(status, { force: true });
+      const stop = new AbortController();
       try {
-        await mig.start(rx.uri);
-        await mig.follow({ onProgress: () => progress?.({ phase: 'save', bytes: w.streamBytes }) });
-        await rx.done;
+        await mig.start(appendToFileUri(w.partial, status));
+        // Complete once the shell has written cat's status and its newline.
+        let code: string | undefined;
+        const catDone = () => {
+          try {
+            const t = readFileSync(status, 'utf8');
+            if (t.endsWith('\n')) code = t.trim();
+          } catch {
+            /* not yet */
+          }
+          return code !== undefined;
+        };
+        const hashed = w.followAppended(catDone, stop.signal, (n) => progress?.({ phase: 'save', bytes: n }));
+        hashed.catch(() => undefined);
+        try {
+          await mig.follow();
+        } catch (e) {
+          stop.abort(e);
+          throw e;
+        }
+        // QEMU is done; the pipe drains in moments. A writer that never reports is an error, not a hang.
+        const late = setTimeout(
+          () => stop.abort(new XenodeError('engine', `writing ${req.file} did not finish`)),
+          60_000,
+        );
+        await hashed.finally(() => clearTimeout(late));
+        if (code !== '0') throw new XenodeError('engine', `writing ${req.file} failed (cat exited with ${code})`);
       } finally {
-        rx.close();
+        rmSync(status, { force: true });
       }
       progress?.({ phase: 'save', bytes: w.streamBytes });
       const tStream = Date.now();
@@ -236,11 +262,8 @@ export async function restoreFromFile(
         d,
         m,
         async (mig) => {
-          const sock = join(d.rec.runDir, 'incoming.sock');
-          await mig.listen(unixUri(sock));
-          await feedStream(sock, req.file, f.stream.offset, f.stream.length, (n) =>
-            progress?.({ phase: 'restore', bytes: n, totalBytes: f.stream.length }),
-          );
+          await mig.listen(fileRangeUri(req.file, f.stream.offset, f.stream.length));
+          progress?.({ phase: 'restore', bytes: 0, totalBytes: f.stream.length });
         },
         300_000,
       );

@@ -19,8 +19,8 @@ import { Domain } from './domain.ts';
 import type { DomainRecord, DomainState, DomainTable, ShutdownReason } from './domain-table.ts';
 import type { DaemonLog } from './log.ts';
 import { MemoryControl, type MemSetOptions, type MemSetResult } from './memory.ts';
-import { canSeeSponsor, type Principal } from './principal.ts';
 import type { ToolstackPlugin } from './plugin.ts';
+import { canSeeSponsor, type Principal } from './principal.ts';
 import type { DomainStoreSink } from './store-sink.ts';
 
 export interface ToolstackOptions {
