@@ -9,6 +9,13 @@ export interface BootSample {
   uptime: number;
   /** QEMU's VmHWM right after the ready line, in MiB. */
   rssMiB?: number;
+  /** QEMU's resident memory at the ready line by kind (MiB): anonymous (TCG code cache, heap), guest RAM (shared memfd), files. */
+  rssParts?: { anon: number; shmem: number; file: number };
+  /**
+   * Seconds between QEMU writing the ready line to the console log (its chardev logfile=) and
+   * the contender's reader seeing it: the console path's latency (xenode: daemon, WebSocket, CLI).
+   */
+  consoleLag?: number;
   /** CPU seconds QEMU used until the ready line (all its threads; 10 ms resolution). */
   qemuCpu?: number;
   /** CPU seconds the toolstack's own processes (CLI, daemons) used from command start to ready. */

@@ -17,6 +17,7 @@ import {
   ReadyScanner,
   readPid,
   rejectOnExit,
+  rssParts,
   run,
   stopPid,
   withTimeout,
@@ -169,9 +170,10 @@ export class LibvirtContender implements Contender {
       if (qemuPid) ctx.ourPids.add(qemuPid);
       const qemuExec = qemuPid ? processStartClock(qemuPid) - u0 : undefined;
       const qemuCpu = cpuSeconds(qemuPid);
+      const parts = rssParts(qemuPid);
       const toolCpu =
         virshCpu + daemons.reduce<number>((sum, pid, i) => sum + cpuSeconds(pid) - (daemonCpu0[i] ?? 0), 0);
-      return { wall: (hit.at - t0) / 1000, uptime: hit.uptime, rssMiB, qemuExec, qemuCpu, toolCpu };
+      return { wall: (hit.at - t0) / 1000, uptime: hit.uptime, rssMiB, rssParts: parts, qemuExec, qemuCpu, toolCpu };
     } finally {
       clearInterval(sampleVirsh);
       stopped = true;

@@ -2,7 +2,7 @@
 // line, read a process's peak RSS, stop a process whether or not it is our child.
 
 import { type ChildProcess, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
 import { createConnection, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -229,5 +229,59 @@ export function cpuSeconds(pid: number | undefined): number {
     return (Number(f[11]) + Number(f[12])) / 100;
   } catch {
     return Number.NaN;
+  }
+}
+
+/**
+ * Follow a file that another process appends to (e.g. QEMU's chardev `logfile=`),
+ * polling every `everyMs`, and feed new bytes to `onData`. Waits for the file to appear.
+ */
+export class FileFollower {
+  private fd?: number;
+  private offset = 0;
+  private timer?: NodeJS.Timeout;
+  private readonly buf = Buffer.alloc(65536);
+
+  constructor(
+    private readonly path: string,
+    private readonly onData: (d: Buffer) => void,
+  ) {}
+
+  start(everyMs = 5): this {
+    this.timer = setInterval(() => this.poll(), everyMs);
+    this.poll();
+    return this;
+  }
+
+  private poll(): void {
+    try {
+      this.fd ??= openSync(this.path, 'r');
+      for (;;) {
+        const n = readSync(this.fd, this.buf, 0, this.buf.length, this.offset);
+        if (n <= 0) break;
+        this.offset += n;
+        this.onData(Buffer.from(this.buf.subarray(0, n)));
+      }
+    } catch {
+      /* not there yet */
+    }
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+    if (this.fd !== undefined) closeSync(this.fd);
+    this.fd = undefined;
+  }
+}
+
+/** Current resident memory of a process by kind, in MiB: anonymous (heap, TCG code cache), shared memory (guest RAM in a memfd), file-backed. */
+export function rssParts(pid: number | undefined): { anon: number; shmem: number; file: number } | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    const s = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+)\\s+kB`, 'm').exec(s)?.[1] ?? Number.NaN) / 1024;
+    return { anon: kb('RssAnon'), shmem: kb('RssShmem'), file: kb('RssFile') };
+  } catch {
+    return undefined;
   }
 }

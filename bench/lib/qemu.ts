@@ -5,15 +5,18 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, rmSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { BenchContext, BootSample, Contender } from './contender.ts';
 import {
   bootClock,
   connectWhenReady,
   cpuSeconds,
+  FileFollower,
   peakRssMiB,
   processStartClock,
   ReadyScanner,
   rejectOnExit,
+  rssParts,
   stopPid,
   withTimeout,
 } from './proc.ts';
@@ -61,6 +64,8 @@ export class QemuSameContender implements Contender {
     if (!bin) throw new Error('empty command line');
     const scanner = new ReadyScanner();
     const log = openSync(join(dir, 'qemu.log'), 'a');
+    const logScanner = new ReadyScanner();
+    const follower = new FileFollower(join(dir, 'console.log'), (d) => logScanner.feed(d)).start();
     let sock: Socket | undefined;
     let stopped = false;
 
@@ -88,8 +93,20 @@ export class QemuSameContender implements Contender {
       const rssMiB = child.pid ? peakRssMiB(child.pid) : undefined;
       const qemuExec = child.pid ? processStartClock(child.pid) - u0 : undefined;
       const qemuCpu = cpuSeconds(child.pid);
-      return { wall: (hit.at - t0) / 1000, uptime: hit.uptime, rssMiB, qemuExec, qemuCpu, toolCpu: 0 };
+      const parts = rssParts(child.pid);
+      const logHit = await Promise.race([logScanner.ready, sleep(1000).then(() => undefined)]);
+      return {
+        wall: (hit.at - t0) / 1000,
+        uptime: hit.uptime,
+        rssMiB,
+        rssParts: parts,
+        qemuExec,
+        qemuCpu,
+        toolCpu: 0,
+        consoleLag: logHit ? (hit.at - logHit.at) / 1000 : undefined,
+      };
     } finally {
+      follower.stop();
       stopped = true;
       sock?.destroy();
       await stopChild(child, gone);
@@ -170,7 +187,15 @@ export class QemuDefaultContender implements Contender {
       const rssMiB = child.pid ? peakRssMiB(child.pid) : undefined;
       const qemuExec = child.pid ? processStartClock(child.pid) - u0 : undefined;
       const qemuCpu = cpuSeconds(child.pid);
-      return { wall: (hit.at - t0) / 1000, uptime: hit.uptime, rssMiB, qemuExec, qemuCpu, toolCpu: 0 };
+      return {
+        wall: (hit.at - t0) / 1000,
+        uptime: hit.uptime,
+        rssMiB,
+        rssParts: rssParts(child.pid),
+        qemuExec,
+        qemuCpu,
+        toolCpu: 0,
+      };
     } finally {
       await stopChild(child, gone);
       undo();

@@ -4,10 +4,12 @@
 import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { BenchContext, BootSample, Contender } from './contender.ts';
 import {
   bootClock,
   cpuSeconds,
+  FileFollower,
   peakRssMiB,
   pidAlive,
   processStartClock,
@@ -15,6 +17,7 @@ import {
   type RunResult,
   readPid,
   rejectOnExit,
+  rssParts,
   run,
   stopPid,
   withTimeout,
@@ -113,6 +116,9 @@ export class XenodeContender implements Contender {
     const cfg = join(ctx.tmp, `${name}.cfg`);
     writeFileSync(cfg, `name="${name}"\nmemory=${ctx.memoryMiB}\nvcpus=${ctx.vcpus}\n`);
     const scanner = new ReadyScanner();
+    // QEMU's own copy of the console (logfile=), to time the console path.
+    const logScanner = new ReadyScanner();
+    let follower: FileFollower | undefined;
     let stderr = '';
     let domid: number | undefined;
     let created: number | undefined;
@@ -133,6 +139,9 @@ export class XenodeContender implements Contender {
       if (m && domid === undefined) {
         domid = Number(m[1]);
         created = (performance.now() - t0) / 1000;
+        follower = new FileFollower(join(daemon.dir, 'domains', String(domid), 'console.log'), (d) =>
+          logScanner.feed(d),
+        ).start();
       }
     });
     const childGone = new Promise<void>((r) => child.once('close', () => r()));
@@ -168,8 +177,21 @@ export class XenodeContender implements Contender {
       }
       const qemuExec = qemuPid ? processStartClock(qemuPid) - u0 : undefined;
       const qemuCpu = cpuSeconds(qemuPid);
-      return { wall: (hit.at - t0) / 1000, uptime: hit.uptime, rssMiB, created, qemuExec, qemuCpu, toolCpu };
+      const parts = rssParts(qemuPid);
+      const logHit = await Promise.race([logScanner.ready, sleep(1000).then(() => undefined)]);
+      return {
+        wall: (hit.at - t0) / 1000,
+        uptime: hit.uptime,
+        rssMiB,
+        rssParts: parts,
+        created,
+        qemuExec,
+        qemuCpu,
+        toolCpu,
+        consoleLag: logHit ? (hit.at - logHit.at) / 1000 : undefined,
+      };
     } finally {
+      follower?.stop();
       const r = await daemon.cli(['destroy', name], 20_000);
       if (r.code !== 0 && !/does not exist|invalid domain/.test(r.stderr)) {
         ctx.log(`  xenode destroy ${name}: ${r.stderr.trim()}`);
