@@ -371,136 +371,183 @@ async function main(): Promise<void> {
   process.stdout.write(`${print}\n`);
 
   // ---- where the time goes -------------------------------------------------------------
-  const med = (id: string, k: 'wall' | 'uptime' | 'overhead' | 'created' | 'rss' | 'qemuCpu' | 'toolCpu') => {
-    const s = byId.get(id);
-    return s ? median(s[k]) : Number.NaN;
-  };
+  /** Median over the counted runs of `id` of a per-run value. */
+  const medOf = (id: string, f: (s: BootSample) => number | undefined): number =>
+    median(
+      attempts.flatMap((a) => {
+        if (a.contender !== id || !a.sample) return [];
+        const v = f(a.sample);
+        return v === undefined || Number.isNaN(v) ? [] : [v];
+      }),
+    );
+  const has = (id: string) => (byId.get(id)?.ok ?? 0) > 0;
+  const lag = (s: BootSample) => s.consoleLag;
+  const preExec = (s: BootSample) => s.qemuExec;
+  const startup = (s: BootSample) =>
+    s.qemuExec === undefined ? undefined : s.wall - s.uptime - (s.consoleLag ?? 0) - s.qemuExec;
   const lines: string[] = [];
-  const overheadRows = summaries.map((s) => [
-    s.id,
-    fmt(median(s.wall)),
-    fmt(median(s.uptime)),
-    fmt(median(s.overhead)),
-    s.qemuExec.length ? fmt(median(s.qemuExec)) : '',
-    s.created.length ? fmt(median(s.created)) : '',
-    fmt(median(s.qemuCpu)),
-    s.toolCpu.length ? fmt(median(s.toolCpu)) : '–',
-    pct(median(s.busy)),
-  ]);
-  const cliOverhead = median(paired('xenode', 'qemu-same', (x, y) => x.wall - y.wall));
-  const hostOverheadDiff = median(paired('xenode', 'qemu-same', (x, y) => x.wall - x.uptime - (y.wall - y.uptime)));
-  if (byId.has('xenode')) {
-    lines.push(
-      `The guest's own clock starts when the kernel sets up timekeeping, so *wall − guest uptime* is the host-side ` +
-        `overhead: process start, QEMU initialisation, firmware (SeaBIOS + the linuxboot/PVH option ROM), early kernel ` +
-        `entry, and for the toolstacks their own work. Medians:`,
-      '',
-      markdownTable(
+  const mainIds = ['xenode', 'qemu-same', 'libvirt', 'qemu-default'].filter(has);
+  const allIds = summaries.filter((s) => s.ok).map((s) => s.id);
+  const f2 = (x: number) => fmt(x);
+  const breakdown = (ids: string[]) =>
+    markdownTable(
+      ['median per run', ...ids],
+      [
+        ['command start → QEMU process start s', ...ids.map((id) => f2(medOf(id, preExec)))],
         [
-          'contender',
-          'wall s',
-          'guest uptime at ready s',
-          'wall − uptime s',
-          'command → QEMU process start s',
-          'CLI spawn → domain running s',
-          'QEMU CPU s to ready',
-          'toolstack CPU s to ready',
-          'host CPU busy during run',
+          'QEMU start → guest clock starts s (QEMU init, firmware, early kernel; for toolstacks also their setup before the guest runs)',
+          ...ids.map((id) => f2(medOf(id, startup))),
         ],
-        overheadRows,
-      ),
+        ['guest clock → ready line s (guest uptime)', ...ids.map((id) => f2(medOf(id, (s) => s.uptime)))],
+        [
+          "ready line in QEMU's console log → seen by the reader s (console path)",
+          ...ids.map((id) => f2(medOf(id, lag))),
+        ],
+        ['**wall s**', ...ids.map((id) => f2(medOf(id, (s) => s.wall)))],
+        ['QEMU CPU s to ready', ...ids.map((id) => f2(medOf(id, (s) => s.qemuCpu)))],
+        ['toolstack CPU s to ready (CLI, daemons)', ...ids.map((id) => f2(medOf(id, (s) => s.toolCpu)))],
+        [
+          'QEMU peak RSS MiB',
+          ...ids.map((id) =>
+            fmt(
+              medOf(id, (s) => s.rssMiB),
+              0,
+            ),
+          ),
+        ],
+        [
+          'QEMU RSS at ready MiB: guest RAM / anon / files',
+          ...ids.map(
+            (id) =>
+              `${fmt(
+                medOf(id, (s) => s.rssParts?.shmem),
+                0,
+              )} / ${fmt(
+                medOf(id, (s) => s.rssParts?.anon),
+                0,
+              )} / ${fmt(
+                medOf(id, (s) => s.rssParts?.file),
+                0,
+              )}`,
+          ),
+        ],
+        ['host CPU busy during run', ...ids.map((id) => pct(median(byId.get(id)?.busy ?? [])))],
+      ],
+    );
+  if (mainIds.length) {
+    lines.push(
+      "The guest's clock (its uptime in the ready line) starts early in the kernel, when it sets up the TSC; everything " +
+        'before that (process start, toolstack work, QEMU initialisation, SeaBIOS and the option ROM that loads the kernel, ' +
+        'bzImage decompression, early kernel entry) is host-side time. The console path is measured by following ' +
+        "QEMU's own copy of the serial output (its chardev `logfile=`) next to the contender's reader. Medians of each " +
+        'quantity over the runs (so the rows need not add up exactly):',
+      '',
+      breakdown(mainIds),
       '',
     );
-    if (byId.has('qemu-same')) {
-      lines.push(
-        `- **CLI + daemon overhead = xenode − qemu-same**, paired per round: median **${fmt(cliOverhead, 3)} s** ` +
-          `(of which ${fmt(hostOverheadDiff, 3)} s is host-side, i.e. not explained by a different guest uptime). ` +
-          `Same QEMU command line on both sides, so this is what the toolstack costs: node start of the CLI ` +
-          `(\`node -e 0\` ${fmt(baseline.nodeStart, 3)} s, \`xenode --version\` ${fmt(baseline.cliVersion, 3)} s, ` +
-          `a daemon round trip \`xenode list\` ${fmt(baseline.cliList, 3)} s), config parsing and the default-guest ` +
-          `cache check, the create request (QEMU started with -S, QMP handshake, serial attach, vCPU query, \`cont\`), ` +
-          `and the console WebSocket relaying the serial output to the CLI's stdout.`,
-      );
-      const same = med('qemu-same', 'wall');
-      lines.push(
-        `- The guest's boot itself (its uptime at ready) varies far more between runs on this shared host than the ` +
-          `toolstack's cost does, so the host-side difference is the steadier measure of what Xenode adds: as a ratio, ` +
-          `(qemu-same median + ${fmt(hostOverheadDiff, 3)} s) / qemu-same median = **${fmt((same + hostOverheadDiff) / same, 3)}**.`,
-      );
-    }
-    if (byId.has('qemu-same')) {
-      const cpuOf = (x: BootSample) => (x.qemuCpu ?? Number.NaN) + (x.toolCpu ?? 0);
-      const cpuRatio = median(paired('xenode', 'qemu-same', (x, y) => cpuOf(x) / cpuOf(y)));
-      const qemuCpuDiff = median(
-        paired('xenode', 'qemu-same', (x, y) => (x.qemuCpu ?? Number.NaN) - (y.qemuCpu ?? Number.NaN)),
-      );
-      lines.push(
-        `- **CPU time to ready** does not depend on how busy the host is the way wall time does (10 ms resolution): ` +
-          `QEMU itself used a median ${fmt(med('xenode', 'qemuCpu'))} s under xenode vs ${fmt(med('qemu-same', 'qemuCpu'))} s ` +
-          `run directly (paired difference ${fmt(qemuCpuDiff)} s); xenode's CLI + daemon used ${fmt(med('xenode', 'toolCpu'))} s` +
-          (byId.get('libvirt')?.toolCpu.length
-            ? `, virsh + libvirtd + virtlogd ${fmt(med('libvirt', 'toolCpu'))} s`
-            : '') +
-          `. Total CPU xenode / qemu-same, paired: **${fmt(cpuRatio, 3)}**.`,
-      );
-    }
-    const execOf = (id: string) => {
-      const x = byId.get(id)?.qemuExec ?? [];
-      return x.length ? fmt(median(x)) : '–';
-    };
+    const extraIds = allIds.filter((id) => !mainIds.includes(id));
+    if (extraIds.length) lines.push('The informational rows, likewise:', '', breakdown(extraIds), '');
+  }
+  if (has('xenode') && has('qemu-same')) {
+    const wallDiff = median(paired('xenode', 'qemu-same', (x, y) => x.wall - y.wall));
+    const hostDiff = median(paired('xenode', 'qemu-same', (x, y) => x.wall - x.uptime - (y.wall - y.uptime)));
+    const same = medOf('qemu-same', (s) => s.wall);
+    const cpuOf = (x: BootSample) => (x.qemuCpu ?? Number.NaN) + (x.toolCpu ?? 0);
+    const cpuRatio = median(paired('xenode', 'qemu-same', (x, y) => cpuOf(x) / cpuOf(y)));
     lines.push(
-      `- **Before QEMU even starts** (command start → QEMU process start, from /proc/<pid>/stat, ±20 ms): ` +
-        `xenode ${execOf('xenode')} s (CLI node start, config parse, default-guest cache check, HTTP request, daemon ` +
-        `resolves the boot plan and spawns QEMU), libvirt ${execOf('libvirt')} s, qemu-same ${execOf('qemu-same')} s, ` +
-        `qemu-default ${execOf('qemu-default')} s.`,
+      `- **What Xenode adds (xenode − qemu-same, same QEMU command line, paired per round):** wall time ` +
+        `${fmt(wallDiff, 3)} s, of which host-side (wall − guest uptime) ${fmt(hostDiff, 3)} s. The guest's own boot ` +
+        `varies more from run to run on a shared host than the toolstack's cost, so the host-side difference is the steadier ` +
+        `measure: (qemu-same median + ${fmt(hostDiff, 3)} s) / qemu-same median = **${fmt((same + hostDiff) / same, 3)}**. ` +
+        `In CPU time (QEMU + CLI + daemon, which load disturbs less): xenode / qemu-same = **${fmt(cpuRatio, 3)}**.`,
     );
-    if (byId.get('xenode')?.created.length) {
-      lines.push(
-        `- The CLI printed "Domain … started" (domain running) a median **${fmt(med('xenode', 'created'), 3)} s** after it was spawned; ` +
-          `the remaining ${fmt(med('xenode', 'wall') - med('xenode', 'created'))} s is the guest booting (uptime at ready ${fmt(med('xenode', 'uptime'))} s) plus the console path.`,
-      );
-    }
-    if (byId.has('qemu-default')) {
-      lines.push(
-        `- qemu-default vs qemu-same: ${fmt(med('qemu-default', 'wall'))} s vs ${fmt(med('qemu-same', 'wall'))} s; guest uptime ` +
-          `at ready ${fmt(med('qemu-default', 'uptime'))} s vs ${fmt(med('qemu-same', 'uptime'))} s. The default QEMU boots the bzImage ` +
-          `(the guest decompresses it itself), and brings an e1000 NIC with slirp, VGA, IDE/floppy and option ROMs; Xenode ` +
-          `boots the uncompressed vmlinux through its PVH entry on a -nodefaults machine.`,
-      );
-    }
-    if (byId.has('libvirt')) {
-      lines.push(
-        `- libvirt: ${fmt(med('libvirt', 'wall'))} s, wall − uptime ${fmt(med('libvirt', 'overhead'))} s. libvirt starts QEMU ` +
-          `paused, sets it up over QMP (cgroups, seclabels, virtlogd, capabilities check) and resumes it.`,
-      );
-    }
-    const tb = ['xenode', 'xenode-tb64', 'xenode-tb32'].filter((id) => byId.get(id)?.rss.length);
-    if (tb.length > 1) {
-      lines.push(
-        `- **RSS lever:** QEMU's peak RSS under TCG is dominated by the translation-block cache. ` +
-          tb
-            .map(
-              (id) =>
-                `${id === 'xenode' ? 'default tb-size' : `tb-size=${id.slice(9)}`}: ${fmt(med(id, 'rss'), 0)} MiB at ${fmt(med(id, 'wall'))} s`,
-            )
-            .join('; ') +
-          ` (XENODE_TCG_TB_MIB on the daemon sets \`-accel tcg,tb-size=N\`).`,
-      );
-    }
-    const machines = ['xenode', 'xenode-q35', 'xenode-microvm'].filter((id) => byId.get(id)?.ok);
-    if (machines.length > 1) {
-      lines.push(
-        `- **Machine type:** ` +
-          machines
-            .map((id) => {
-              const s = byId.get(id) as Summary;
-              return `${id === 'xenode' ? 'pc (default)' : id.slice(7)}: ${fmt(median(s.wall))} s, ${fmt(median(s.rss), 0)} MiB, ${s.ok}/${s.ok + s.failed} booted`;
-            })
-            .join('; ') +
-          '. microvm can hang at boot under TCG on a loaded host (no PIT/HPET to calibrate the TSC against; Xenode adds ' +
-          '`tsc_early_khz=` for it), and q35 brings PCIe and AHCI that these guests do not use.',
-      );
-    }
+    const running = medOf('xenode', (s) => s.created);
+    const exec = medOf('xenode', preExec);
+    lines.push(
+      `- **Xenode's critical path:** QEMU starts ${fmt(exec)} s after the CLI is spawned (Node start of the CLI: ` +
+        `\`node -e 0\` takes ${fmt(baseline.nodeStart)} s, \`xenode --version\` ${fmt(baseline.cliVersion)} s, a daemon round ` +
+        `trip \`xenode list\` ${fmt(baseline.cliList)} s; then config parsing, the CLI's default-guest cache check, the HTTP ` +
+        `request, and the daemon's boot plan, records and plugins). The CLI reports the domain running ${fmt(running)} s ` +
+        `after spawn, i.e. ${fmt(running - exec)} s after QEMU started: QEMU initialises to its QMP greeting, then the ` +
+        `daemon attaches the serial console, queries vCPUs, runs its plugins' QMP set-up and sends \`cont\` (QEMU runs -S ` +
+        `until then), and answers the HTTP request. The console then reaches the CLI ${fmt(medOf('xenode', lag), 3)} s after ` +
+        `QEMU wrote it (daemon reads the serial socket, one WebSocket frame per byte, CLI writes stdout), vs ` +
+        `${fmt(medOf('qemu-same', lag), 3)} s for a direct socket reader.`,
+    );
+  }
+  if (has('qemu-default') && has('qemu-same')) {
+    lines.push(
+      `- **qemu-default vs qemu-same:** ${fmt(medOf('qemu-default', (s) => s.wall))} s vs ${fmt(medOf('qemu-same', (s) => s.wall))} s. The guest's ` +
+        `own part is alike (${fmt(medOf('qemu-default', (s) => s.uptime))} s vs ${fmt(medOf('qemu-same', (s) => s.uptime))} s); ` +
+        `the difference is host-side (${fmt(medOf('qemu-default', startup))} s vs ${fmt(medOf('qemu-same', startup))} s from ` +
+        `QEMU start to the guest clock): QEMU's defaults boot the compressed bzImage, which the guest must decompress before ` +
+        `its clock starts, and bring a VGA card, an e1000 NIC with its option ROM and slirp, IDE and floppy; Xenode boots ` +
+        `the uncompressed vmlinux through its PVH entry on a \`-nodefaults\` machine. RSS ${fmt(
+          medOf('qemu-default', (s) => s.rssMiB),
+          0,
+        )} vs ` +
+        `${fmt(
+          medOf('qemu-same', (s) => s.rssMiB),
+          0,
+        )} MiB.`,
+    );
+  }
+  if (has('libvirt')) {
+    lines.push(
+      `- **libvirt:** QEMU starts ${fmt(medOf('libvirt', preExec))} s after \`virsh create\` (virsh is a small C client ` +
+        `and libvirtd is already running), but libvirt then sets QEMU up over QMP while it waits in -S (cgroups, ` +
+        `security labels, virtlogd, capability checks) before it resumes it: ${fmt(medOf('libvirt', startup))} s from QEMU ` +
+        `start to the guest clock vs ${fmt(medOf('qemu-same', startup))} s for bare QEMU. CPU: virsh + libvirtd + virtlogd ` +
+        `${fmt(medOf('libvirt', (s) => s.toolCpu))} s vs Xenode's CLI + daemon ${fmt(medOf('xenode', (s) => s.toolCpu))} s.`,
+    );
+  }
+  const tbIds = ['xenode', 'xenode-tb64', 'xenode-tb32'].filter(has);
+  if (tbIds.length > 1) {
+    const rssOf = (id: string) => medOf(id, (s) => s.rssMiB);
+    const base = rssOf('xenode');
+    lines.push(
+      `- **RSS and the TB cache:** at the ready line Xenode's QEMU holds ${fmt(
+        medOf('xenode', (s) => s.rssParts?.shmem),
+        0,
+      )} MiB ` +
+        `of guest RAM (the memfd: what the guest touched, kernel and initramfs included), ` +
+        `${fmt(
+          medOf('xenode', (s) => s.rssParts?.anon),
+          0,
+        )} MiB anonymous (TCG's translation cache and QEMU's heap) and ` +
+        `${fmt(
+          medOf('xenode', (s) => s.rssParts?.file),
+          0,
+        )} MiB of files. ` +
+        tbIds
+          .map(
+            (id) =>
+              `${id === 'xenode' ? 'default tb-size' : `tb-size=${id.slice(9)} MiB`}: peak ${fmt(rssOf(id), 0)} MiB` +
+              (id === 'xenode' ? '' : ` (${fmt(rssOf(id) - base, 0)} MiB)`) +
+              `, ${fmt(medOf(id, (s) => s.wall))} s`,
+          )
+          .join('; ') +
+        '. QEMU reserves the code buffer but only touched pages count, so a cap above what a boot translates changes ' +
+        'nothing, and a cap below it trades flushes (retranslation, more CPU) for RSS. XENODE_TCG_TB_MIB on the daemon ' +
+        'sets `-accel tcg,tb-size=N`.',
+    );
+  }
+  const machines = ['xenode', 'xenode-q35', 'xenode-microvm'].filter(
+    (id) => (byId.get(id)?.ok ?? 0) + (byId.get(id)?.failed ?? 0) > 0,
+  );
+  if (machines.length > 1) {
+    lines.push(
+      '- **Machine type:** ' +
+        machines
+          .map((id) => {
+            const s = byId.get(id) as Summary;
+            return `${id === 'xenode' ? 'pc (the default)' : id.slice(7)}: ${fmt(median(s.wall))} s (guest ${fmt(median(s.uptime))} s + host ${fmt(medOf(id, startup))} s after QEMU start), ${fmt(median(s.rss), 0)} MiB, ${s.ok}/${s.ok + s.failed} booted`;
+          })
+          .join('; ') +
+        '. microvm has no PIT/HPET to calibrate the TSC against under TCG and can hang at boot on a loaded host ' +
+        '(Xenode adds `tsc_early_khz=` for it); ' +
+        'q35 brings a PCIe root and AHCI that these guests do not use.',
+    );
   }
 
   // ---- document ----------------------------------------------------------------------
