@@ -389,6 +389,13 @@ async function main(): Promise<void> {
   const mainIds = ['xenode', 'qemu-same', 'libvirt', 'qemu-default'].filter(has);
   const allIds = summaries.filter((s) => s.ok).map((s) => s.id);
   const f2 = (x: number) => fmt(x);
+  /** Seconds as whole milliseconds, never below 0 (for quantities measured by polling). */
+  const ms = (x: number) => (Number.isNaN(x) ? '–' : `${Math.round(Math.max(0, x) * 1000)} ms`);
+  /** Signed difference with a real minus sign, 0 when it rounds to 0. */
+  const signed = (x: number, digits: number) => {
+    const r = Number(x.toFixed(digits));
+    return r === 0 ? `±${(0).toFixed(digits)}` : `${r > 0 ? '+' : '−'}${Math.abs(r).toFixed(digits)}`;
+  };
   const breakdown = (ids: string[]) =>
     markdownTable(
       ['median per run', ...ids],
@@ -479,19 +486,23 @@ async function main(): Promise<void> {
         `request, and the daemon's boot plan, records and plugins). The CLI reports the domain running ${fmt(running)} s ` +
         `after spawn, i.e. ${fmt(running - exec)} s after QEMU started: QEMU initialises to its QMP greeting, then the ` +
         `daemon attaches the serial console, queries vCPUs, runs its plugins' QMP set-up and sends \`cont\` (QEMU runs -S ` +
-        `until then), and answers the HTTP request. The console then reaches the CLI ${fmt(medOf('xenode', lag), 3)} s after ` +
-        `QEMU wrote it (daemon reads the serial socket, one WebSocket frame per byte, CLI writes stdout), vs ` +
-        `${fmt(medOf('qemu-same', lag), 3)} s for a direct socket reader.`,
+        `until then), and answers the HTTP request. The console reaches the CLI ${ms(medOf('xenode', lag))} after QEMU ` +
+        `wrote it (daemon reads the serial socket, one WebSocket frame per byte, CLI writes stdout), vs ` +
+        `${ms(medOf('qemu-same', lag))} for a direct socket reader (the log is polled every 5 ms, so these are ±5 ms).`,
     );
   }
   if (has('qemu-default') && has('qemu-same')) {
     lines.push(
-      `- **qemu-default vs qemu-same:** ${fmt(medOf('qemu-default', (s) => s.wall))} s vs ${fmt(medOf('qemu-same', (s) => s.wall))} s. The guest's ` +
-        `own part is alike (${fmt(medOf('qemu-default', (s) => s.uptime))} s vs ${fmt(medOf('qemu-same', (s) => s.uptime))} s); ` +
-        `the difference is host-side (${fmt(medOf('qemu-default', startup))} s vs ${fmt(medOf('qemu-same', startup))} s from ` +
-        `QEMU start to the guest clock): QEMU's defaults boot the compressed bzImage, which the guest must decompress before ` +
-        `its clock starts, and bring a VGA card, an e1000 NIC with its option ROM and slirp, IDE and floppy; Xenode boots ` +
-        `the uncompressed vmlinux through its PVH entry on a \`-nodefaults\` machine. RSS ${fmt(
+      `- **qemu-default vs qemu-same:** ${fmt(medOf('qemu-default', (s) => s.wall))} s vs ` +
+        `${fmt(medOf('qemu-same', (s) => s.wall))} s; host-side (QEMU start → guest clock) ` +
+        `${fmt(medOf('qemu-default', startup))} s vs ${fmt(medOf('qemu-same', startup))} s, guest side (uptime at ready) ` +
+        `${fmt(medOf('qemu-default', (s) => s.uptime))} s vs ${fmt(medOf('qemu-same', (s) => s.uptime))} s. Host side, ` +
+        `QEMU's defaults boot the compressed bzImage, which SeaBIOS/linuxboot load and the guest decompresses before its ` +
+        `clock starts, and bring a VGA card, an e1000 NIC with its option ROM and slirp, IDE and floppy; Xenode boots the ` +
+        `uncompressed vmlinux through its PVH entry on a \`-nodefaults\` machine. Guest side, the machines differ in what ` +
+        `the kernel and the initramfs must set up: QEMU's default CPU model is qemu64 where Xenode asks for \`-cpu max\`, ` +
+        `and Xenode's command line adds the devices its plugins want (see qemu-same's command line below), which the ` +
+        `guest probes and whose drivers the initramfs loads. RSS ${fmt(
           medOf('qemu-default', (s) => s.rssMiB),
           0,
         )} vs ` +
@@ -536,13 +547,19 @@ async function main(): Promise<void> {
           .map(
             (id) =>
               `${id === 'xenode' ? 'default tb-size' : `tb-size=${id.slice(9)} MiB`}: peak ${fmt(rssOf(id), 0)} MiB` +
-              (id === 'xenode' ? '' : ` (${fmt(rssOf(id) - base, 0)} MiB)`) +
-              `, ${fmt(medOf(id, (s) => s.wall))} s`,
+              (id === 'xenode'
+                ? ''
+                : ` (${signed(rssOf(id) - base, 0)} MiB, anonymous ${fmt(
+                    medOf(id, (s) => s.rssParts?.anon),
+                    0,
+                  )} MiB)`) +
+              `, ${fmt(medOf(id, (s) => s.wall))} s` +
+              (id === 'xenode' ? '' : ` (${signed(medOf(id, (s) => s.wall) - medOf('xenode', (s) => s.wall), 2)} s)`),
           )
           .join('; ') +
-        '. QEMU reserves the code buffer but only touched pages count, so a cap above what a boot translates changes ' +
-        'nothing, and a cap below it trades flushes (retranslation, more CPU) for RSS. XENODE_TCG_TB_MIB on the daemon ' +
-        'sets `-accel tcg,tb-size=N`.',
+        '. The translation cache lives in the anonymous part, so capping it (XENODE_TCG_TB_MIB on the daemon sets ' +
+        '`-accel tcg,tb-size=N`) can only take from that part; a cap below what a boot translates makes QEMU flush ' +
+        'and retranslate. The larger shares of peak RSS are guest RAM and the mapped kernel.',
     );
   }
   const machines = ['xenode', 'xenode-q35', 'xenode-microvm'].filter(
