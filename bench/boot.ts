@@ -16,7 +16,13 @@ import { Cleanup } from './lib/cleanup.ts';
 import type { BenchContext, BootSample, Contender } from './lib/contender.ts';
 import { replaceSection } from './lib/doc.ts';
 import { busyBetween, cpuTimes, foreignQemus, hostFacts, loadAvg1, waitQuiet } from './lib/host.ts';
-import { ensureLibvirt, LibvirtContender, libvirtUserNote } from './lib/libvirt.ts';
+import {
+  describeDevices,
+  devicesFromQemuArgv,
+  ensureLibvirt,
+  LibvirtContender,
+  libvirtUserNote,
+} from './lib/libvirt.ts';
 import { run } from './lib/proc.ts';
 import { QemuDefaultContender, QemuSameContender } from './lib/qemu.ts';
 import { fmt, markdownTable, max, median, min } from './lib/stats.ts';
@@ -146,25 +152,40 @@ async function main(): Promise<void> {
   if (wanted('qemu-same')) contenders.push(new QemuSameContender(ctx, () => xenode.lastQemu));
 
   let libvirtSkip: string | undefined;
-  if (wanted('libvirt')) {
+  const libvirtIds = ['libvirt', ...(opt['no-extras'] ? [] : ['libvirt-minimal'])].filter(wanted);
+  if (libvirtIds.length) {
     libvirtSkip = await ensureLibvirt(log);
     if (libvirtSkip) log(`skipping libvirt: ${libvirtSkip}`);
     else {
       const note = libvirtUserNote();
       if (note) log(`note: ${note}`);
-      contenders.push(
-        new LibvirtContender(ctx, () => {
-          const argv = xenode.lastQemu?.argv ?? [];
-          const i = argv.indexOf('-append');
-          const append = i >= 0 ? (argv[i + 1] ?? '') : 'console=ttyS0 xenode.name=NAME quiet';
-          return {
-            kernel: join(gdir, guest.vmlinux.split('/').pop() as string),
-            initrd: join(gdir, guest.initrd.split('/').pop() as string),
-            // Same command line as Xenode's, with the domain's own name.
-            cmdline: append.replace(/xenode\.name=\S+/, 'xenode.name=NAME'),
-          };
-        }),
-      );
+      const boot = () => {
+        const argv = xenode.lastQemu?.argv ?? [];
+        const i = argv.indexOf('-append');
+        const append = i >= 0 ? (argv[i + 1] ?? '') : 'console=ttyS0 xenode.name=NAME quiet';
+        return {
+          kernel: join(gdir, guest.vmlinux.split('/').pop() as string),
+          initrd: join(gdir, guest.initrd.split('/').pop() as string),
+          // Same command line as Xenode's, with the domain's own name.
+          cmdline: append.replace(/xenode\.name=\S+/, 'xenode.name=NAME'),
+        };
+      };
+      // "libvirt" mirrors the devices Xenode's command line has (so only the toolstacks differ);
+      // "libvirt-minimal" has none (no balloon, no rng): what the guest's devices cost.
+      if (libvirtIds.includes('libvirt')) {
+        contenders.push(
+          new LibvirtContender(ctx, boot, {
+            id: 'libvirt',
+            informational: false,
+            devices: () => (xenode.lastQemu ? devicesFromQemuArgv(xenode.lastQemu.argv) : undefined),
+          }),
+        );
+      }
+      if (libvirtIds.includes('libvirt-minimal')) {
+        contenders.push(
+          new LibvirtContender(ctx, boot, { id: 'libvirt-minimal', informational: true, devices: () => undefined }),
+        );
+      }
     }
   }
   if (wanted('qemu-default')) {
@@ -408,7 +429,7 @@ async function main(): Promise<void> {
         ['guest clock → ready line s (guest uptime)', ...ids.map((id) => f2(medOf(id, (s) => s.uptime)))],
         [
           "ready line in QEMU's console log → seen by the reader s (console path)",
-          ...ids.map((id) => f2(medOf(id, lag))),
+          ...ids.map((id) => ms(medOf(id, lag))),
         ],
         ['**wall s**', ...ids.map((id) => f2(medOf(id, (s) => s.wall)))],
         ['QEMU CPU s to ready', ...ids.map((id) => f2(medOf(id, (s) => s.qemuCpu)))],
@@ -521,6 +542,16 @@ async function main(): Promise<void> {
         `${fmt(medOf('libvirt', (s) => s.toolCpu))} s vs Xenode's CLI + daemon ${fmt(medOf('xenode', (s) => s.toolCpu))} s.`,
     );
   }
+  if (has('libvirt') && has('libvirt-minimal')) {
+    const devCost = median(paired('libvirt', 'libvirt-minimal', (x, y) => x.uptime - y.uptime));
+    lines.push(
+      `- **What the guest's devices cost:** libvirt-minimal is the same libvirt domain without the devices Xenode's ` +
+        `command line adds (${describeDevices(xenode.lastQemu ? devicesFromQemuArgv(xenode.lastQemu.argv) : undefined)}): ` +
+        `${fmt(medOf('libvirt-minimal', (s) => s.wall))} s vs ${fmt(medOf('libvirt', (s) => s.wall))} s, guest uptime at ready ` +
+        `${fmt(medOf('libvirt-minimal', (s) => s.uptime))} s vs ${fmt(medOf('libvirt', (s) => s.uptime))} s (paired ` +
+        `difference ${signed(devCost, 2)} s): the guest probes each device and the initramfs loads its driver, all under TCG.`,
+    );
+  }
   const tbIds = ['xenode', 'xenode-tb64', 'xenode-tb32'].filter(has);
   if (tbIds.length > 1) {
     const rssOf = (id: string) => medOf(id, (s) => s.rssMiB);
@@ -574,6 +605,7 @@ async function main(): Promise<void> {
             return `${id === 'xenode' ? 'pc (the default)' : id.slice(7)}: ${fmt(median(s.wall))} s (guest ${fmt(median(s.uptime))} s + host ${fmt(medOf(id, startup))} s after QEMU start), ${fmt(median(s.rss), 0)} MiB, ${s.ok}/${s.ok + s.failed} booted`;
           })
           .join('; ') +
+        `. Fastest to ready in this run: ${[...machines].sort((a, b) => medOf(a, (x) => x.wall) - medOf(b, (x) => x.wall))[0] === 'xenode' ? 'pc' : ([...machines].sort((a, b) => medOf(a, (x) => x.wall) - medOf(b, (x) => x.wall))[0] ?? '').slice(7)}` +
         '. microvm has no PIT/HPET to calibrate the TSC against under TCG and can hang at boot on a loaded host ' +
         '(Xenode adds `tsc_early_khz=` for it); ' +
         'q35 brings a PCIe root and AHCI that these guests do not use.',

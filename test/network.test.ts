@@ -89,7 +89,7 @@ before(async () => {
   // Sponsor a: a1 and a2; sponsor b: b1. All three boot at once.
   await boot('a1', `sponsor = "a"\nvif = ['ip=${NET}.11']`);
   await boot('a2', `sponsor = "a"\nvif = ['ip=${NET}.12']`);
-  await boot('b1', `sponsor = "b"\nvif = ['ip=${NET}.21']`);
+  await boot('b1', `sponsor = "b"\nrng = 1\nvif = ['ip=${NET}.21']`);
   await Promise.all(['a1', 'a2', 'b1'].map(ready));
 });
 
@@ -138,9 +138,12 @@ describe('domains on the switch', () => {
   });
 });
 
-describe('every domain', () => {
-  it('has a virtio RNG', async () => {
+describe('rng = 1', () => {
+  it('gives the domain a virtio RNG', async () => {
     assert.equal(await con('b1').run('cat /sys/class/misc/hw_random/rng_current'), 'virtio_rng.0');
+  });
+  it('is off by default', async () => {
+    assert.equal(await con('a1').run('cat /sys/class/misc/hw_random/rng_current'), 'none');
   });
 });
 

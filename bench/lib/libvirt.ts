@@ -76,22 +76,71 @@ export interface LibvirtOptions {
   cmdline: string;
 }
 
+/** Guest-visible devices beyond the base machine, so a libvirt domain can mirror Xenode's. */
+export interface GuestDevices {
+  balloon: boolean;
+  freePageReporting: boolean;
+  rng: boolean;
+  pciBridge: boolean;
+}
+
+/** Which of those devices a QEMU command line has. */
+export function devicesFromQemuArgv(argv: readonly string[]): GuestDevices {
+  const devs = argv.flatMap((a, i) => (argv[i - 1] === '-device' ? [a] : []));
+  const balloon = devs.find((d) => d.includes('virtio-balloon'));
+  return {
+    balloon: balloon !== undefined,
+    freePageReporting: balloon !== undefined && /free-page-reporting(=|":\s*)(on|true)/.test(balloon),
+    rng: devs.some((d) => d.includes('virtio-rng')),
+    pciBridge: devs.some((d) => d.includes('pci-bridge')),
+  };
+}
+
+export function describeDevices(d: GuestDevices | undefined): string {
+  if (!d) return 'none';
+  const out = [
+    d.balloon ? `virtio balloon${d.freePageReporting ? ' with free page reporting' : ''}` : '',
+    d.rng ? 'virtio-rng from /dev/urandom' : '',
+    d.pciBridge ? 'a PCI bridge' : '',
+  ].filter(Boolean);
+  return out.length ? out.join(', ') : 'none';
+}
+
 function xmlEscape(s: string): string {
   return s.replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;').replaceAll("'", '&apos;');
 }
 
+export interface LibvirtContenderOptions {
+  id: string;
+  informational: boolean;
+  /** Devices to add beyond the base machine; undefined = none (USB and balloon explicitly off). */
+  devices: () => GuestDevices | undefined;
+}
+
 export class LibvirtContender implements Contender {
-  readonly id = 'libvirt';
-  readonly informational = false;
+  readonly id: string;
+  readonly informational: boolean;
 
   constructor(
     private readonly ctx: BenchContext,
     private readonly o: () => LibvirtOptions,
-  ) {}
+    private readonly c: LibvirtContenderOptions,
+  ) {
+    this.id = c.id;
+    this.informational = c.informational;
+  }
 
   domainXml(name: string, serialSock: string): string {
     const { ctx } = this;
     const o = this.o();
+    const d = this.c.devices();
+    const extra = [
+      d?.pciBridge ? "    <controller type='pci' index='1' model='pci-bridge'/>" : '',
+      d?.rng ? "    <rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>" : '',
+      d?.balloon
+        ? `    <memballoon model='virtio'${d.freePageReporting ? " freePageReporting='on'" : ''}/>`
+        : "    <memballoon model='none'/>",
+    ].filter(Boolean);
     return `<domain type='qemu'>
   <name>${xmlEscape(name)}</name>
   <memory unit='MiB'>${ctx.memoryMiB}</memory>
@@ -108,19 +157,24 @@ export class LibvirtContender implements Contender {
   <devices>
     <controller type='usb' model='none'/>
     <serial type='unix'><source mode='bind' path='${xmlEscape(serialSock)}'/><target port='0'/></serial>
-    <memballoon model='none'/>
+${extra.join('\n')}
   </devices>
 </domain>
 `;
   }
 
   describe(): string {
-    return "`virsh -c qemu:///system create dom.xml` (type='qemu' i.e. TCG, machine pc, `<cpu mode='maximum'/>`, memfd shared RAM, ACPI, direct kernel boot of the same vmlinux + initrd + command line as Xenode, serial on a unix socket, `<controller type='usb' model='none'/>`, `<memballoon model='none'/>`, no graphics); then `virsh destroy`";
+    return (
+      "`virsh -c qemu:///system create dom.xml` (type='qemu' i.e. TCG, machine pc, `<cpu mode='maximum'/>`, memfd " +
+      'shared RAM, ACPI, direct kernel boot of the same vmlinux + initrd + command line as Xenode, serial on a unix ' +
+      `socket, \`<controller type='usb' model='none'/>\`, no graphics; extra devices: ${describeDevices(this.c.devices())}` +
+      `${this.c.devices()?.balloon ? '' : ", `<memballoon model='none'/>`"}); then \`virsh destroy\``
+    );
   }
 
   async run(tag: string): Promise<BootSample> {
     const { ctx } = this;
-    const name = `benchlv${tag}`;
+    const name = `bench${this.id.replace(/[^a-z0-9]/g, '')}${tag}`;
     const dir = join(ctx.tmp, `libvirt-${tag}`);
     mkdirSync(dir, { recursive: true });
     chmodSync(dir, 0o777);

@@ -71,6 +71,7 @@ export const DomainConfigSchema = Type.Object(
     accel: Type.Union([Type.Literal('auto'), Type.Literal('kvm'), Type.Literal('tcg')]),
     machine: Type.Union([Type.Literal('auto'), Type.Literal('pc'), Type.Literal('q35'), Type.Literal('microvm')]),
     device_model_override: Type.Optional(Type.String()),
+    rng: Type.Optional(Type.Boolean()),
     cpus: Type.Optional(Type.String()),
     cpus_per_vcpu: Type.Optional(Type.Array(Type.String())),
     cpu_weight: Type.Integer({ minimum: 1, maximum: 65535 }),

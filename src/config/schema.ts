@@ -126,6 +126,12 @@ export const CONFIG_KEYS: readonly KeySpec[] = [
     values: ['auto', 'pc', 'q35', 'microvm'],
   }),
   supported('device_model_override', 'string', 'Path of the QEMU binary to use instead of the default.'),
+  extension(
+    'rng',
+    'boolean',
+    'A virtio RNG fed from the host’s /dev/urandom (off by default: guests with RDRAND need none, and on pc each PCI device adds boot time).',
+    { default: 0, example: 'rng = 1' },
+  ),
   // --- memory -----------------------------------------------------------------
   supported('memory', 'integer', 'Memory at boot, MiB (xl defaults to 32 MiB, too little to boot Linux).', {
     default: 256,

@@ -65,6 +65,8 @@ export interface DomainConfig {
   machine: MachineType;
   /** Path of the QEMU binary to use instead of the default (xl's device_model_override). */
   device_model_override?: string;
+  /** A virtio RNG fed from the host's /dev/urandom; absent means none. */
+  rng?: boolean;
   cpus?: string;
   /** `cpus=[...]` list form: pinning per vCPU (index = vCPU); set instead of cpus. */
   cpus_per_vcpu?: string[];

@@ -203,6 +203,11 @@ class Settings {
     return { value: e.typed.value, loc: e.setting.valueLoc };
   }
 
+  boolean(name: string): boolean {
+    const e = this.entries.get(name);
+    return e?.typed.kind === 'boolean' && e.typed.value;
+  }
+
   list(name: string): Item[] | undefined {
     const e = this.entries.get(name);
     return e?.typed.kind === 'list' ? e.typed.items : undefined;
@@ -470,6 +475,7 @@ export function validateConfig(raw: RawConfig, opts: ValidateOptions): DomainCon
   if (kernel) cfg.kernel = kernel.value;
   if (ramdisk) cfg.ramdisk = ramdisk.value;
   if (dm) cfg.device_model_override = dm.value;
+  if (set.boolean('rng')) cfg.rng = true;
   if (cpus !== undefined) cfg.cpus = cpus;
   if (cpusPerVcpu !== undefined) cfg.cpus_per_vcpu = cpusPerVcpu;
   return cfg;

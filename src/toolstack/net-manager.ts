@@ -237,7 +237,7 @@ export class NetManager {
     for (const v of vifs) this.store?.writeVif(d.domid, this.storeEntry(v));
     const first = vifs[0];
     return {
-      qemuArgs: [...vifs.flatMap((v) => nicArgs(this.nic(d, v))), ...entropyDeviceArgs()],
+      qemuArgs: [...vifs.flatMap((v) => nicArgs(this.nic(d, v))), ...(d.rec.config.rng ? entropyDeviceArgs() : [])],
       cmdline: first ? guestIpCmdline(first.ip, first.backend === 'switch', this.sup?.hostPort) : [],
     };
   }
