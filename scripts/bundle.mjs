@@ -10,7 +10,7 @@ const common = {
   sourcemap: 'linked',
   logLevel: 'warning',
   // ws's optional native speedups; native addons stay external.
-  external: ['bufferutil', 'utf-8-validate', 'better-sqlite3', 'koffi'],
+  external: ['bufferutil', 'utf-8-validate', 'better-sqlite3', 'koffi', '@node-rs/xxhash'],
   // Some CommonJS dependencies call require(); give the ESM bundle one.
   banner: { js: "import { createRequire as __xnCreateRequire } from 'node:module'; const require = __xnCreateRequire(import.meta.url);" },
 };

@@ -200,7 +200,7 @@ describe('save and restore', () => {
           b.writeUInt16LE(7, 16);
           return b;
         })(),
-        /has format version 7\.0; this Xenode reads version 1\.x \(restore it with a newer Xenode\)/,
+        /has format version 7\.1; this Xenode reads version 1\.x \(restore it with a newer Xenode\)/,
       ],
     ];
     const qemus = host.qemuPids().length;

@@ -78,22 +78,31 @@ export interface LibvirtOptions {
 
 /** Guest-visible devices beyond the base machine, so a libvirt domain can mirror Xenode's. */
 export interface GuestDevices {
+  /** libvirt's name for the machine type: pc or q35. */
+  machine: string;
   balloon: boolean;
   freePageReporting: boolean;
   rng: boolean;
-  pciBridge: boolean;
+  pciBridges: number;
 }
 
 /** Which of those devices a QEMU command line has. */
 export function devicesFromQemuArgv(argv: readonly string[]): GuestDevices {
   const devs = argv.flatMap((a, i) => (argv[i - 1] === '-device' ? [a] : []));
   const balloon = devs.find((d) => d.includes('virtio-balloon'));
+  const machine = argv[argv.indexOf('-machine') + 1] ?? '';
   return {
+    machine: machine.startsWith('pc-q35') || machine.startsWith('q35') ? 'q35' : 'pc',
     balloon: balloon !== undefined,
     freePageReporting: balloon !== undefined && /free-page-reporting(=|":\s*)(on|true)/.test(balloon),
     rng: devs.some((d) => d.includes('virtio-rng')),
-    pciBridge: devs.some((d) => d.includes('pci-bridge')),
+    pciBridges: devs.filter((d) => d.includes('pci-bridge')).length,
   };
+}
+
+/** The same machine without any of those devices. */
+export function withoutDevices(d: GuestDevices | undefined): GuestDevices | undefined {
+  return d && { machine: d.machine, balloon: false, freePageReporting: false, rng: false, pciBridges: 0 };
 }
 
 export function describeDevices(d: GuestDevices | undefined): string {
@@ -101,7 +110,7 @@ export function describeDevices(d: GuestDevices | undefined): string {
   const out = [
     d.balloon ? `virtio balloon${d.freePageReporting ? ' with free page reporting' : ''}` : '',
     d.rng ? 'virtio-rng from /dev/urandom' : '',
-    d.pciBridge ? 'a PCI bridge' : '',
+    d.pciBridges ? `${d.pciBridges} PCI bridge${d.pciBridges > 1 ? 's' : ''}` : '',
   ].filter(Boolean);
   return out.length ? out.join(', ') : 'none';
 }
@@ -135,7 +144,14 @@ export class LibvirtContender implements Contender {
     const o = this.o();
     const d = this.c.devices();
     const extra = [
-      d?.pciBridge ? "    <controller type='pci' index='1' model='pci-bridge'/>" : '',
+      // libvirt puts a pci-bridge on q35 behind a DMI-to-PCI bridge of its own.
+      ...(d?.machine === 'q35' && d.pciBridges
+        ? ["    <controller type='pci' index='1' model='dmi-to-pci-bridge'/>"]
+        : []),
+      ...Array.from(
+        { length: d?.pciBridges ?? 0 },
+        (_, i) => `    <controller type='pci' index='${i + (d?.machine === 'q35' ? 2 : 1)}' model='pci-bridge'/>`,
+      ),
       d?.rng ? "    <rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>" : '',
       d?.balloon
         ? `    <memballoon model='virtio'${d.freePageReporting ? " freePageReporting='on'" : ''}/>`
@@ -148,7 +164,7 @@ export class LibvirtContender implements Contender {
   <vcpu>${ctx.vcpus}</vcpu>
   <cpu mode='maximum'/>
   <os>
-    <type arch='x86_64' machine='pc'>hvm</type>
+    <type arch='x86_64' machine='${d?.machine ?? 'pc'}'>hvm</type>
     <kernel>${xmlEscape(o.kernel)}</kernel>
     <initrd>${xmlEscape(o.initrd)}</initrd>
     <cmdline>${xmlEscape(o.cmdline.replaceAll('NAME', name))}</cmdline>
@@ -165,7 +181,7 @@ ${extra.join('\n')}
 
   describe(): string {
     return (
-      "`virsh -c qemu:///system create dom.xml` (type='qemu' i.e. TCG, machine pc, `<cpu mode='maximum'/>`, memfd " +
+      "`virsh -c qemu:///system create dom.xml` (type='qemu' i.e. TCG, machine ${this.c.devices()?.machine ?? 'pc'}, `<cpu mode='maximum'/>`, memfd " +
       'shared RAM, ACPI, direct kernel boot of the same vmlinux + initrd + command line as Xenode, serial on a unix ' +
       `socket, \`<controller type='usb' model='none'/>\`, no graphics; extra devices: ${describeDevices(this.c.devices())}` +
       `${this.c.devices()?.balloon ? '' : ", `<memballoon model='none'/>`"}); then \`virsh destroy\``

@@ -121,10 +121,15 @@ export const CONFIG_KEYS: readonly KeySpec[] = [
     default: 'auto',
     values: ['auto', 'kvm', 'tcg'],
   }),
-  extension('machine', 'string', 'QEMU machine type; auto picks one for the guest type.', {
-    default: 'auto',
-    values: ['auto', 'pc', 'q35', 'microvm'],
-  }),
+  extension(
+    'machine',
+    'string',
+    'QEMU machine type; auto is q35 (fastest to boot with PCI hotplug; a saved or migrated domain keeps its own).',
+    {
+      default: 'auto',
+      values: ['auto', 'pc', 'q35', 'microvm'],
+    },
+  ),
   supported('device_model_override', 'string', 'Path of the QEMU binary to use instead of the default.'),
   extension(
     'rng',

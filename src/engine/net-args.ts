@@ -11,8 +11,28 @@ export type NicBackend =
   /** An existing TAP (created and enslaved to a bridge by the toolstack); vhost=on aborts here (§0.5). */
   | { kind: 'tap'; ifname: string };
 
+/**
+ * q35's root bus (pcie.0) takes no hotplug, so there NICs sit behind a pci-bridge of
+ * their own, vif N in bridge slot N + 1 (slot 0 stays empty, as on the disk bridge).
+ * On pc they stay on the root bus, which hot-plugs through ACPI.
+ */
+export const NIC_BRIDGE_ID = 'xnnet';
+export const NIC_BRIDGE_SLOT = 0x1d;
+export const NIC_BRIDGE_SLOTS = 31;
+
+export function nicBridgeArgs(): string[] {
+  // Key=value like the NICs' own -device: QEMU creates every key=value -device
+  // before any JSON one, so a JSON bridge would not exist yet for them.
+  return [
+    '-device',
+    `pci-bridge,id=${NIC_BRIDGE_ID},chassis_nr=${NIC_BRIDGE_SLOT},addr=0x${NIC_BRIDGE_SLOT.toString(16)}`,
+  ];
+}
+
 export interface NicDevice {
   devid: number;
+  /** Behind the NIC bridge (q35) rather than on the root bus. */
+  bridged?: boolean;
   mac: string;
   /** xl's model= (undefined = virtio). */
   model?: string;
@@ -62,6 +82,10 @@ function deviceProps(n: NicDevice): Record<string, string | number> {
   const ids = nicIds(n.devid);
   const driver = nicDriver(n.model);
   const props: Record<string, string | number> = { driver, id: ids.device, netdev: ids.netdev, mac: n.mac };
+  if (n.bridged) {
+    props.bus = NIC_BRIDGE_ID;
+    props.addr = `0x${(n.devid + 1).toString(16)}`;
+  }
   // Only virtio-net can tell the guest its MTU (VIRTIO_NET_F_MTU); the guest then sets it itself.
   if (n.mtu && driver === 'virtio-net-pci') props.host_mtu = n.mtu;
   return props;

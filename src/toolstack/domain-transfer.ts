@@ -242,6 +242,17 @@ function versionTuple(v: string): number[] | undefined {
   return m ? [Number(m[1]), Number(m[2]), Number(m[3])] : undefined;
 }
 
+/**
+ * machine="auto" resolves to whatever this Xenode's default is, which may have
+ * changed since the domain started (pc became q35); its state only loads into the
+ * machine it was saved from, so a moved domain keeps that one.
+ */
+export function pinMachine(cfg: DomainConfig, meta: TransferMeta): DomainConfig {
+  if (cfg.machine !== 'auto') return cfg;
+  const m = meta.machine;
+  return m === 'pc' || m === 'q35' || m === 'microvm' ? { ...cfg, machine: m } : cfg;
+}
+
 /** The machine state only loads into the same accelerator and machine type, and an equal or newer QEMU. */
 export function checkMachineCompat(ts: Toolstack, cfg: DomainConfig, meta: TransferMeta, hostQemu?: string): void {
   const accel = resolveAccel(cfg.accel, ts.hostAccel).accel;

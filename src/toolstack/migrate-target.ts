@@ -12,6 +12,7 @@ import {
   checkMachineCompat,
   parseConfigJson,
   parseMeta,
+  pinMachine,
 } from './domain-transfer.ts';
 import { INCOMING_SUFFIX, parseMessage, type ToSource, type ToTarget } from './migrate-protocol.ts';
 import type { Principal } from './principal.ts';
@@ -87,8 +88,8 @@ export function receiveMigration(ts: Toolstack, p: Principal, sock: MigrationSoc
 
   async function take(m: Extract<ToTarget, { type: 'prepare' }>): Promise<void> {
     const where = 'incoming migration';
-    const cfg = parseConfigJson(m.config, where);
     const meta = parseMeta(m.meta, where);
+    const cfg = pinMachine(parseConfigJson(m.config, where), meta);
     if (!p.admin && cfg.sponsor !== p.sponsor) {
       throw new XenodeError('permission', `this token may not take in domains of sponsor '${cfg.sponsor}'`);
     }

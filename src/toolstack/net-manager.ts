@@ -5,7 +5,8 @@
 import { existsSync } from 'node:fs';
 import type { VifSpec } from '../config/types.ts';
 import { parseMac } from '../config/vif.ts';
-import { type NicDevice, nicArgs, vifSocketPath } from '../engine/net-args.ts';
+import { chooseMachine } from '../engine/machine.ts';
+import { NIC_BRIDGE_SLOTS, type NicDevice, nicArgs, nicBridgeArgs, vifSocketPath } from '../engine/net-args.ts';
 import { plugNic, unplugNic } from '../engine/net-hotplug.ts';
 import { entropyDeviceArgs } from '../engine/rng-args.ts';
 import { XenodeError } from '../errors.ts';
@@ -166,9 +167,15 @@ export class NetManager {
     return true;
   }
 
+  /** q35 domains keep their NICs behind a bridge (see NIC_BRIDGE_ID). */
+  private bridged(d: Domain): boolean {
+    return (d.rec.boot?.machine ?? chooseMachine(d.rec.config)) === 'q35';
+  }
+
   private nic(d: Domain, v: VifRecord): NicDevice {
     return {
       devid: v.devid,
+      bridged: this.bridged(d),
       mac: v.mac,
       model: v.model,
       mtu: v.mtu,
@@ -237,7 +244,11 @@ export class NetManager {
     for (const v of vifs) this.store?.writeVif(d.domid, this.storeEntry(v));
     const first = vifs[0];
     return {
-      qemuArgs: [...vifs.flatMap((v) => nicArgs(this.nic(d, v))), ...(d.rec.config.rng ? entropyDeviceArgs() : [])],
+      qemuArgs: [
+        ...(this.bridged(d) ? nicBridgeArgs() : []),
+        ...vifs.flatMap((v) => nicArgs(this.nic(d, v))),
+        ...(d.rec.config.rng ? entropyDeviceArgs() : []),
+      ],
       cmdline: first ? guestIpCmdline(first.ip, first.backend === 'switch', this.sup?.hostPort) : [],
     };
   }
@@ -291,6 +302,11 @@ export class NetManager {
       const m = this.running(d);
       const e = this.entry(d);
       const devid = e.vifs.reduce((mx, v) => Math.max(mx, v.devid + 1), 0);
+      if (this.bridged(d) && devid >= NIC_BRIDGE_SLOTS) {
+        throw new XenodeError('state', `domain ${d.name} has no free NIC slot (a q35 domain has ${NIC_BRIDGE_SLOTS})`, {
+          hint: 'detach a vif first',
+        });
+      }
       const v = this.makeRecord(d, spec, devid, this.macOwners());
       v.hotplugged = true;
       const tap = v.backend === 'bridge' && this.prepareTap(v, false);

@@ -18,6 +18,7 @@ import {
   importDomainStore,
   parseConfigJson,
   parseMeta,
+  pinMachine,
   type TransferMeta,
   transferableConfig,
   transferMeta,
@@ -240,7 +241,7 @@ export async function restoreFromFile(
   let cfg = parseConfigJson(jsonSection(f, SECTION.config), where);
   const store = f.sections.has(SECTION.store) ? jsonSection(f, SECTION.store) : undefined;
   const tail = f.sections.get(SECTION.console);
-  cfg = applyOverrides(cfg, req.overrides ?? [], req.cwd);
+  cfg = pinMachine(applyOverrides(cfg, req.overrides ?? [], req.cwd), meta);
   checkHostFiles(cfg);
   checkMachineCompat(ts, cfg, meta);
   // A checkpoint restored next to its still-running original: give the copy its own uuid.

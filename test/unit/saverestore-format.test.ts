@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { XenodeError } from '../../src/errors.ts';
 import {
+  CHECKSUM,
   ChunkedHash,
   FLAG_OPTIONAL,
   jsonSection,
@@ -16,6 +17,7 @@ import {
   SaveFileWriter,
   SECTION,
   TRAILER_SIZE,
+  Xxh3Hash,
 } from '../../src/toolstack/save-format.ts';
 
 let dir: string;
@@ -28,7 +30,7 @@ function write(
   path: string,
   opts: { major?: number; extra?: () => void; sections?: (w: SaveFileWriter) => void } = {},
 ) {
-  const w = new SaveFileWriter(path, { major: opts.major ?? 1, minor: 0 });
+  const w = new SaveFileWriter(path, { major: opts.major ?? 1, minor: 1 });
   w.addJson(SECTION.config, config);
   w.addJson(SECTION.meta, meta);
   w.addSection(SECTION.console, Buffer.from('console tail\r\n'), FLAG_OPTIONAL);
@@ -70,7 +72,7 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 describe('save file format', () => {
   it('round-trips config, metadata, console and the stream', async () => {
     const f = await readSaveFile(good);
-    assert.deepEqual(f.version, { major: 1, minor: 0 });
+    assert.deepEqual(f.version, { major: 1, minor: 1 });
     assert.deepEqual(jsonSection(f, SECTION.config), config);
     assert.deepEqual(jsonSection(f, SECTION.meta), meta);
     assert.equal(f.sections.get(SECTION.console)?.toString(), 'console tail\r\n');
@@ -112,6 +114,50 @@ describe('save file format', () => {
     const b = new ChunkedHash(1000);
     for (let i = 0; i < 5000; i += 7) b.update(stream.subarray(i, Math.min(i + 7, 5000)));
     assert.ok(a.digest().equals(b.digest()));
+  });
+
+  it('stream checksums do not depend on how the data is split', () => {
+    const a = new Xxh3Hash();
+    a.update(stream.subarray(0, 5000));
+    const b = new Xxh3Hash();
+    for (let i = 0; i < 5000; i += 7) b.update(stream.subarray(i, Math.min(i + 7, 5000)));
+    assert.ok(a.digest().equals(b.digest()));
+    const c = new Xxh3Hash();
+    c.update(stream.subarray(0, 4999));
+    assert.ok(!a.digest().equals(c.digest()));
+  });
+
+  it('writes XXH3 (format 1.1) and still reads format 1.0 files (chunked sha256)', async () => {
+    const b = readFileSync(good);
+    const t = b.length - TRAILER_SIZE;
+    assert.equal(b.readUInt16LE(18), 1, 'minor version 1');
+    assert.equal(b.readUInt32LE(t + 20), CHECKSUM.xxh3);
+    // The same file as format 1.0 wrote it: algorithm 0, sha256 per 4 MiB chunk.
+    const sha = new ChunkedHash(4 << 20);
+    sha.update(stream);
+    const old = copyWith('v1.0.save', (x) => {
+      x.writeUInt16LE(0, 18);
+      x.writeUInt32LE(4 << 20, t + 16);
+      x.writeUInt32LE(CHECKSUM.chunkedSha256, t + 20);
+      sha.digest().copy(x, t + 24);
+      return x;
+    });
+    const f = await readSaveFile(old);
+    assert.deepEqual(f.version, { major: 1, minor: 0 });
+    const flipped = copyWith('v1.0-flipped.save', (x) => {
+      x.set(readFileSync(old));
+      x[t - 1000] = (x[t - 1000] as number) ^ 1;
+      return x;
+    });
+    assert.match((await failure(flipped)).message, /checksum mismatch in the QEMU state/);
+  });
+
+  it('refuses an unknown checksum algorithm, asking for a newer Xenode', async () => {
+    const p = copyWith('alg9.save', (x) => {
+      x.writeUInt32LE(9, x.length - TRAILER_SIZE + 20);
+      return x;
+    });
+    assert.match((await failure(p)).message, /needs a newer Xenode \(unknown checksum algorithm 9\)/);
   });
 
   it('refuses a truncated file wherever it is cut', async () => {
@@ -161,7 +207,7 @@ describe('save file format', () => {
     const p = join(dir, 'v2.save');
     await write(p, { major: 2 });
     const e = await failure(p);
-    assert.match(e.message, /format version 2\.0; this Xenode reads version 1\.x/);
+    assert.match(e.message, /format version 2\.1; this Xenode reads version 1\.x/);
     assert.match(e.hint ?? '', /newer Xenode/);
   });
 
