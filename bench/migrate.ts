@@ -53,7 +53,7 @@ cleanup.installSignalHandlers();
 
 type Scenario = 'idle' | 'dirty';
 type Op = 'save' | 'restore' | 'migrate';
-type Who = 'xenode' | 'xenode-cli' | 'qemu';
+type Who = 'xenode' | 'xenode-destroy' | 'xenode-cli' | 'qemu';
 
 interface Sample {
   who: Who;
@@ -178,6 +178,20 @@ async function benchXenode(
     c = await a.cli(['restore', file], OP_TIMEOUT_MS);
     if (c.code !== 0) throw new Error(`xenode restore: ${c.stderr}`);
     record({ who: 'xenode-cli', scenario, op: 'restore', round, seconds: (performance.now() - t0) / 1000 });
+
+    // xl's default save: the file becomes the domain's only copy, so it is fsynced, then the domain destroyed.
+    t0 = performance.now();
+    const sd = await api(a).post<SaveResult>(`/v1/domains/${name}/save`, { file });
+    record({
+      who: 'xenode-destroy',
+      scenario,
+      op: 'save',
+      round,
+      seconds: (performance.now() - t0) / 1000,
+      bytes: sd.bytes,
+      partMs: sd.flushMs,
+    });
+    await api(a).post<RestoreResult>('/v1/restore', { file });
 
     // Live: there and back again, each direction a sample.
     let broken = false;
@@ -403,7 +417,7 @@ function report(startedAt: Date): string {
       const base = median(
         samples.filter((s) => s.who === 'qemu' && s.scenario === scenario && s.op === op).map((s) => s.seconds),
       );
-      for (const who of ['qemu', 'xenode', 'xenode-cli'] as const) {
+      for (const who of ['qemu', 'xenode', 'xenode-destroy', 'xenode-cli'] as const) {
         const xs = samples.filter((s) => s.who === who && s.scenario === scenario && s.op === op);
         if (xs.length === 0) continue;
         const secs = xs.map((s) => s.seconds);
@@ -418,7 +432,9 @@ function report(startedAt: Date): string {
           who,
           cell(secs, 3),
           who === 'qemu' ? '' : pct(median(secs), base),
-          parts.length ? `${fmt(median(parts), 0)} ${op === 'save' ? 'fsync' : 'checksum'}` : '',
+          parts.length
+            ? `${fmt(median(parts), 0)} ${op !== 'save' ? 'checksum' : who === 'xenode-destroy' ? 'fsync' : 'finish'}`
+            : '',
           dts.length ? cell(dts, 0) : '',
           qdts.length ? fmt(median(qdts), 0) : '',
           mib.length ? fmt(median(mib) / 1048576, 1) : '',
@@ -450,9 +466,10 @@ function report(startedAt: Date): string {
     '',
     '- **idle**: the guest sits at its shell prompt. **dirty**: the guest copies a 48 MiB tmpfs file in a loop (`cp /dev/shm/src /dev/shm/dst`), dirtying memory continuously.',
     "- **qemu**: Xenode's own QEMU command line (captured from the domain, `-S` dropped), driven by hand over QMP. save = `stop` + `migrate exec:cat > FILE` until the `completed` event; restore = spawn with `-incoming defer` + `migrate-incoming exec:cat FILE` + `cont` until `RESUME`; migrate = spawn the target with `-incoming defer` + `migrate-incoming tcp:127.0.0.1:0`, `migrate tcp:` on the source, until the target's `RESUME` (it starts by itself).",
-    '- **xenode**: the API call as the CLI makes it (`POST /v1/domains/D/save` with `paused` = `xenode save -p`, `/v1/restore`, `/v1/domains/D/migrate` between two xenoded on this machine), timed by the caller. save writes the sections, lets QEMU append its stream (`exec:cat >>`) while the daemon checksums it (XXH3) just behind and has the kernel start writing it back every 8 MiB, then writes the trailer and fsyncs; restore checks every checksum (XXH3 over the whole stream) before QEMU starts, then QEMU reads the state from the file (`exec:dd` of its byte range); migrate has the target check it can host the domain and start QEMU, QEMU pre-copies straight to it, and the target runs the guest when the source says its copy stopped.',
+    '- **xenode**: the API call as the CLI makes it (`POST /v1/domains/D/save` with `paused` = `xenode save -p`, `/v1/restore`, `/v1/domains/D/migrate` between two xenoded on this machine), timed by the caller. save writes the sections, lets QEMU append its stream (`exec:cat >>`) while the daemon checksums it (XXH3) just behind and has the kernel start writing it back every MiB, then writes the trailer and renames the file (with `-p` the domain lives on, so Xenode does not wait for the disk); restore checks every checksum (XXH3 over the whole stream) before QEMU starts, then QEMU reads the state from the file (`exec:dd` of its byte range); migrate has the target check it can host the domain and start QEMU, QEMU pre-copies straight to it, and the target runs the guest when the source says its copy stopped.',
+    "- **xenode-destroy**: xl's default save (no `-c`/`-p`) through the API: the file becomes the domain's only copy, so Xenode fsyncs it before it destroys the domain (plain QEMU's `cat` does not sync at all).",
     '- **xenode-cli**: the same save and restore through `bin/xenode` (adds Node start-up and the progress WebSocket).',
-    '- **of which**: the part of the Xenode time spent on the final fsync of the save file (plain QEMU writes through `cat` and does not sync), or on checking the checksum of the whole stream before restore starts QEMU.',
+    '- **of which**: the part of the Xenode time spent on the end of the save file: trailer, rename and, for xenode-destroy, the fsync (plain QEMU writes through `cat` and does not sync), or on checking the checksum of the whole stream before restore starts QEMU.',
     "- **guest paused**: the source QEMU's `STOP` event to the target QEMU's `RESUME` event (QMP timestamps, same clock here). **QEMU stop-copy**: the source QEMU's own `downtime`. Both sides use max-bandwidth unlimited and downtime-limit 300 ms.",
     `- **The 10 % goal** (Xenode's API time within 10 % of QEMU's own): ${goalSummary()}. Xenode also checksums the whole state and fsyncs the save file before it may destroy the domain, neither of which plain QEMU does (the **of which** column); the CLI adds Node start-up on top.`,
     "- **guest OK after**: the guest still answered on its console after each live migration. QEMU 7.2 under TCG loses pages a guest writes during pre-copy (docs/saverestore.md, known limits), with or without Xenode; a broken guest ends that contender's rounds.",

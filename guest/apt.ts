@@ -116,10 +116,12 @@ export async function aptStateFingerprint(): Promise<string> {
     const names = await readdir(d).catch(() => [] as string[]);
     for (const n of names.sort()) if (n !== 'lock' && n !== 'partial') files.push(join(d, n));
   }
-  for (const f of files) {
-    const st = await stat(f).catch(() => undefined);
+  // In parallel: one at a time, these stats took up to 25 ms of every create and restore.
+  const stats = await Promise.all(files.map((f) => stat(f).catch(() => undefined)));
+  files.forEach((f, i) => {
+    const st = stats[i];
     h.update(`${f}\0${st ? `${st.size}:${st.mtimeMs}` : '-'}\n`);
-  }
+  });
   return h.digest('hex');
 }
 

@@ -21,8 +21,8 @@
 // never leaves a file that looks whole.
 
 import { createHash, type Hash } from 'node:crypto';
-import { closeSync, fstatSync, fsync, openSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { closeSync, existsSync, fstatSync, fsync, openSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { open, rm } from 'node:fs/promises';
 import { xxh3 } from '@node-rs/xxhash';
 import { XenodeError } from '../errors.ts';
 import { startWriteback } from './writeback.ts';
@@ -36,7 +36,7 @@ const TRAILER_MAGIC = Buffer.from('XNSAVEND', 'latin1');
 export const TRAILER_SIZE = 64;
 export const STREAM_CHUNK = 4 << 20;
 /** How much new stream makes the writer ask for early writeback. */
-const WRITEBACK_STEP = 8 << 20;
+const WRITEBACK_STEP = 1 << 20;
 /** JSON sections are small; a huge length field means a damaged file, not a big config. */
 const MAX_SECTION = 64 << 20;
 
@@ -208,7 +208,7 @@ export class SaveFileWriter {
     const hash = this.hash;
     if (!hash) throw new Error('beginStream first');
     const fh = await open(this.partial, 'r');
-    const buf = Buffer.allocUnsafe(4 << 20);
+    const buf = Buffer.allocUnsafe(2 << 20);
     let lastLook = false;
     try {
       for (;;) {
@@ -235,8 +235,12 @@ export class SaveFileWriter {
     return this.hash?.length ?? 0;
   }
 
-  /** Write the trailer, flush to disk and give the file its final name. */
-  async finish(): Promise<number> {
+  /**
+   * Write the trailer and give the file its final name. `durable`: wait until it
+   * is on disk first (fsync), for when the domain is destroyed right after and the
+   * file is its only copy; otherwise the kernel is only asked to start writing.
+   */
+  async finish(durable = true): Promise<number> {
     if (!this.hash) throw new Error('no stream written');
     const t = Buffer.alloc(TRAILER_SIZE);
     TRAILER_MAGIC.copy(t, 0);
@@ -246,13 +250,20 @@ export class SaveFileWriter {
     this.hash.digest().copy(t, 24);
     t.writeBigUInt64LE(BigInt(this.pos + TRAILER_SIZE), 56);
     this.write(t);
-    // The domain may be destroyed right after this: the state must be on disk.
-    // Writeback started while the stream came in (writeBehind), so this waits for
+    // Writeback started while the stream came in (writeBehind), so an fsync waits for
     // the tail only; an fsync every few MiB instead slowed the stream down 2x here.
-    await new Promise<void>((resolve, reject) => fsync(this.fd, (e) => (e ? reject(e) : resolve())));
+    if (durable) await new Promise<void>((resolve, reject) => fsync(this.fd, (e) => (e ? reject(e) : resolve())));
+    else startWriteback(this.fd, this.flushedTo, this.pos - this.flushedTo);
     closeSync(this.fd);
     this.closed = true;
+    // Renaming over an existing save file frees the old one's blocks and pages in the
+    // rename: 30 ms for 66 MiB here. Moving it aside keeps a complete file under one
+    // of the two names at every moment and lets it be freed in the background.
+    const aside = existsSync(this.path) ? `${this.path}.replaced-${process.pid}` : undefined;
+    if (aside) renameSync(this.path, aside);
     renameSync(this.partial, this.path);
+    // Freeing the old file's blocks and cached pages took another 27 ms: not on our time.
+    if (aside) void rm(aside, { force: true }).catch(() => undefined);
     return this.pos;
   }
 
@@ -422,8 +433,10 @@ export async function verifyStream(
   const h: StreamHash = trailer.algorithm === CHECKSUM.xxh3 ? new Xxh3Hash() : new ChunkedHash(trailer.chunkSize);
   const fh = await open(path, 'r');
   try {
-    // Two buffers: the next read (thread pool) runs while this one is hashed.
-    const size = 4 << 20;
+    // Two buffers: the next read (thread pool) runs while this one is hashed. 2 MiB
+    // each stay in the CPU cache between read and hash: 18 ms for 66 MiB here, 20-40
+    // ms with 4-16 MiB.
+    const size = 2 << 20;
     const bufs = [Buffer.allocUnsafe(size), Buffer.allocUnsafe(size)];
     const end = stream.offset + stream.length;
     const readAt = (i: number, pos: number) =>

@@ -61,7 +61,7 @@ export interface SaveResult {
   bytes: number;
   streamBytes: number;
   ms: number;
-  /** Of `ms`, the final fsync of the file. */
+  /** Of `ms`, the final fsync of the file (a save that destroys the domain), or trailer and rename. */
   flushMs: number;
   domain: 'destroyed' | 'running' | 'paused';
 }
@@ -167,14 +167,17 @@ export function saveDomain(ts: Toolstack, d: Domain, req: SaveRequest, progress?
       }
       progress?.({ phase: 'save', bytes: w.streamBytes });
       const tStream = Date.now();
-      const bytes = await w.finish();
+      // Only a save that destroys the domain leaves the file as its sole copy: that one
+      // waits for the disk (xl waits for none); -c and -p only start the writeback.
+      const destroying = !req.checkpoint && !req.leavePaused;
+      const bytes = await w.finish(destroying);
       const flushMs = Date.now() - tStream;
       ts.log.info(
-        `saved to ${req.file} (${(bytes / 1048576).toFixed(1)} MiB) in ${Date.now() - t0} ms, flush to disk ${flushMs} ms`,
+        `saved to ${req.file} (${(bytes / 1048576).toFixed(1)} MiB) in ${Date.now() - t0} ms, ${destroying ? 'flush to disk' : 'finish'} ${flushMs} ms`,
         d.domid,
       );
       let domain: SaveResult['domain'];
-      if (!req.checkpoint && !req.leavePaused) {
+      if (destroying) {
         await ts.destroy(d);
         domain = 'destroyed';
       } else {

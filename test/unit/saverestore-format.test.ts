@@ -3,7 +3,16 @@
 
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import {
+  appendFileSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  truncateSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { XenodeError } from '../../src/errors.ts';
@@ -168,6 +177,24 @@ describe('save file format', () => {
       const e = await failure(p);
       assert.match(e.message, cut < 13 ? /not a Xenode save file|truncated/ : /truncated|incomplete/, `cut at ${cut}`);
     }
+  });
+
+  it('replaces an existing file whole, durable or not, and leaves nothing beside it', async () => {
+    const p = join(dir, 'replace.save');
+    writeFileSync(p, 'an older save');
+    const w = new SaveFileWriter(p);
+    w.addJson(SECTION.config, config);
+    w.addJson(SECTION.meta, meta);
+    w.beginStream();
+    w.writeStream(stream.subarray(0, 100_000));
+    await w.finish(false);
+    const f = await readSaveFile(p);
+    assert.equal(f.stream.length, 100_000);
+    await new Promise((r) => setTimeout(r, 50)); // the old file is removed in the background
+    assert.deepEqual(
+      readdirSync(dir).filter((n) => n.startsWith('replace.save')),
+      ['replace.save'],
+    );
   });
 
   it('refuses a file the writer never finished', async () => {
