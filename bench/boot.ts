@@ -12,6 +12,7 @@ import { copyFileSync, existsSync, mkdtempSync, rmSync, statSync, writeFileSync 
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ensureDefaultGuest } from '../guest/build.ts';
+import { TCG_CPU_MODEL } from '../src/engine/machine.ts';
 import { Cleanup } from './lib/cleanup.ts';
 import type { BenchContext, BootSample, Contender } from './lib/contender.ts';
 import { replaceSection } from './lib/doc.ts';
@@ -526,8 +527,8 @@ async function main(): Promise<void> {
         `QEMU's defaults boot the compressed bzImage, which SeaBIOS/linuxboot load and the guest decompresses before its ` +
         `clock starts, and bring a VGA card, an e1000 NIC with its option ROM and slirp, IDE and floppy; Xenode boots the ` +
         `uncompressed vmlinux through its PVH entry on a \`-nodefaults\` machine. Guest side, the machines differ in what ` +
-        `the kernel and the initramfs must set up: QEMU's default CPU model is qemu64 where Xenode asks for \`-cpu max\`, ` +
-        `and Xenode's command line adds the devices its plugins want (see qemu-same's command line below), which the ` +
+        `the kernel and the initramfs must set up: QEMU's default CPU model is qemu64 where Xenode asks for \`-cpu ${TCG_CPU_MODEL}\` ` +
+        `(the kernel skips its crypto self-tests, \`cryptomgr.notests\`), and Xenode's command line adds the devices its plugins want (see qemu-same's command line below), which the ` +
         `guest probes and whose drivers the initramfs loads. RSS ${fmt(
           medOf('qemu-default', (s) => s.rssMiB),
           0,

@@ -80,6 +80,8 @@ export interface LibvirtOptions {
 export interface GuestDevices {
   /** libvirt's name for the machine type: pc or q35. */
   machine: string;
+  /** QEMU -cpu value, e.g. max or Nehalem,+rdrand. */
+  cpu: string;
   balloon: boolean;
   freePageReporting: boolean;
   rng: boolean;
@@ -93,6 +95,7 @@ export function devicesFromQemuArgv(argv: readonly string[]): GuestDevices {
   const machine = argv[argv.indexOf('-machine') + 1] ?? '';
   return {
     machine: machine.startsWith('pc-q35') || machine.startsWith('q35') ? 'q35' : 'pc',
+    cpu: argv[argv.indexOf('-cpu') + 1] ?? 'max',
     balloon: balloon !== undefined,
     freePageReporting: balloon !== undefined && /free-page-reporting(=|":\s*)(on|true)/.test(balloon),
     rng: devs.some((d) => d.includes('virtio-rng')),
@@ -102,7 +105,7 @@ export function devicesFromQemuArgv(argv: readonly string[]): GuestDevices {
 
 /** The same machine without any of those devices. */
 export function withoutDevices(d: GuestDevices | undefined): GuestDevices | undefined {
-  return d && { machine: d.machine, balloon: false, freePageReporting: false, rng: false, pciBridges: 0 };
+  return d && { machine: d.machine, cpu: d.cpu, balloon: false, freePageReporting: false, rng: false, pciBridges: 0 };
 }
 
 export function describeDevices(d: GuestDevices | undefined): string {
@@ -113,6 +116,17 @@ export function describeDevices(d: GuestDevices | undefined): string {
     d.pciBridges ? `${d.pciBridges} PCI bridge${d.pciBridges > 1 ? 's' : ''}` : '',
   ].filter(Boolean);
   return out.length ? out.join(', ') : 'none';
+}
+
+/** libvirt's <cpu> for a QEMU -cpu value: max, or a named model with +features. */
+export function cpuXml(cpu: string): string {
+  const [model, ...flags] = cpu.split(',');
+  if (model === 'max') return "<cpu mode='maximum'/>";
+  const features = flags
+    .filter((f) => f.startsWith('+'))
+    .map((f) => `<feature policy='require' name='${f.slice(1)}'/>`)
+    .join('');
+  return `<cpu mode='custom' match='exact'><model fallback='forbid'>${model}</model>${features}</cpu>`;
 }
 
 function xmlEscape(s: string): string {
@@ -162,7 +176,7 @@ export class LibvirtContender implements Contender {
   <memory unit='MiB'>${ctx.memoryMiB}</memory>
   <memoryBacking><source type='memfd'/><access mode='shared'/></memoryBacking>
   <vcpu>${ctx.vcpus}</vcpu>
-  <cpu mode='maximum'/>
+  ${cpuXml(d?.cpu ?? 'max')}
   <os>
     <type arch='x86_64' machine='${d?.machine ?? 'pc'}'>hvm</type>
     <kernel>${xmlEscape(o.kernel)}</kernel>
@@ -181,7 +195,7 @@ ${extra.join('\n')}
 
   describe(): string {
     return (
-      "`virsh -c qemu:///system create dom.xml` (type='qemu' i.e. TCG, machine ${this.c.devices()?.machine ?? 'pc'}, `<cpu mode='maximum'/>`, memfd " +
+      "`virsh -c qemu:///system create dom.xml` (type='qemu' i.e. TCG, machine ${this.c.devices()?.machine ?? 'pc'}, `${cpuXml(this.c.devices()?.cpu ?? 'max')}`, memfd " +
       'shared RAM, ACPI, direct kernel boot of the same vmlinux + initrd + command line as Xenode, serial on a unix ' +
       `socket, \`<controller type='usb' model='none'/>\`, no graphics; extra devices: ${describeDevices(this.c.devices())}` +
       `${this.c.devices()?.balloon ? '' : ", `<memballoon model='none'/>`"}); then \`virsh destroy\``

@@ -9,6 +9,8 @@ import type { DomainRunPaths } from './paths.ts';
 export interface BootPlan {
   accel: 'kvm' | 'tcg';
   machine: Machine;
+  /** QEMU -cpu model (see cpuModel in machine.ts). */
+  cpu: string;
   kernel: string;
   initrd?: string;
   /** Full guest command line, console included. */
@@ -55,7 +57,7 @@ export function buildQemuCommand(
     '-accel',
     accel,
     '-cpu',
-    boot.accel === 'kvm' ? 'host' : 'max',
+    boot.cpu,
     '-smp',
     `${cfg.vcpus},maxcpus=${cfg.maxvcpus}`,
     // Guest RAM in a shared memfd: vhost-user backends, static_shm and fast save need it.

@@ -67,7 +67,7 @@ export class QmpClient extends EventEmitter<QmpClientEvents> {
         break;
       } catch (e) {
         if (Date.now() >= deadline) throw e;
-        await new Promise((r) => setTimeout(r, 10));
+        await new Promise((r) => setTimeout(r, 2));
       }
     }
     await this.execute('qmp_capabilities');

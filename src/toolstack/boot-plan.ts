@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { ensureDefaultGuest } from '../../guest/build.ts';
 import type { DomainConfig } from '../config/types.ts';
 import { type AccelChoice, resolveAccel } from '../engine/accel.ts';
-import { chooseMachine } from '../engine/machine.ts';
+import { chooseMachine, cpuModel } from '../engine/machine.ts';
 import type { BootPlan } from '../engine/qemu-args.ts';
 
 export interface ResolvedBoot {
@@ -50,5 +50,8 @@ export async function resolveBoot(
     if (khz) parts.push(`tsc_early_khz=${khz}`);
   }
   if (cmdline) parts.push(cmdline);
-  return { plan: { accel: accel.accel, machine, kernel, initrd, cmdline: parts.join(' ') }, accelReason: accel.reason };
+  return {
+    plan: { accel: accel.accel, machine, cpu: cpuModel(accel.accel), kernel, initrd, cmdline: parts.join(' ') },
+    accelReason: accel.reason,
+  };
 }

@@ -11,6 +11,8 @@ export interface BootInfo {
   accel: 'kvm' | 'tcg';
   accelReason: string;
   machine: string;
+  /** QEMU -cpu model; absent in records from before it was kept. */
+  cpu?: string;
   kernel: string;
   initrd?: string;
   cmdline: string;

@@ -10,7 +10,7 @@ import { parseOverrides } from '../config/parser.ts';
 import type { DomainConfig } from '../config/types.ts';
 import { validateConfig } from '../config/validate.ts';
 import { resolveAccel } from '../engine/accel.ts';
-import { chooseMachine } from '../engine/machine.ts';
+import { chooseMachine, legacyCpuModel } from '../engine/machine.ts';
 import { qemuVersionOf } from '../engine/migration.ts';
 import { domainRunPaths } from '../engine/paths.ts';
 import { XenodeError } from '../errors.ts';
@@ -31,6 +31,8 @@ export interface TransferMeta {
   sourceDomid: number;
   qemuVersion: string;
   machine: string;
+  /** QEMU -cpu model; absent in files from before it was recorded (they ran legacyCpuModel). */
+  cpu?: string;
   accel: 'kvm' | 'tcg';
   savedAt: string;
   writer: string;
@@ -59,6 +61,7 @@ export function parseMeta(v: unknown, where: string): TransferMeta {
     sourceDomid: num('sourceDomid'),
     qemuVersion: str('qemuVersion'),
     machine: str('machine'),
+    ...(typeof o.cpu === 'string' ? { cpu: o.cpu } : {}),
     accel,
     savedAt: str('savedAt'),
     writer: str('writer'),
@@ -129,6 +132,7 @@ export function transferMeta(d: Domain): TransferMeta {
     sourceDomid: d.domid,
     qemuVersion: (m && qemuVersionOf(m)) ?? 'unknown',
     machine: d.rec.boot?.machine ?? chooseMachine(d.rec.config),
+    cpu: d.rec.boot?.cpu ?? legacyCpuModel(d.rec.boot?.accel ?? 'tcg'),
     accel: d.rec.boot?.accel ?? 'tcg',
     savedAt: new Date().toISOString(),
     writer: XENODE_FORMAT_WRITER,
@@ -240,6 +244,11 @@ export function checkHostFiles(cfg: DomainConfig): void {
 function versionTuple(v: string): number[] | undefined {
   const m = /(\d+)\.(\d+)\.(\d+)/.exec(v);
   return m ? [Number(m[1]), Number(m[2]), Number(m[3])] : undefined;
+}
+
+/** The CPU model a moved domain must keep: its guest saw that CPUID. */
+export function savedCpuModel(meta: TransferMeta): string {
+  return meta.cpu ?? legacyCpuModel(meta.accel);
 }
 
 /**

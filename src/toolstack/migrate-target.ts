@@ -13,6 +13,7 @@ import {
   parseConfigJson,
   parseMeta,
   pinMachine,
+  savedCpuModel,
 } from './domain-transfer.ts';
 import { INCOMING_SUFFIX, parseMessage, type ToSource, type ToTarget } from './migrate-protocol.ts';
 import type { Principal } from './principal.ts';
@@ -124,7 +125,7 @@ export function receiveMigration(ts: Toolstack, p: Principal, sock: MigrationSoc
           const g = await goMsg;
           adoptState(ts, nd, meta, g.store, Buffer.from(g.console, 'base64'), note);
         },
-        { paused: true },
+        { paused: true, cpu: savedCpuModel(meta) },
       );
       ts.rename(d, cfg.name);
       let resumedAt: number | undefined;

@@ -19,6 +19,7 @@ import {
   parseConfigJson,
   parseMeta,
   pinMachine,
+  savedCpuModel,
   type TransferMeta,
   transferableConfig,
   transferMeta,
@@ -273,7 +274,7 @@ export async function restoreFromFile(
       );
       adoptState(ts, d, meta, store, tail, `restored from ${req.file}, saved on ${meta.sourceHost} at ${meta.savedAt}`);
     },
-    { paused: req.paused === true },
+    { paused: req.paused === true, cpu: savedCpuModel(meta) },
   );
   ts.log.info(
     `restored ${d.name} from ${req.file} (saved on ${meta.sourceHost} at ${meta.savedAt}) in ${Date.now() - t0} ms, checksum ${verifyMs} ms`,

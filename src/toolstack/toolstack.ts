@@ -42,6 +42,8 @@ export interface CreateOptions {
    * machine state into it before plugins' afterLaunch and before `cont`.
    */
   incoming?: (d: Domain, m: QemuMachine) => Promise<void>;
+  /** Restore/migration: the CPU model the saved state was running on. */
+  cpu?: string;
 }
 
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
@@ -197,6 +199,7 @@ export class Toolstack {
   private async launch(d: Domain, opts: CreateOptions): Promise<void> {
     const rec = d.rec;
     const { plan, accelReason } = await resolveBoot(rec.config, this.o.hostAccel, opts.onProgress);
+    if (opts.cpu) plan.cpu = opts.cpu;
     const qemuBinary = rec.config.device_model_override ?? this.o.qemuBinary;
     const paths = domainRunPaths(rec.runDir);
     mkdirSync(rec.runDir, { recursive: true });
@@ -225,6 +228,7 @@ export class Toolstack {
       accel: plan.accel,
       accelReason,
       machine: plan.machine,
+      cpu: plan.cpu,
       kernel: plan.kernel,
       initrd: plan.initrd,
       cmdline: plan.cmdline,
