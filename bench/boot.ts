@@ -526,7 +526,9 @@ async function main(): Promise<void> {
         `${fmt(medOf('qemu-default', (s) => s.uptime))} s vs ${fmt(medOf('qemu-same', (s) => s.uptime))} s. Host side, ` +
         `QEMU's defaults boot the compressed bzImage, which SeaBIOS/linuxboot load and the guest decompresses before its ` +
         `clock starts, and bring a VGA card, an e1000 NIC with its option ROM and slirp, IDE and floppy; Xenode boots the ` +
-        `uncompressed vmlinux through its PVH entry on a \`-nodefaults\` machine. Guest side, the machines differ in what ` +
+        `uncompressed vmlinux through its PVH entry on a \`-nodefaults\` machine and tells the kernel the TSC's ` +
+        `frequency (\`tsc_early_khz=\`: under TCG its calibration against the PIT fails and falls back to the HPET, ` +
+        `0.4–0.5 s before the guest's clock starts). Guest side, the machines differ in what ` +
         `the kernel and the initramfs must set up: QEMU's default CPU model is qemu64 where Xenode asks for \`-cpu ${TCG_CPU_MODEL}\` ` +
         `(the kernel skips its crypto self-tests, \`cryptomgr.notests\`), and Xenode's command line adds the devices its plugins want (see qemu-same's command line below), which the ` +
         `guest probes and whose drivers the initramfs loads. RSS ${fmt(
