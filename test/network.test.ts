@@ -290,6 +290,17 @@ describe('errors are one clear line, and change nothing', () => {
     assert.doesNotMatch(await host.ok(['list']), /^nb /m);
   });
 
+  it('more vifs than a q35 domain has NIC slots', async () => {
+    const pids = host.qemuPids().length;
+    const many = Array.from({ length: 32 }, () => '"ip="').join(', ');
+    const cfg = host.writeConfig('many.cfg', `name = "many"\nmemory = 256\nvif = [ ${many} ]\n`);
+    const c = await host.xl(['create', cfg]);
+    assert.equal(c.code, 1);
+    assert.match(oneLine(c.stderr), /32 vifs: a q35 domain has 31 NIC slots/);
+    assert.equal(host.qemuPids().length, pids, 'no stray QEMU');
+    assert.doesNotMatch(await host.ok(['list']), /^many /m);
+  });
+
   it('detaching an unknown device', async () => {
     const r = await host.xl(['network-detach', 'a1', '9']);
     assert.equal(r.code, 1);

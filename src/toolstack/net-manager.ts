@@ -229,6 +229,15 @@ export class NetManager {
   beforeLaunch(d: Domain): LaunchContribution {
     const saved = loadVifs(d.rec.runDir);
     const inUse = this.macOwners(d.domid);
+    if (this.bridged(d) && d.rec.config.vif.length > NIC_BRIDGE_SLOTS) {
+      throw new XenodeError(
+        'config',
+        `${d.rec.config.vif.length} vifs: a q35 domain has ${NIC_BRIDGE_SLOTS} NIC slots`,
+        {
+          hint: `give it at most ${NIC_BRIDGE_SLOTS} vifs`,
+        },
+      );
+    }
     const vifs = saved ?? d.rec.config.vif.map((s, devid) => this.makeRecord(d, s, devid, inUse));
     const created: string[] = [];
     try {
