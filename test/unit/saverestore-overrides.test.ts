@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { loadConfigText } from '../../src/config/load.ts';
 import { XenodeError } from '../../src/errors.ts';
-import { applyOverrides, parseMeta } from '../../src/toolstack/domain-transfer.ts';
+import { applyOverrides, parseMeta, pinMachine, savedCpuModel } from '../../src/toolstack/domain-transfer.ts';
 
 const saved = loadConfigText(
   'name = "web1"\nmemory = 256\nvif = ["mac=00:16:3e:00:00:01,ip=10.0.0.5"]\ndisk = ["/img/a.img,raw,xvdb,rw"]\n',
@@ -56,5 +56,28 @@ describe('restore overrides', () => {
 
   it('metadata must have its fields', () => {
     assert.throws(() => parseMeta({ name: 'x' }, 'save file'), /metadata field '\w+' is missing/);
+  });
+
+  it('keeps the machine and CPU model the state was saved with', () => {
+    const base = {
+      name: 'web1',
+      uuid: 'u',
+      sponsor: 'admin',
+      sourceHost: 'h',
+      sourceDomid: 3,
+      qemuVersion: '7.2.22',
+      accel: 'tcg',
+      savedAt: 'now',
+      writer: 'xenode',
+      targetMiB: 256,
+      maxMiB: 256,
+    };
+    const oldPc = parseMeta({ ...base, machine: 'pc' }, 'save file');
+    assert.equal(pinMachine(saved, oldPc).machine, 'pc', 'auto stays the machine it was saved on');
+    assert.equal(pinMachine({ ...saved, machine: 'q35' }, oldPc).machine, 'q35', 'an explicit machine is kept');
+    assert.equal(savedCpuModel(oldPc), 'max', 'files without a CPU model ran max under TCG');
+    const now = parseMeta({ ...base, machine: 'q35', cpu: 'Nehalem,+rdrand' }, 'save file');
+    assert.equal(savedCpuModel(now), 'Nehalem,+rdrand');
+    assert.equal(savedCpuModel(parseMeta({ ...base, accel: 'kvm', machine: 'q35' }, 'save file')), 'host');
   });
 });
