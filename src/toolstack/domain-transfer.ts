@@ -41,6 +41,14 @@ export interface TransferMeta {
   wasRunning: boolean;
 }
 
+/** A QEMU -cpu value from a file or a peer: a model name and +/-feature flags, nothing else. */
+function cpuField(v: unknown, where: string): string {
+  if (typeof v !== 'string' || !/^[A-Za-z0-9][\w.-]*(,[+-]?[\w.-]+(=[\w.-]+)?)*$/.test(v)) {
+    throw new XenodeError('config', `${where}: metadata field 'cpu' is not a CPU model`);
+  }
+  return v;
+}
+
 export function parseMeta(v: unknown, where: string): TransferMeta {
   const o = (typeof v === 'object' && v !== null ? v : {}) as Record<string, unknown>;
   const str = (k: string) => {
@@ -61,7 +69,7 @@ export function parseMeta(v: unknown, where: string): TransferMeta {
     sourceDomid: num('sourceDomid'),
     qemuVersion: str('qemuVersion'),
     machine: str('machine'),
-    ...(typeof o.cpu === 'string' ? { cpu: o.cpu } : {}),
+    ...(o.cpu === undefined ? {} : { cpu: cpuField(o.cpu, where) }),
     accel,
     savedAt: str('savedAt'),
     writer: str('writer'),

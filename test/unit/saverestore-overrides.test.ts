@@ -79,5 +79,9 @@ describe('restore overrides', () => {
     const now = parseMeta({ ...base, machine: 'q35', cpu: 'Nehalem,+rdrand' }, 'save file');
     assert.equal(savedCpuModel(now), 'Nehalem,+rdrand');
     assert.equal(savedCpuModel(parseMeta({ ...base, accel: 'kvm', machine: 'q35' }, 'save file')), 'host');
+    assert.throws(
+      () => parseMeta({ ...base, machine: 'q35', cpu: 'max -device evil' }, 'save file'),
+      /metadata field 'cpu' is not a CPU model/,
+    );
   });
 });
