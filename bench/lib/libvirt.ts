@@ -13,11 +13,10 @@ import {
   connectWhenReady,
   cpuSeconds,
   peakRssMiB,
-  processStartClock,
+  qemuFacts,
   ReadyScanner,
   readPid,
   rejectOnExit,
-  rssParts,
   run,
   stopPid,
   withTimeout,
@@ -252,12 +251,10 @@ ${extra.join('\n')}
       qemuPid = readPid(`/run/libvirt/qemu/${name}.pid`);
       const rssMiB = qemuPid ? peakRssMiB(qemuPid) : undefined;
       if (qemuPid) ctx.ourPids.add(qemuPid);
-      const qemuExec = qemuPid ? processStartClock(qemuPid) - u0 : undefined;
-      const qemuCpu = cpuSeconds(qemuPid);
-      const parts = rssParts(qemuPid);
+      const facts = qemuFacts(qemuPid, u0);
       const toolCpu =
         virshCpu + daemons.reduce<number>((sum, pid, i) => sum + cpuSeconds(pid) - (daemonCpu0[i] ?? 0), 0);
-      return { wall: (hit.at - t0) / 1000, uptime: hit.uptime, rssMiB, rssParts: parts, qemuExec, qemuCpu, toolCpu };
+      return { wall: (hit.at - t0) / 1000, uptime: hit.uptime, rssMiB, ...facts, toolCpu };
     } finally {
       clearInterval(sampleVirsh);
       stopped = true;

@@ -285,3 +285,19 @@ export function rssParts(pid: number | undefined): { anon: number; shmem: number
     return undefined;
   }
 }
+
+/**
+ * What every boot contender reports about its QEMU right after the ready line:
+ * when it was exec'd (seconds after `u0`, a bootClock() reading), its CPU time and
+ * where its resident memory is.
+ */
+export function qemuFacts(
+  pid: number | undefined,
+  u0: number,
+): { qemuExec?: number; qemuCpu: number; rssParts: ReturnType<typeof rssParts> } {
+  return {
+    qemuExec: pid ? processStartClock(pid) - u0 : undefined,
+    qemuCpu: cpuSeconds(pid),
+    rssParts: rssParts(pid),
+  };
+}

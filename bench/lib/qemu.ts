@@ -10,13 +10,11 @@ import type { BenchContext, BootSample, Contender } from './contender.ts';
 import {
   bootClock,
   connectWhenReady,
-  cpuSeconds,
   FileFollower,
   peakRssMiB,
-  processStartClock,
+  qemuFacts,
   ReadyScanner,
   rejectOnExit,
-  rssParts,
   stopPid,
   withTimeout,
 } from './proc.ts';
@@ -91,17 +89,13 @@ export class QemuSameContender implements Contender {
         'XENODE-READY from qemu-same',
       );
       const rssMiB = child.pid ? peakRssMiB(child.pid) : undefined;
-      const qemuExec = child.pid ? processStartClock(child.pid) - u0 : undefined;
-      const qemuCpu = cpuSeconds(child.pid);
-      const parts = rssParts(child.pid);
+      const facts = qemuFacts(child.pid, u0);
       const logHit = await Promise.race([logScanner.ready, sleep(1000).then(() => undefined)]);
       return {
         wall: (hit.at - t0) / 1000,
         uptime: hit.uptime,
         rssMiB,
-        rssParts: parts,
-        qemuExec,
-        qemuCpu,
+        ...facts,
         toolCpu: 0,
         consoleLag: logHit ? (hit.at - logHit.at) / 1000 : undefined,
       };
@@ -185,15 +179,11 @@ export class QemuDefaultContender implements Contender {
         'XENODE-READY from qemu-default',
       );
       const rssMiB = child.pid ? peakRssMiB(child.pid) : undefined;
-      const qemuExec = child.pid ? processStartClock(child.pid) - u0 : undefined;
-      const qemuCpu = cpuSeconds(child.pid);
       return {
         wall: (hit.at - t0) / 1000,
         uptime: hit.uptime,
         rssMiB,
-        rssParts: rssParts(child.pid),
-        qemuExec,
-        qemuCpu,
+        ...qemuFacts(child.pid, u0),
         toolCpu: 0,
       };
     } finally {

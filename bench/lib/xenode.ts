@@ -12,12 +12,11 @@ import {
   FileFollower,
   peakRssMiB,
   pidAlive,
-  processStartClock,
+  qemuFacts,
   ReadyScanner,
   type RunResult,
   readPid,
   rejectOnExit,
-  rssParts,
   run,
   stopPid,
   withTimeout,
@@ -175,18 +174,14 @@ export class XenodeContender implements Contender {
           /* gone already */
         }
       }
-      const qemuExec = qemuPid ? processStartClock(qemuPid) - u0 : undefined;
-      const qemuCpu = cpuSeconds(qemuPid);
-      const parts = rssParts(qemuPid);
+      const facts = qemuFacts(qemuPid, u0);
       const logHit = await Promise.race([logScanner.ready, sleep(1000).then(() => undefined)]);
       return {
         wall: (hit.at - t0) / 1000,
         uptime: hit.uptime,
         rssMiB,
-        rssParts: parts,
+        ...facts,
         created,
-        qemuExec,
-        qemuCpu,
         toolCpu,
         consoleLag: logHit ? (hit.at - logHit.at) / 1000 : undefined,
       };
