@@ -3,7 +3,8 @@
 // host) and cached under a key that hashes everything it is made from.
 
 import { createHash } from 'node:crypto';
-import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdirSync, readFileSync, statSync } from 'node:fs';
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { XenodeError } from '../src/errors.ts';
 import { aptStateFingerprint, type DebPackage, downloadDeb, extractDeb, resolvePackages } from './apt.ts';
@@ -79,10 +80,12 @@ function imageFor(dir: string, m: Manifest): GuestImage {
 
 /** The image in `dir`, if that directory holds a complete build. */
 async function readImage(dir: string): Promise<{ image: GuestImage; manifest: Manifest } | undefined> {
+  // Synchronous: the cache hit is on every create and restore, and a few local reads
+  // and stats are cheaper than trips through libuv's thread pool (see aptStateFingerprint).
   try {
-    const manifest = JSON.parse(await readFile(join(dir, MANIFEST), 'utf8')) as Manifest;
+    const manifest = JSON.parse(readFileSync(join(dir, MANIFEST), 'utf8')) as Manifest;
     const image = imageFor(dir, manifest);
-    await Promise.all([stat(image.kernel), stat(image.vmlinux), stat(image.initrd)]);
+    for (const f of [image.kernel, image.vmlinux, image.initrd]) statSync(f);
     return { image, manifest };
   } catch {
     return undefined;
@@ -97,7 +100,7 @@ async function resolveInputs(cacheDir: string, opts: EnsureGuestOptions): Promis
   const memoPath = join(cacheDir, RESOLVED);
   const fingerprint = await aptStateFingerprint();
   try {
-    const memo = JSON.parse(await readFile(memoPath, 'utf8')) as { fingerprint: string; packages: DebPackage[] };
+    const memo = JSON.parse(readFileSync(memoPath, 'utf8')) as { fingerprint: string; packages: DebPackage[] };
     if (memo.fingerprint === fingerprint && memo.packages.length === 2) return memo.packages;
   } catch {
     // no memo yet, or unreadable: resolve afresh
@@ -123,7 +126,7 @@ async function newestCachedImage(cacheDir: string): Promise<GuestImage | undefin
 
 export async function ensureDefaultGuest(opts: EnsureGuestOptions = {}): Promise<GuestImage> {
   const cacheDir = resolve(opts.cacheDir ?? defaultGuestCacheDir());
-  await mkdir(cacheDir, { recursive: true });
+  mkdirSync(cacheDir, { recursive: true });
 
   let packages: DebPackage[];
   try {
