@@ -194,7 +194,7 @@ ${extra.join('\n')}
 
   describe(): string {
     return (
-      "`virsh -c qemu:///system create dom.xml` (type='qemu' i.e. TCG, machine ${this.c.devices()?.machine ?? 'pc'}, `${cpuXml(this.c.devices()?.cpu ?? 'max')}`, memfd " +
+      `\`virsh -c qemu:///system create dom.xml\` (type='qemu' i.e. TCG, machine ${this.c.devices()?.machine ?? 'pc'}, \`${cpuXml(this.c.devices()?.cpu ?? 'max')}\`, memfd ` +
       'shared RAM, ACPI, direct kernel boot of the same vmlinux + initrd + command line as Xenode, serial on a unix ' +
       `socket, \`<controller type='usb' model='none'/>\`, no graphics; extra devices: ${describeDevices(this.c.devices())}` +
       `${this.c.devices()?.balloon ? '' : ", `<memballoon model='none'/>`"}); then \`virsh destroy\``
