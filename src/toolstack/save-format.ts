@@ -140,10 +140,20 @@ export class SaveFileWriter {
   private closed = false;
   readonly partial: string;
 
+  /**
+   * `durable`: the file must be on disk when finish() returns (a save that destroys
+   * the domain: the file is its only copy). Only such a file has its writeback
+   * started as it grows; otherwise the kernel writes it back in its own time, as
+   * for plain QEMU's `cat`, and the next restore does not compete with that writeback.
+   */
+  readonly durable: boolean;
+
   constructor(
     readonly path: string,
-    version: { major: number; minor: number } = { major: FORMAT_MAJOR, minor: FORMAT_MINOR },
+    opts: { durable?: boolean; version?: { major: number; minor: number } } = {},
   ) {
+    const version = opts.version ?? { major: FORMAT_MAJOR, minor: FORMAT_MINOR };
+    this.durable = opts.durable ?? true;
     this.partial = `${path}.partial`;
     try {
       this.fd = openSync(this.partial, 'w', 0o600);
@@ -192,9 +202,9 @@ export class SaveFileWriter {
     this.hash = new Xxh3Hash();
   }
 
-  /** Every MiB, have the kernel start writing what is already in the file. */
+  /** Every MiB of a durable file, have the kernel start writing what is already in it. */
   private writeBehind(): void {
-    if (this.pos - this.flushedTo < WRITEBACK_STEP) return;
+    if (!this.durable || this.pos - this.flushedTo < WRITEBACK_STEP) return;
     startWriteback(this.fd, this.flushedTo, this.pos - this.flushedTo);
     this.flushedTo = this.pos;
   }
@@ -244,12 +254,8 @@ export class SaveFileWriter {
     return this.hash?.length ?? 0;
   }
 
-  /**
-   * Write the trailer and give the file its final name. `durable`: wait until it
-   * is on disk first (fsync), for when the domain is destroyed right after and the
-   * file is its only copy; otherwise the kernel is only asked to start writing.
-   */
-  async finish(durable = true): Promise<number> {
+  /** Write the trailer and give the file its final name (after an fsync if durable). */
+  async finish(): Promise<number> {
     if (!this.hash) throw new Error('no stream written');
     const t = Buffer.alloc(TRAILER_SIZE);
     TRAILER_MAGIC.copy(t, 0);
@@ -261,8 +267,7 @@ export class SaveFileWriter {
     this.write(t);
     // Writeback started while the stream came in (writeBehind), so an fsync waits for
     // the tail only; an fsync every few MiB instead slowed the stream down 2x here.
-    if (durable) await new Promise<void>((resolve, reject) => fsync(this.fd, (e) => (e ? reject(e) : resolve())));
-    else startWriteback(this.fd, this.flushedTo, this.pos - this.flushedTo);
+    if (this.durable) await new Promise<void>((resolve, reject) => fsync(this.fd, (e) => (e ? reject(e) : resolve())));
     closeSync(this.fd);
     this.closed = true;
     // Renaming over an existing save file frees the old one's blocks and pages in the

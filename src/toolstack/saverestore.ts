@@ -118,7 +118,10 @@ export function saveDomain(ts: Toolstack, d: Domain, req: SaveRequest, progress?
     const m = machineOf(d);
     const meta = transferMeta(d);
     const wasRunning = d.rec.state === 'running';
-    const w = new SaveFileWriter(req.file);
+    // Only a save that destroys the domain leaves the file as its sole copy: that one
+    // waits for the disk (xl waits for none); with -c and -p the domain lives on.
+    const destroying = !req.checkpoint && !req.leavePaused;
+    const w = new SaveFileWriter(req.file, { durable: destroying });
     let stopped = false;
     try {
       if (wasRunning) {
@@ -170,10 +173,7 @@ export function saveDomain(ts: Toolstack, d: Domain, req: SaveRequest, progress?
       }
       progress?.({ phase: 'save', bytes: w.streamBytes });
       const tStream = Date.now();
-      // Only a save that destroys the domain leaves the file as its sole copy: that one
-      // waits for the disk (xl waits for none); -c and -p only start the writeback.
-      const destroying = !req.checkpoint && !req.leavePaused;
-      const bytes = await w.finish(destroying);
+      const bytes = await w.finish();
       const flushMs = Date.now() - tStream;
       ts.log.info(
         `saved to ${req.file} (${(bytes / 1048576).toFixed(1)} MiB) in ${Date.now() - t0} ms, ${destroying ? 'flush to disk' : 'finish'} ${flushMs} ms`,

@@ -39,7 +39,7 @@ function write(
   path: string,
   opts: { major?: number; extra?: () => void; sections?: (w: SaveFileWriter) => void } = {},
 ) {
-  const w = new SaveFileWriter(path, { major: opts.major ?? 1, minor: 1 });
+  const w = new SaveFileWriter(path, { version: { major: opts.major ?? 1, minor: 1 } });
   w.addJson(SECTION.config, config);
   w.addJson(SECTION.meta, meta);
   w.addSection(SECTION.console, Buffer.from('console tail\r\n'), FLAG_OPTIONAL);
@@ -182,12 +182,12 @@ describe('save file format', () => {
   it('replaces an existing file whole, durable or not, and leaves nothing beside it', async () => {
     const p = join(dir, 'replace.save');
     writeFileSync(p, 'an older save');
-    const w = new SaveFileWriter(p);
+    const w = new SaveFileWriter(p, { durable: false });
     w.addJson(SECTION.config, config);
     w.addJson(SECTION.meta, meta);
     w.beginStream();
     w.writeStream(stream.subarray(0, 100_000));
-    await w.finish(false);
+    await w.finish();
     const f = await readSaveFile(p);
     assert.equal(f.stream.length, 100_000);
     await new Promise((r) => setTimeout(r, 50)); // the old file is removed in the background
