@@ -117,12 +117,18 @@ function shellWord(s: string): string {
   return `'${s.replaceAll("'", "'\\''")}'`;
 }
 
+/** The number a QEMU knows the first of QemuCommand.passFds by. */
+export const FIRST_PASSED_FD = 3;
+
 /**
- * An incoming URI that reads `length` bytes of `file` from `offset`: QEMU reads
- * the pipe itself, as fast as `exec:cat FILE`, with no copy through the daemon.
+ * An incoming URI for a descriptor QEMU inherited (QemuCommand.passFds), e.g. a
+ * save file positioned at its stream: QEMU reads the file itself, with no
+ * process or pipe in between (an `exec:dd` of the byte range cost a fork, an
+ * exec and a copy through a pipe). The stream's own end marker ends the load,
+ * so what follows it in the file is never read as state.
  */
-export function fileRangeUri(file: string, offset: number, length: number): string {
-  return `exec:dd if=${shellWord(file)} bs=1M iflag=skip_bytes,count_bytes skip=${offset} count=${length} status=none`;
+export function inheritedFdUri(fd: number): string {
+  return `fd:${fd}`;
 }
 
 /**

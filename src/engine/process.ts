@@ -78,7 +78,7 @@ export function launchQemu(cmd: QemuCommand, paths: DomainRunPaths): Promise<Lau
   const log = openSync(paths.qemuLog, 'a');
   return new Promise((resolve, reject) => {
     // Detached, own session, no pipes: QEMU keeps running if the daemon dies.
-    const child = spawn(cmd.binary, cmd.args, { detached: true, stdio: ['ignore', log, log] });
+    const child = spawn(cmd.binary, cmd.args, { detached: true, stdio: ['ignore', log, log, ...(cmd.passFds ?? [])] });
     closeSync(log);
     child.once('error', (e: NodeJS.ErrnoException) => {
       if (e.code === 'ENOENT') {

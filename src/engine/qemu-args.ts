@@ -20,6 +20,8 @@ export interface BootPlan {
 export interface QemuCommand {
   binary: string;
   args: string[];
+  /** Open descriptors QEMU inherits, as its fds 3, 4, … (e.g. a save file for `fd:3`). */
+  passFds?: number[];
 }
 
 export interface BuildOptions {

@@ -2,8 +2,8 @@
 // console tail into one checksummed file (save-format.ts), and back into a new
 // domain. QEMU moves the machine state; everything around it is ours.
 
-import { readFileSync, rmSync } from 'node:fs';
-import { appendToFileUri, fileRangeUri, Migration, MigrationError } from '../engine/migration.ts';
+import { closeSync, readFileSync, rmSync } from 'node:fs';
+import { appendToFileUri, FIRST_PASSED_FD, inheritedFdUri, Migration, MigrationError } from '../engine/migration.ts';
 import type { QemuMachine } from '../engine/qemu-machine.ts';
 import { XenodeError } from '../errors.ts';
 import type { Domain } from './domain.ts';
@@ -28,6 +28,7 @@ import type { Principal } from './principal.ts';
 import {
   FLAG_OPTIONAL,
   jsonSection,
+  openStreamAt,
   readSaveFileHeader,
   SaveFileWriter,
   SECTION,
@@ -255,13 +256,20 @@ export async function restoreFromFile(
     if (!(req.overrides ?? []).some((o) => /^\s*uuid\s*=/.test(o))) cfg = { ...cfg, uuid: undefined };
   }
   checkIdentityFree(ts, cfg.name, cfg.uuid);
+  // QEMU reads the state through this descriptor, the one the checksum is computed
+  // through: whatever happens to the path meanwhile, it loads what was checked.
+  const streamFd = openStreamAt(req.file, f.stream.offset);
   // The stream's checksum runs while the domain is set up and its QEMU starts
   // (both take about as long); QEMU gets the stream only once every byte of it
   // passed, so a damaged file ends as a failed create: no domain, no QEMU left.
   const tVerify = Date.now();
   let verifyMs = 0;
-  const verified = verifyStream(req.file, f.stream, f.trailer, (n) =>
-    progress?.({ phase: 'verify', bytes: n, totalBytes: f.stream.length }),
+  const verified = verifyStream(
+    req.file,
+    f.stream,
+    f.trailer,
+    (n) => progress?.({ phase: 'verify', bytes: n, totalBytes: f.stream.length }),
+    streamFd,
   ).then(() => {
     verifyMs = Date.now() - tVerify;
   });
@@ -281,19 +289,30 @@ export async function restoreFromFile(
           d,
           m,
           async (mig) => {
-            await mig.listen(fileRangeUri(req.file, f.stream.offset, f.stream.length));
+            await mig.listen(inheritedFdUri(FIRST_PASSED_FD));
             progress?.({ phase: 'restore', bytes: 0, totalBytes: f.stream.length });
           },
           300_000,
         );
-        adoptState(ts, d, meta, store, tail, `restored from ${req.file}, saved on ${meta.sourceHost} at ${meta.savedAt}`);
+        adoptState(
+          ts,
+          d,
+          meta,
+          store,
+          tail,
+          `restored from ${req.file}, saved on ${meta.sourceHost} at ${meta.savedAt}`,
+        );
       },
-      { paused: req.paused === true, cpu: savedCpuModel(meta) },
+      { paused: req.paused === true, cpu: savedCpuModel(meta), passFds: [streamFd] },
     );
   } catch (e) {
     // A damaged file is the news, whatever else failed meanwhile.
     await verified;
     throw e;
+  } finally {
+    // QEMU has its own copy; the checksum is done with it once `verified` settled.
+    await verified.catch(() => undefined);
+    closeSync(streamFd);
   }
   ts.log.info(
     `restored ${d.name} from ${req.file} (saved on ${meta.sourceHost} at ${meta.savedAt}) in ${Date.now() - t0} ms, checksum ${verifyMs} ms (${waitedMs} ms of it after QEMU was up)`,

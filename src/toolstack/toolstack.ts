@@ -44,6 +44,8 @@ export interface CreateOptions {
   incoming?: (d: Domain, m: QemuMachine) => Promise<void>;
   /** Restore/migration: the CPU model the saved state was running on. */
   cpu?: string;
+  /** Open descriptors the QEMU inherits as its fds 3, 4, … (a save file to load from). */
+  passFds?: number[];
 }
 
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
@@ -224,6 +226,7 @@ export class Toolstack {
       tcgTbSizeMiB: plan.accel === 'tcg' ? this.o.tcgTbSizeMiB : undefined,
       extraArgs,
     });
+    if (opts.passFds?.length) cmd.passFds = opts.passFds;
     rec.boot = {
       accel: plan.accel,
       accelReason,
