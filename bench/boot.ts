@@ -530,8 +530,11 @@ async function main(): Promise<void> {
         `frequency (\`tsc_early_khz=\`: under TCG its calibration against the PIT fails and falls back to the HPET, ` +
         `0.4–0.5 s before the guest's clock starts). Guest side, the machines differ in what ` +
         `the kernel and the initramfs must set up: QEMU's default CPU model is qemu64 where Xenode asks for \`-cpu ${TCG_CPU_MODEL}\` ` +
-        `(the kernel skips its crypto self-tests, \`cryptomgr.notests\`), and Xenode's command line adds the devices its plugins want (see qemu-same's command line below), which the ` +
-        `guest probes and whose drivers the initramfs loads. RSS ${fmt(
+        `and its kernel command line skips the crypto self-tests (\`cryptomgr.notests\`, \`initcall_blacklist=crypto_kdf108_init\`) ` +
+        `and keeps the kernel's LOCK prefixes (\`noreplace-smp\`: a one-CPU kernel otherwise rewrites each of them, and under TCG ` +
+        `every such write lands on translated code), where QEMU's default runs with \`console=ttyS0 quiet\`; Xenode's command line ` +
+        `also adds the devices its plugins want (see qemu-same's command line below), which the guest probes and whose drivers ` +
+        `the initramfs loads before its ready line (the drivers of absent devices load after it). RSS ${fmt(
           medOf('qemu-default', (s) => s.rssMiB),
           0,
         )} vs ` +
