@@ -129,8 +129,8 @@ async function main(): Promise<void> {
   const startedAt = new Date();
   const host = hostFacts();
   log(`bench:boot: ${rounds} rounds, ${memoryMiB} MiB, ${vcpus} vCPU(s); temp dir ${tmp}`);
-  if (!existsSync(join(ROOT, 'dist', 'xenode.mjs'))) {
-    log('warning: dist/xenode.mjs is missing, so bin/xenode runs from source through tsx (slow); run `npm run build`');
+  if (!existsSync(join(ROOT, 'dist', 'xenode.cjs'))) {
+    log('warning: dist/xenode.cjs is missing, so bin/xenode runs from source through tsx (slow); run `npm run build`');
   }
 
   const guest = await ensureDefaultGuest({ onProgress: (m) => log(`default guest: ${m}`) });

@@ -1,5 +1,9 @@
 // Bundle the CLI and the daemon so `xenode` starts fast: resolving a few
 // hundred ESM files (typebox, commander, ws) costs more than running them.
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { build } from 'esbuild';
 
 const common = {
@@ -14,6 +18,28 @@ const common = {
   // Some CommonJS dependencies call require(); give the ESM bundle one.
   banner: { js: "import { createRequire as __xnCreateRequire } from 'node:module'; const require = __xnCreateRequire(import.meta.url);" },
 };
-await build({ ...common, entryPoints: ['src/cli/main.ts'], outfile: 'dist/xenode.mjs' });
+// The CLI is CommonJS so bin/xenode-cli.cjs can run it through V8's code cache;
+// import.meta.url (locating xenoded.mjs next to it) becomes the file's own URL.
+rmSync('dist/xenode.mjs', { force: true });
+rmSync('dist/xenode.mjs.map', { force: true });
+rmSync('dist/xenode.cjs.cache', { force: true });
+await build({
+  ...common,
+  format: 'cjs',
+  entryPoints: ['src/cli/main.ts'],
+  outfile: 'dist/xenode.cjs',
+  define: { 'import.meta.url': '__xnImportMetaUrl' },
+  banner: { js: "const __xnImportMetaUrl = require('node:url').pathToFileURL(__filename).href;" },
+});
 await build({ ...common, entryPoints: ['src/daemon-main.ts'], outfile: 'dist/xenoded.mjs' });
 await build({ ...common, entryPoints: ['src/net/switch-main.ts'], outfile: 'dist/xenode-switch.mjs' });
+
+// Warm V8's code cache with a command that parses a config (no daemon needed):
+// the cache then holds the functions a create runs, not only the top level.
+const warm = mkdtempSync(join(tmpdir(), 'xenode-build-'));
+try {
+  writeFileSync(join(warm, 'warm.cfg'), 'name = "warm"\nmemory = 256\n');
+  execFileSync(process.execPath, ['bin/xenode-cli.cjs', 'create', '-n', join(warm, 'warm.cfg')], { stdio: 'ignore' });
+} finally {
+  rmSync(warm, { recursive: true, force: true });
+}

@@ -60,5 +60,7 @@ export async function runCli(argv: string[]): Promise<number> {
   return exitCode;
 }
 
-const code = await runCli(process.argv.slice(2));
-process.exitCode = code;
+// No top-level await: the bundle is CommonJS (bin/xenode-cli.cjs).
+void runCli(process.argv.slice(2)).then((code) => {
+  process.exitCode = code;
+});
