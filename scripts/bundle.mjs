@@ -1,7 +1,7 @@
 // Bundle the CLI and the daemon so `xenode` starts fast: resolving a few
 // hundred ESM files (typebox, commander, ws) costs more than running them.
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { build } from 'esbuild';
@@ -33,6 +33,12 @@ await build({
 });
 await build({ ...common, entryPoints: ['src/daemon-main.ts'], outfile: 'dist/xenoded.mjs' });
 await build({ ...common, entryPoints: ['src/net/switch-main.ts'], outfile: 'dist/xenode-switch.mjs' });
+
+// bin/xenode-cli.cjs runs the bundle as a vm.Script, which has no loader for a
+// real import(): esbuild turns import() of bundled code into require(), but not of
+// Node's own modules. Catch one at build time rather than in a user's command.
+const dynamic = /[^\w.$]import\(/.exec(readFileSync('dist/xenode.cjs', 'utf8'));
+if (dynamic) throw new Error(`dist/xenode.cjs has a dynamic import() (use a static import): ...${dynamic.input.slice(dynamic.index, dynamic.index + 60)}`);
 
 // Warm V8's code cache with a command that parses a config (no daemon needed):
 // the cache then holds the functions a create runs, not only the top level.

@@ -361,7 +361,7 @@ A config without kernel= boots the default guest (built on first use).`,
     options: [{ flags: '--timeout <s>', help: 'seconds to wait (default 60)' }],
     async run(ctx, [dom], opts) {
       const c = ctx.client();
-      const ws = c.websocket(`/v1/domains/${enc(dom)}/console`);
+      const ws = await c.websocket(`/v1/domains/${enc(dom)}/console`);
       const limit = Number(opts.timeout ?? 60) * 1000;
       const found = await new Promise<boolean>((resolve) => {
         let text = '';

@@ -6,11 +6,15 @@ import type { ApiClient } from './client.ts';
 
 const ESCAPE = 0x1d; // Ctrl-]
 
-export function attachConsole(client: ApiClient, dom: string, opts: { scrollback?: boolean } = {}): Promise<number> {
+export async function attachConsole(
+  client: ApiClient,
+  dom: string,
+  opts: { scrollback?: boolean } = {},
+): Promise<number> {
+  const ws = await client.websocket(
+    `/v1/domains/${encodeURIComponent(dom)}/console${opts.scrollback === false ? '?scrollback=0' : ''}`,
+  );
   return new Promise((resolve, reject) => {
-    const ws = client.websocket(
-      `/v1/domains/${encodeURIComponent(dom)}/console${opts.scrollback === false ? '?scrollback=0' : ''}`,
-    );
     const stdin = process.stdin;
     const tty = stdin.isTTY === true;
     let finished = false;

@@ -40,8 +40,8 @@ class ProgressLine {
 }
 
 /** Run a daemon operation over its WebSocket: request out, progress and result in. */
-function runOp<T>(c: ApiClient, path: string, body: unknown, onProgress: (p: OpProgress) => void): Promise<T> {
-  const ws = c.websocket(path);
+async function runOp<T>(c: ApiClient, path: string, body: unknown, onProgress: (p: OpProgress) => void): Promise<T> {
+  const ws = await c.websocket(path);
   return new Promise<T>((resolvePromise, reject) => {
     let settled = false;
     const settle = (fn: () => void) => {

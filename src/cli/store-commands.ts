@@ -77,7 +77,7 @@ export const storeCommands: CommandSpec[] = [
         case 'watch': {
           if (!path) throw new XenodeError('usage', 'store watch needs a path');
           const limit = opts.count ? Number(opts.count) : Number.POSITIVE_INFINITY;
-          const ws = c.websocket(`/v1/store/watch?${q(path, as)}`);
+          const ws = await c.websocket(`/v1/store/watch?${q(path, as)}`);
           return await new Promise<number>((resolve, reject) => {
             let n = 0;
             ws.on('message', (d: Buffer) => {
