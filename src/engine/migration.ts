@@ -224,7 +224,16 @@ export class Migration {
    * reports failed or cancelled, or when `abort` fires (then it cancels first).
    */
   async follow(
-    opts: { onProgress?: (s: MigrationStats) => void; intervalMs?: number; abort?: AbortSignal } = {},
+    opts: {
+      onProgress?: (s: MigrationStats) => void;
+      intervalMs?: number;
+      abort?: AbortSignal;
+      /**
+       * false: return as soon as QEMU reports completed, before it has finalized
+       * (times and byte counts may still change; query after settle() for those).
+       */
+      finalize?: boolean;
+    } = {},
   ): Promise<MigrationStats> {
     const qmp = this.qmp;
     // An event that lands while a query is in flight must still cut the next wait short.
@@ -250,6 +259,7 @@ export class Migration {
         const s = await this.query();
         // Times and byte counts are final only once QEMU has finalized the migration.
         if (s.status === 'completed') {
+          if (opts.finalize === false) return s;
           await this.settle();
           return this.query();
         }
@@ -308,15 +318,9 @@ export class Migration {
     return true;
   }
 
-  /**
-   * Run `start` (which makes the guest run) and return when QEMU says it
-   * resumed, by QEMU's own clock: one end of a measured downtime.
-   */
-  async timeResume(start: () => Promise<void>, timeoutMs = 10_000): Promise<number | undefined> {
-    const resumed = this.qmp.waitEvent('RESUME', timeoutMs);
-    resumed.catch(() => undefined);
-    await start();
-    return eventTime(await resumed);
+  /** QEMU's own time of its next RESUME event (undefined if none comes in time). */
+  whenResumed(timeoutMs = 10_000): Promise<number | undefined> {
+    return this.qmp.waitEvent('RESUME', timeoutMs).then(eventTime, () => undefined);
   }
 
   /**

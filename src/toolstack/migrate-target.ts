@@ -104,6 +104,10 @@ export function receiveMigration(ts: Toolstack, p: Principal, sock: MigrationSoc
       throw new XenodeError('quota', `not enough memory: ${avail} MiB available, the domain needs ${cfg.memory} MiB`);
     }
     const note = `migrated from ${meta.sourceHost} (domid ${meta.sourceDomid}) at ${new Date().toISOString()}`;
+    // A guest that ran on the source runs here as soon as the create brings it up:
+    // its pause lasts from the source's stop to this `cont`, nothing more.
+    const run = meta.wasRunning && !m.paused;
+    let resumed: Promise<number | undefined> | undefined;
     let d: Domain | undefined;
     try {
       d = await ts.restoreDomain(
@@ -124,17 +128,10 @@ export function receiveMigration(ts: Toolstack, p: Principal, sock: MigrationSoc
           );
           const g = await goMsg;
           adoptState(ts, nd, meta, g.store, Buffer.from(g.console, 'base64'), note);
+          if (run) resumed = new Migration(qm).whenResumed();
         },
-        { paused: true, cpu: savedCpuModel(meta) },
+        { paused: !run, cpu: savedCpuModel(meta) },
       );
-      ts.rename(d, cfg.name);
-      let resumedAt: number | undefined;
-      const dom = d;
-      if (meta.wasRunning && !m.paused && dom.machine) {
-        resumedAt = await new Migration(dom.machine).timeResume(() => ts.unpause(dom));
-      }
-      ts.log.info(`migrated in from ${meta.sourceHost} (its domid ${meta.sourceDomid})`, d.domid);
-      send({ type: 'running', domid: d.domid, name: d.name, paused: d.rec.state === 'paused', resumedAt });
     } catch (e) {
       // Never ran here, so the source resumes its copy on our error: this one must go.
       if (d && ts.list({ sponsor: 'admin', admin: true }).includes(d) && d.rec.state !== 'running') {
@@ -142,5 +139,15 @@ export function receiveMigration(ts: Toolstack, p: Principal, sock: MigrationSoc
       }
       throw e;
     }
+    // From here the guest may be running on this host: nothing below may fail the
+    // migration, or the source would resume its copy too.
+    const resumedAt = await resumed;
+    try {
+      ts.rename(d, cfg.name);
+    } catch (e) {
+      ts.log.warn(`migrated in, but kept the name ${d.name}: ${e instanceof Error ? e.message : String(e)}`, d.domid);
+    }
+    ts.log.info(`migrated in from ${meta.sourceHost} (its domid ${meta.sourceDomid})`, d.domid);
+    send({ type: 'running', domid: d.domid, name: d.name, paused: d.rec.state === 'paused', resumedAt });
   }
 }

@@ -164,7 +164,10 @@ export function migrateDomain(
       });
       started = true;
       await mig.start(tcpUri(req.host, ready.port));
-      const stats: MigrationStats = await mig.follow({
+      // Hand over the moment QEMU reports completed: the target has every byte then;
+      // the source's own finalizing (and its final statistics) overlaps the target's start.
+      await mig.follow({
+        finalize: false,
         abort: link.lost.signal,
         onProgress: (s) =>
           progress?.({
@@ -180,6 +183,8 @@ export function migrateDomain(
       const tDone = Date.now();
       // The source QEMU is stopped now. From here the guest must run on exactly one host.
       link.send({ type: 'go', store: exportDomainStore(ts, d.domid), console: consoleTail(d).toString('base64') });
+      const finalStats = mig.settle().then(() => mig.query());
+      finalStats.catch(() => undefined);
       // xl's rename dance, off the guest's downtime: the target is already starting it.
       ts.rename(d, `${name}${MIGRATED_SUFFIX}`);
       let answer: ToSource;
@@ -204,6 +209,8 @@ export function migrateDomain(
       }
       const switchoverMs = Date.now() - tDone;
       link.close();
+      // Only statistics: a QEMU that cannot say any more does not undo the migration.
+      const stats: MigrationStats | undefined = await finalStats.catch(() => undefined);
       await ts.destroy(d);
       ts.log.info(`migrated to ${where} as domid ${answer.domid}`, d.domid);
       return {
@@ -211,14 +218,14 @@ export function migrateDomain(
         target: where,
         targetDomid: answer.domid,
         ms: Date.now() - t0,
-        migrationMs: stats.totalMs ?? 0,
-        qemuDowntimeMs: stats.downtimeMs ?? 0,
+        migrationMs: stats?.totalMs ?? 0,
+        qemuDowntimeMs: stats?.downtimeMs ?? 0,
         downtimeMs:
           answer.resumedAt !== undefined && mig.stoppedAt !== undefined
             ? Math.round(answer.resumedAt - mig.stoppedAt)
             : undefined,
         switchoverMs,
-        transferredBytes: stats.transferredBytes,
+        transferredBytes: stats?.transferredBytes ?? 0,
       };
     } catch (e) {
       if (ambiguous) throw e;
