@@ -264,12 +264,8 @@ export async function restoreFromFile(
   // passed, so a damaged file ends as a failed create: no domain, no QEMU left.
   const tVerify = Date.now();
   let verifyMs = 0;
-  const verified = verifyStream(
-    req.file,
-    f.stream,
-    f.trailer,
-    (n) => progress?.({ phase: 'verify', bytes: n, totalBytes: f.stream.length }),
-    streamFd,
+  const verified = verifyStream(req.file, streamFd, f.stream, f.trailer, (n) =>
+    progress?.({ phase: 'verify', bytes: n, totalBytes: f.stream.length }),
   ).then(() => {
     verifyMs = Date.now() - tVerify;
   });
