@@ -96,16 +96,34 @@ export class TestHost {
     if (pid) process.kill(pid, signal);
   }
 
+  /** Every QEMU whose command line names this host's directory (pid file written or not). */
+  private strayQemus(): number[] {
+    const out = new Set(this.qemuPids());
+    for (const ent of readdirSync('/proc')) {
+      if (!/^\d+$/.test(ent)) continue;
+      try {
+        const cmd = readFileSync(`/proc/${ent}/cmdline`, 'utf8');
+        if (cmd.includes('qemu-system') && cmd.includes(`${this.dir}/`)) out.add(Number(ent));
+      } catch {
+        /* gone */
+      }
+    }
+    return [...out];
+  }
+
   async cleanup(): Promise<void> {
-    for (const pid of this.qemuPids()) {
+    // The daemon goes first: killed QEMUs of on_crash="restart" domains would
+    // otherwise be relaunched by it, and a relaunch cut short by its exit left a
+    // QEMU waiting at -S after the test.
+    this.killDaemon('SIGKILL');
+    await new Promise((r) => setTimeout(r, 50));
+    for (const pid of this.strayQemus()) {
       try {
         process.kill(pid, 'SIGKILL');
       } catch {
         /* gone */
       }
     }
-    this.killDaemon('SIGTERM');
-    await new Promise((r) => setTimeout(r, 100));
     rmSync(this.dir, { recursive: true, force: true });
   }
 }
