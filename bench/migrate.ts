@@ -117,13 +117,22 @@ async function xenodeConsole(d: XenodeDaemon, name: string, scrollback = false):
   );
 }
 
-async function benchXenode(
+/** One contender's guest, benchmarked round by round; between its rounds the guest is paused. */
+interface Side {
+  label: string;
+  round(round: number): Promise<boolean>;
+  pause(): Promise<void>;
+  resume(): Promise<void>;
+  close(): Promise<void>;
+}
+
+async function xenodeSide(
   ctx: BenchContext,
   a: XenodeDaemon,
   b: XenodeDaemon,
   tokens: Map<XenodeDaemon, string>,
   scenario: Scenario,
-): Promise<{ argv: string[]; runDir: string }> {
+): Promise<Side & { template: { argv: string[]; runDir: string } }> {
   const name = `mig${scenario}`;
   const cfg = join(ctx.tmp, `${name}.cfg`);
   writeFileSync(cfg, `name = "${name}"\nmemory = ${MEMORY_MIB}\n`);
@@ -141,9 +150,14 @@ async function benchXenode(
   const runDir = join(a.dir, 'domains', domid);
   const pid = readPid(join(runDir, 'qemu.pid'));
   const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
-
   const file = join(ctx.tmp, `${name}.save`);
-  for (let round = 1; round <= rounds; round++) {
+  // Each round ends with the guest back on host a.
+  const must = async (args: string[]) => {
+    const c = await a.cli(args, OP_TIMEOUT_MS);
+    if (c.code !== 0) throw new Error(`xenode ${args.join(' ')}: ${c.stderr}`);
+  };
+
+  async function round(round: number): Promise<boolean> {
     // save -p: stop + write the file, no destroy, as the plain QEMU run does.
     let t0 = performance.now();
     const s = await api(a).post<SaveResult>(`/v1/domains/${name}/save`, { file, paused: true });
@@ -170,13 +184,11 @@ async function benchXenode(
 
     // The same through the CLI, as a user types it (Node start-up included).
     t0 = performance.now();
-    let c = await a.cli(['save', '-p', name, file], OP_TIMEOUT_MS);
-    if (c.code !== 0) throw new Error(`xenode save: ${c.stderr}`);
+    await must(['save', '-p', name, file]);
     record({ who: 'xenode-cli', scenario, op: 'save', round, seconds: (performance.now() - t0) / 1000 });
     await a.cli(['destroy', name]);
     t0 = performance.now();
-    c = await a.cli(['restore', file], OP_TIMEOUT_MS);
-    if (c.code !== 0) throw new Error(`xenode restore: ${c.stderr}`);
+    await must(['restore', file]);
     record({ who: 'xenode-cli', scenario, op: 'restore', round, seconds: (performance.now() - t0) / 1000 });
 
     // xl's default save: the file becomes the domain's only copy, so it is fsynced, then the domain destroyed.
@@ -194,7 +206,6 @@ async function benchXenode(
     await api(a).post<RestoreResult>('/v1/restore', { file });
 
     // Live: there and back again, each direction a sample.
-    let broken = false;
     for (const [from, to] of [
       [a, b],
       [b, a],
@@ -222,19 +233,22 @@ async function benchXenode(
         bytes: m.transferredBytes,
         guestOk,
       });
-      if (!guestOk) {
-        broken = true;
-        break;
-      }
+      if (!guestOk) return false;
     }
-    if (broken) {
-      log(`  ${name}: the guest broke during live migration; no more rounds for it`);
-      break;
-    }
+    return true;
   }
-  await a.cli(['destroy', name]);
-  await b.cli(['destroy', name]);
-  return { argv, runDir };
+
+  return {
+    label: 'xenode',
+    template: { argv, runDir },
+    round,
+    pause: () => must(['pause', name]),
+    resume: () => must(['unpause', name]),
+    close: async () => {
+      await a.cli(['destroy', name]);
+      await b.cli(['destroy', name]);
+    },
+  };
 }
 
 // ---- plain QEMU --------------------------------------------------------------
@@ -288,16 +302,17 @@ function completed(q: QmpClient): Promise<QmpEvent> {
   return q.waitEvent('MIGRATION', OP_TIMEOUT_MS, (e) => e.data?.status === 'completed' || e.data?.status === 'failed');
 }
 
-async function benchQemu(
+async function qemuSide(
   ctx: BenchContext,
   template: { argv: string[]; runDir: string },
   scenario: Scenario,
-): Promise<void> {
+): Promise<Side> {
   const name = `mig${scenario}`;
   let q = await PlainQemu.start(ctx, template, []);
   await prepareGuest(q.con, name, scenario);
   const file = join(ctx.tmp, `plain-${scenario}.img`);
-  for (let round = 1; round <= rounds; round++) {
+
+  async function round(round: number): Promise<boolean> {
     // Save: stop, then the migration stream into a file (xl's consistent save).
     await q.events();
     await q.qmp.execute('migrate-set-parameters', { 'max-bandwidth': UNLIMITED });
@@ -375,14 +390,22 @@ async function benchQemu(
       });
       await q.quit();
       q = dst;
-      if (!guestOk) break;
+      if (!guestOk) return false;
     }
-    if (!(await answers(q.con))) {
-      log(`  plain ${scenario}: the guest broke during live migration; no more rounds for it`);
-      break;
-    }
+    return answers(q.con);
   }
-  await q.quit();
+
+  return {
+    label: 'plain QEMU',
+    round,
+    pause: async () => {
+      await q.qmp.execute('stop');
+    },
+    resume: async () => {
+      await q.qmp.execute('cont');
+    },
+    close: () => q.quit(),
+  };
 }
 
 // ---- report ------------------------------------------------------------------
@@ -507,10 +530,32 @@ async function main(): Promise<void> {
     tokens.set(d, t.stdout.trim());
   }
   for (const scenario of ['idle', 'dirty'] as const) {
-    log(`${scenario} guest: xenode`);
-    const template = await benchXenode(ctx, a, b, tokens, scenario);
-    log(`${scenario} guest: plain QEMU`);
-    await benchQemu(ctx, template, scenario);
+    log(`${scenario} guest: setting up both contenders`);
+    const xen = await xenodeSide(ctx, a, b, tokens, scenario);
+    await xen.pause();
+    const plain = await qemuSide(ctx, xen.template, scenario);
+    await plain.pause();
+    // Rounds interleave, first one contender then the other, then the other way
+    // round, so a slow stretch of this shared host lands on both; the guest not
+    // being measured is paused, so its loop takes no CPU from the one that is.
+    const live = new Set<Side>([xen, plain]);
+    for (let round = 1; round <= rounds && live.size > 0; round++) {
+      const order = round % 2 === 1 ? [xen, plain] : [plain, xen];
+      for (const side of order) {
+        if (!live.has(side)) continue;
+        log(`${scenario} guest, round ${round}: ${side.label}`);
+        await side.resume();
+        const ok = await side.round(round);
+        if (!ok) {
+          log(`  ${side.label} ${scenario}: the guest broke during live migration; no more rounds for it`);
+          live.delete(side);
+          continue;
+        }
+        await side.pause();
+      }
+    }
+    await xen.close();
+    await plain.close();
   }
   const body = report(startedAt);
   process.stdout.write(`\n${HEADING}\n\n${body}\n`);
