@@ -29,7 +29,10 @@ export interface ToolstackPlugin {
   start?(host: PluginHost): Promise<void>;
   /** Before QEMU starts for a domain (create, restart with a new QEMU, restore). Throw to refuse. */
   beforeLaunch?(d: Domain): Promise<LaunchContribution | undefined>;
-  /** After QEMU is up and attached, before the guest runs. */
+  /**
+   * After QEMU is up and attached: before the guest runs on create; after it
+   * runs again on restore and migration (failures there are only logged).
+   */
   afterLaunch?(d: Domain, m: QemuMachine): Promise<void>;
   /** After a restarted daemon reattached to a running QEMU. */
   afterReattach?(d: Domain, m: QemuMachine): Promise<void>;

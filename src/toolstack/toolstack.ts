@@ -39,7 +39,7 @@ export interface CreateOptions {
   onProgress?: (msg: string) => void;
   /**
    * Restore/migration: QEMU starts with `-incoming defer` and this loads the
-   * machine state into it before plugins' afterLaunch and before `cont`.
+   * machine state into it; then `cont` (unless paused), then plugins' afterLaunch.
    */
   incoming?: (d: Domain, m: QemuMachine) => Promise<void>;
   /** Restore/migration: the CPU model the saved state was running on. */
@@ -252,6 +252,21 @@ export class Toolstack {
       rec.pid = m.pid;
       rec.startTime = Date.now();
       if (opts.incoming) await opts.incoming(d, m);
+      if (opts.incoming && !opts.paused) {
+        // A loaded guest runs at once: its downtime (a migration's, a restore's)
+        // should not include the plugins' set-up. They only attach to state the
+        // guest already has, so one that fails now costs that plugin, not the guest.
+        await m.resume();
+        this.setState(d, 'running');
+        for (const p of this.plugins) {
+          try {
+            await p.afterLaunch?.(d, m);
+          } catch (e) {
+            this.o.log.warn(`${p.name} set-up: ${e instanceof Error ? e.message : String(e)}`, d.domid);
+          }
+        }
+        return;
+      }
       for (const p of this.plugins) await p.afterLaunch?.(d, m);
       if (!opts.paused) await m.resume();
       this.setState(d, opts.paused ? 'paused' : 'running');
