@@ -241,9 +241,14 @@ export class Migration {
     let wake: () => void = () => {
       poked = true;
     };
+    let completedEvent = false;
+    let last: MigrationStats | undefined;
     const onEvent = (e: QmpEvent) => {
       if (e.event === 'STOP') this.stoppedAt = eventTime(e);
-      if (e.event === 'MIGRATION') wake();
+      if (e.event === 'MIGRATION') {
+        if (e.data?.status === 'completed') completedEvent = true;
+        wake();
+      }
     };
     const onAbort = () => wake();
     qmp.on('event', onEvent);
@@ -256,7 +261,13 @@ export class Migration {
           const why = opts.abort.reason instanceof Error ? opts.abort.reason.message : String(opts.abort.reason);
           throw new MigrationError(why, 'cancelled');
         }
+        // The event is enough: a query now would wait for QEMU's main loop, busy
+        // finishing the migration, and only tell what the caller does not need yet.
+        if (completedEvent && opts.finalize === false) {
+          return { ...(last ?? (await this.query())), status: 'completed', remainingBytes: 0 };
+        }
         const s = await this.query();
+        last = s;
         // Times and byte counts are final only once QEMU has finalized the migration.
         if (s.status === 'completed') {
           if (opts.finalize === false) return s;

@@ -147,8 +147,15 @@ export function migrateDomain(
     if (!m?.alive) throw new XenodeError('state', `domain ${d.name} has no running machine`);
     const meta = transferMeta(d);
     const name = d.name;
-    const link = await TargetLink.open(req);
     const mig = new Migration(m);
+    // Tune the source while the link opens and the target prepares (these only
+    // apply to the next migration: harmless if the target refuses).
+    const tuned = mig.configure({
+      maxBandwidthBytes: req.bandwidthMbps ? (req.bandwidthMbps * 1e6) / 8 : undefined,
+      downtimeLimitMs: req.downtimeMs,
+    });
+    tuned.catch(() => undefined);
+    const link = await TargetLink.open(req);
     let started = false;
     /** Set once `go` went out with no answer: the guest may run on the target. */
     let ambiguous = false;
@@ -158,10 +165,7 @@ export function migrateDomain(
       const ready = await link.next(600_000);
       if (ready.type !== 'listening') throw refusal(ready, where);
       ts.log.info(`migrating to ${where} (target domid ${ready.domid})`, d.domid);
-      await mig.configure({
-        maxBandwidthBytes: req.bandwidthMbps ? (req.bandwidthMbps * 1e6) / 8 : undefined,
-        downtimeLimitMs: req.downtimeMs,
-      });
+      await tuned;
       started = true;
       await mig.start(tcpUri(req.host, ready.port));
       // Hand over the moment QEMU reports completed: the target has every byte then;
