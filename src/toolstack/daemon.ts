@@ -133,6 +133,7 @@ export async function startDaemon(o: DaemonOptions, storeFactory?: StoreFactory)
     stopping = true;
     log.info('xenoded stopping; domains keep running');
     for (const s of servers) await s.close();
+    await toolstack.finishRetiring();
     toolstack.detachAll();
     for (const p of plugins) await p.stop?.();
     store?.close();

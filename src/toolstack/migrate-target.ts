@@ -108,6 +108,25 @@ export function receiveMigration(ts: Toolstack, p: Principal, sock: MigrationSoc
     // its pause lasts from the source's stop to this `cont`, nothing more.
     const run = meta.wasRunning && !m.paused;
     let resumed: Promise<number | undefined> | undefined;
+    let confirmed: Promise<void> | undefined;
+    // From the moment the guest may run on this host nothing may fail the
+    // migration, or the source would resume its copy too: take the name and
+    // confirm at once (the plugins' set-up follows, and only logs its failures).
+    const confirm = (nd: Domain): void => {
+      if (confirmed) return;
+      try {
+        ts.rename(nd, cfg.name);
+      } catch (e) {
+        ts.log.warn(
+          `migrated in, but kept the name ${nd.name}: ${e instanceof Error ? e.message : String(e)}`,
+          nd.domid,
+        );
+      }
+      ts.log.info(`migrated in from ${meta.sourceHost} (its domid ${meta.sourceDomid})`, nd.domid);
+      confirmed = (resumed ?? Promise.resolve(undefined)).then((resumedAt) =>
+        send({ type: 'running', domid: nd.domid, name: nd.name, paused: nd.rec.state === 'paused', resumedAt }),
+      );
+    };
     let d: Domain | undefined;
     try {
       d = await ts.restoreDomain(
@@ -130,7 +149,7 @@ export function receiveMigration(ts: Toolstack, p: Principal, sock: MigrationSoc
           adoptState(ts, nd, meta, g.store, Buffer.from(g.console, 'base64'), note);
           if (run) resumed = new Migration(qm).whenResumed();
         },
-        { paused: !run, cpu: savedCpuModel(meta) },
+        { paused: !run, cpu: savedCpuModel(meta), onRunning: confirm },
       );
     } catch (e) {
       // Never ran here, so the source resumes its copy on our error: this one must go.
@@ -139,15 +158,8 @@ export function receiveMigration(ts: Toolstack, p: Principal, sock: MigrationSoc
       }
       throw e;
     }
-    // From here the guest may be running on this host: nothing below may fail the
-    // migration, or the source would resume its copy too.
-    const resumedAt = await resumed;
-    try {
-      ts.rename(d, cfg.name);
-    } catch (e) {
-      ts.log.warn(`migrated in, but kept the name ${d.name}: ${e instanceof Error ? e.message : String(e)}`, d.domid);
-    }
-    ts.log.info(`migrated in from ${meta.sourceHost} (its domid ${meta.sourceDomid})`, d.domid);
-    send({ type: 'running', domid: d.domid, name: d.name, paused: d.rec.state === 'paused', resumedAt });
+    // Left paused (xl migrate -p, or a guest paused on the source): confirm now.
+    confirm(d);
+    await confirmed;
   }
 }

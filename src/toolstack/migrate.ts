@@ -215,7 +215,8 @@ export function migrateDomain(
       link.close();
       // Only statistics: a QEMU that cannot say any more does not undo the migration.
       const stats: MigrationStats | undefined = await finalStats.catch(() => undefined);
-      await ts.destroy(d);
+      // Gone from this host's list at once; its stopped QEMU exits in the background.
+      ts.retire(d);
       ts.log.info(`migrated to ${where} as domid ${answer.domid}`, d.domid);
       return {
         name,

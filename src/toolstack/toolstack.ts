@@ -46,6 +46,11 @@ export interface CreateOptions {
   cpu?: string;
   /** Open descriptors the QEMU inherits as its fds 3, 4, … (a save file to load from). */
   passFds?: number[];
+  /**
+   * Restore/migration: called the moment the loaded guest runs, before the
+   * plugins' set-up (a migration target confirms the hand-over from here).
+   */
+  onRunning?: (d: Domain) => void;
 }
 
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
@@ -58,6 +63,8 @@ export interface ToolstackEvents {
 
 export class Toolstack {
   private domains = new Map<number, Domain>();
+  /** Retired domains (retire()) whose QEMU is still being torn down. */
+  private readonly retiring = new Map<Domain, Promise<void>>();
   private readonly o: ToolstackOptions;
   readonly events = new EventEmitter<ToolstackEvents>().setMaxListeners(0);
 
@@ -258,6 +265,7 @@ export class Toolstack {
         // guest already has, so one that fails now costs that plugin, not the guest.
         await m.resume();
         this.setState(d, 'running');
+        opts.onRunning?.(d);
         for (const p of this.plugins) {
           try {
             await p.afterLaunch?.(d, m);
@@ -383,7 +391,7 @@ export class Toolstack {
 
   /** Kill QEMU and forget the domain. Idempotent. */
   private async teardown(d: Domain): Promise<void> {
-    if (!this.domains.has(d.domid)) return;
+    if (!this.domains.has(d.domid) && !this.retiring.has(d)) return;
     if (d.rec.state !== 'dying') this.setState(d, 'dying');
     d.expectingExit = true;
     await d.machine?.destroy();
@@ -398,7 +406,8 @@ export class Toolstack {
         this.o.log.warn(`${p.name} teardown: ${e instanceof Error ? e.message : String(e)}`, d.domid);
       }
     }
-    this.o.store.release(d.rec);
+    // A retired domain left the store already (its uuid may be back here since).
+    if (!this.retiring.has(d)) this.o.store.release(d.rec);
     // Keep the console log for post-mortems; drop the rest of the run directory.
     const logs = join(this.o.dirs.base, 'logs');
     mkdirSync(logs, { recursive: true });
@@ -417,6 +426,33 @@ export class Toolstack {
 
   destroy(d: Domain): Promise<void> {
     return d.serial(() => this.teardown(d));
+  }
+
+  /**
+   * Destroy a domain whose guest now runs elsewhere (a completed migration): it
+   * leaves the list, its name and uuid, and the store at once; its paused QEMU
+   * and run directory go in the background, so the caller need not wait for
+   * them. Its record stays in the table until QEMU is gone, as with destroy.
+   */
+  retire(d: Domain): void {
+    if (!this.domains.has(d.domid)) return;
+    this.setState(d, 'dying');
+    d.expectingExit = true;
+    this.retiring.set(d, Promise.resolve());
+    this.domains.delete(d.domid);
+    this.o.store.release(d.rec);
+    const done = d
+      .serial(() => this.teardown(d))
+      .catch((e: unknown) =>
+        this.o.log.error(`tearing down ${d.name}: ${e instanceof Error ? e.message : String(e)}`, d.domid),
+      )
+      .finally(() => this.retiring.delete(d));
+    this.retiring.set(d, done);
+  }
+
+  /** Wait for retired domains' teardown (the daemon does before it stops). */
+  async finishRetiring(): Promise<void> {
+    await Promise.all(this.retiring.values());
   }
 
   async pause(d: Domain): Promise<void> {
