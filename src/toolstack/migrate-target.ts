@@ -37,6 +37,8 @@ export interface TargetOptions {
 
 /** QEMU and its translation cache need room beyond guest RAM. */
 const QEMU_OVERHEAD_MIB = 64;
+/** How long a guest that got `cont` while loading may take to start once loaded. */
+const RESUME_WAIT_MS = 5000;
 /** A live migration with a low bandwidth limit may take long; the source's socket bounds it. */
 const INCOMING_TIMEOUT_MS = 6 * 3600_000;
 
@@ -134,6 +136,20 @@ export function receiveMigration(ts: Toolstack, p: Principal, sock: MigrationSoc
         p,
         async (nd, qm) => {
           d = nd;
+          // `go` usually arrives while QEMU still loads the last of the state: take
+          // the store and console then, and, for a guest that ran, send `cont`
+          // already. QEMU's answer to a `cont` during a load is to start the guest
+          // the moment the load completes, as plain QEMU without -S does; a load
+          // that fails never starts it. The source's copy is stopped for good by
+          // `go`, so the guest never runs twice.
+          const handover = goMsg.then(async (g) => {
+            adoptState(ts, nd, meta, g.store, Buffer.from(g.console, 'base64'), note);
+            if (!run) return false;
+            resumed = new Migration(qm).whenResumed(RESUME_WAIT_MS);
+            await qm.resume();
+            return true;
+          });
+          handover.catch(() => undefined);
           await loadIncoming(
             nd,
             qm,
@@ -145,9 +161,9 @@ export function receiveMigration(ts: Toolstack, p: Principal, sock: MigrationSoc
             INCOMING_TIMEOUT_MS,
             abort.signal,
           );
-          const g = await goMsg;
-          adoptState(ts, nd, meta, g.store, Buffer.from(g.console, 'base64'), note);
-          if (run) resumed = new Migration(qm).whenResumed();
+          if (!(await handover)) return undefined;
+          // Running once QEMU says so; if it does not in time, launch sends `cont` itself.
+          return { running: (await resumed) !== undefined };
         },
         { paused: !run, cpu: savedCpuModel(meta), onRunning: confirm },
       );

@@ -298,6 +298,7 @@ export async function restoreFromFile(
           tail,
           `restored from ${req.file}, saved on ${meta.sourceHost} at ${meta.savedAt}`,
         );
+        return undefined;
       },
       { paused: req.paused === true, cpu: savedCpuModel(meta), passFds: [streamFd] },
     );

@@ -40,8 +40,10 @@ export interface CreateOptions {
   /**
    * Restore/migration: QEMU starts with `-incoming defer` and this loads the
    * machine state into it; then `cont` (unless paused), then plugins' afterLaunch.
+   * It answers `{ running: true }` when QEMU already started the guest itself
+   * (a `cont` sent while the state was still loading).
    */
-  incoming?: (d: Domain, m: QemuMachine) => Promise<void>;
+  incoming?: (d: Domain, m: QemuMachine) => Promise<{ running: boolean } | undefined>;
   /** Restore/migration: the CPU model the saved state was running on. */
   cpu?: string;
   /** Open descriptors the QEMU inherits as its fds 3, 4, … (a save file to load from). */
@@ -258,12 +260,12 @@ export class Toolstack {
       this.bindMachine(d, m);
       rec.pid = m.pid;
       rec.startTime = Date.now();
-      if (opts.incoming) await opts.incoming(d, m);
+      const loaded = opts.incoming ? await opts.incoming(d, m) : undefined;
       if (opts.incoming && !opts.paused) {
         // A loaded guest runs at once: its downtime (a migration's, a restore's)
         // should not include the plugins' set-up. They only attach to state the
         // guest already has, so one that fails now costs that plugin, not the guest.
-        await m.resume();
+        if (!loaded?.running) await m.resume();
         this.setState(d, 'running');
         opts.onRunning?.(d);
         for (const p of this.plugins) {
