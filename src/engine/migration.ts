@@ -177,12 +177,18 @@ export class Migration {
     return toStats(await this.qmp.execute<RawMigrate>('query-migrate'));
   }
 
-  /** Enable MIGRATION events and set bandwidth and downtime (both ends call this). */
+  /**
+   * Enable MIGRATION events and set bandwidth and downtime (both ends call this).
+   * QMP runs a connection's commands in order, so these and whatever the caller
+   * sends next go out at once, without a round trip each.
+   */
   async configure(t: MigrationTuning = {}): Promise<void> {
-    await this.qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'events', state: true }] });
     const params: Record<string, number> = { 'max-bandwidth': Math.round(t.maxBandwidthBytes ?? UNLIMITED_BYTES) };
     if (t.downtimeLimitMs !== undefined) params['downtime-limit'] = Math.round(t.downtimeLimitMs);
-    await this.qmp.execute('migrate-set-parameters', params);
+    await Promise.all([
+      this.qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'events', state: true }] }),
+      this.qmp.execute('migrate-set-parameters', params),
+    ]);
   }
 
   /** Run state as QEMU names it (postmigrate, finish-migrate, inmigrate, ...). */
@@ -339,8 +345,10 @@ export class Migration {
    * incomingArgs()). For `tcp:HOST:0` returns the port QEMU picked.
    */
   async listen(uri: string): Promise<number | undefined> {
-    await this.qmp.execute('migrate-incoming', { uri });
-    const r = await this.qmp.execute<RawMigrate>('query-migrate');
+    const [, r] = await Promise.all([
+      this.qmp.execute('migrate-incoming', { uri }),
+      this.qmp.execute<RawMigrate>('query-migrate'),
+    ]);
     const port = r['socket-address']?.find((a) => a.type === 'inet')?.port;
     return port === undefined ? undefined : Number(port);
   }

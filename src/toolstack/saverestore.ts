@@ -218,10 +218,14 @@ export async function loadIncoming(
   const mig = new Migration(m);
   d.expectingExit = true;
   try {
-    await mig.configure();
+    // Sent ahead of run()'s commands (QMP keeps their order): events are on before the load starts.
+    const tuned = mig.configure();
     const loaded = mig.waitIncoming(timeoutMs, abort);
     loaded.catch(() => undefined);
     const fed = run(mig);
+    fed.catch(() => undefined);
+    // Without events no completion would ever be seen: fail at once.
+    await tuned;
     const [a, b] = await Promise.allSettled([loaded, fed]);
     // QEMU's own reason beats a broken pipe on our side.
     if (a.status === 'rejected') throw a.reason;

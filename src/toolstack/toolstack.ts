@@ -255,8 +255,8 @@ export class Toolstack {
       throw e;
     }
     try {
-      await d.console.attachSerial(paths.serialSock);
-      d.vcpuTids = (await m.vcpuThreads()).map((v) => v.tid);
+      const [, vcpus] = await Promise.all([d.console.attachSerial(paths.serialSock), m.vcpuThreads()]);
+      d.vcpuTids = vcpus.map((v) => v.tid);
       this.bindMachine(d, m);
       rec.pid = m.pid;
       rec.startTime = Date.now();
