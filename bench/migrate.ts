@@ -3,6 +3,7 @@
 // CLI) next to plain QEMU driven by hand over QMP with Xenode's own QEMU
 // command line: `stop` + `migrate exec:cat > FILE`, `-incoming defer` +
 // `migrate-incoming exec:cat FILE` + `cont`, and `migrate tcp:` between two QEMUs.
+// Rounds alternate between the two, so a slow stretch of the host hits both.
 //
 //   npm run bench:migrate -- [--rounds 3] [--no-doc] [--json FILE] [--keep]
 
@@ -494,7 +495,7 @@ function report(startedAt: Date): string {
   );
   const loads = samples.map((s) => s.load1);
   return [
-    `Run ${startedAt.toISOString().slice(0, 16).replace('T', ' ')} UTC on ${facts.cpuModel}, ${facts.nproc} CPUs, ${facts.ramGiB.toFixed(0)} GiB, Linux ${facts.kernel}; ${facts.qemuVersion}; accelerator ${facts.accelNote}. ${MEMORY_MIB} MiB guest (the default guest), ${rounds} rounds (migration: 2 legs per round); 1-minute load average during the run ${fmt(min(loads), 1)}–${fmt(max(loads), 1)} (other people's guests share the 2 CPUs).`,
+    `Run ${startedAt.toISOString().slice(0, 16).replace('T', ' ')} UTC on ${facts.cpuModel}, ${facts.nproc} CPUs, ${facts.ramGiB.toFixed(0)} GiB, Linux ${facts.kernel}; ${facts.qemuVersion}; accelerator ${facts.accelNote}. ${MEMORY_MIB} MiB guest (the default guest), ${rounds} rounds (migration: 2 legs per round), Xenode's and plain QEMU's interleaved (odd rounds Xenode first, even rounds QEMU first; the guest not being measured is paused); 1-minute load average during the run ${fmt(min(loads), 1)}–${fmt(max(loads), 1)} (other people's guests share the 2 CPUs).`,
     '',
     table,
     '',

@@ -2,8 +2,7 @@
 
 import { isAbsolute } from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import Value from 'typebox/value';
-import { DomainConfigSchema } from '../config/domain-schema.ts';
+import { configProblem } from '../config/config-check.ts';
 import { checkKernel } from '../config/files.ts';
 import { loadConfigText } from '../config/load.ts';
 import type { DomainConfig } from '../config/types.ts';
@@ -26,11 +25,8 @@ export interface CreateBody {
 
 /** Check a config that arrived as JSON: structure here, files as the parser would. */
 export function checkConfigJson(config: unknown): DomainConfig {
-  if (!Value.Check(DomainConfigSchema, config)) {
-    const first = [...Value.Errors(DomainConfigSchema, config)][0];
-    const where = first ? `${first.instancePath || '/'}: ${first.message}` : 'invalid';
-    throw new XenodeError('config', `invalid domain config: ${where}`);
-  }
+  const problem = configProblem(config);
+  if (problem) throw new XenodeError('config', `invalid domain config: ${problem}`);
   const cfg = config as DomainConfig;
   for (const p of [cfg.kernel, cfg.ramdisk, ...cfg.disk.map((d) => d.target).filter((t) => t !== '')]) {
     if (p !== undefined && !isAbsolute(p))

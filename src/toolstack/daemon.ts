@@ -6,6 +6,7 @@ import { cpus, freemem, hostname, release, totalmem, version } from 'node:os';
 import type { FastifyInstance } from 'fastify';
 import { type ApiContext, buildApi } from '../api/server.ts';
 import type { HostInfo } from '../api/views.ts';
+import { warmConfigCheck } from '../config/config-check.ts';
 import { type AccelChoice, probeAccelerator } from '../engine/accel.ts';
 import { processRunning } from '../engine/process.ts';
 import { XenodeError } from '../errors.ts';
@@ -126,6 +127,8 @@ export async function startDaemon(o: DaemonOptions, storeFactory?: StoreFactory)
     servers.push(tcp);
   }
   log.info(`xenoded ${XENODE_VERSION} started (pid ${process.pid})`);
+  // Off the start-up path, before the first request needs it.
+  setImmediate(warmConfigCheck);
 
   let stopping = false;
   const stop = async () => {

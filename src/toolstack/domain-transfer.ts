@@ -4,8 +4,7 @@
 
 import { accessSync, appendFileSync, closeSync, constants, existsSync, openSync, readSync, statSync } from 'node:fs';
 import { hostname } from 'node:os';
-import Value from 'typebox/value';
-import { DomainConfigSchema } from '../config/domain-schema.ts';
+import { configProblem } from '../config/config-check.ts';
 import { parseOverrides } from '../config/parser.ts';
 import type { DomainConfig } from '../config/types.ts';
 import { validateConfig } from '../config/validate.ts';
@@ -80,13 +79,8 @@ export function parseMeta(v: unknown, where: string): TransferMeta {
 }
 
 export function parseConfigJson(v: unknown, where: string): DomainConfig {
-  if (!Value.Check(DomainConfigSchema, v)) {
-    const first = [...Value.Errors(DomainConfigSchema, v)][0];
-    throw new XenodeError(
-      'config',
-      `${where}: invalid domain config (${first ? `${first.instancePath || '/'}: ${first.message}` : 'invalid'})`,
-    );
-  }
+  const problem = configProblem(v);
+  if (problem) throw new XenodeError('config', `${where}: invalid domain config (${problem})`);
   return v as DomainConfig;
 }
 
