@@ -214,8 +214,9 @@ export function migrateDomain(
       const switchoverMs = Date.now() - tDone;
       link.close();
       // Only statistics: a QEMU that cannot say any more does not undo the migration.
+      // (Normally settled long before: QEMU finalized while the target started the guest.)
       const stats: MigrationStats | undefined = await finalStats.catch(() => undefined);
-      // Gone from this host's list at once; its stopped QEMU exits in the background.
+      // Gone from this host's list at once; its stopped QEMU exits right after the answer.
       ts.retire(d);
       ts.log.info(`migrated to ${where} as domid ${answer.domid}`, d.domid);
       return {

@@ -432,19 +432,20 @@ export class Toolstack {
 
   /**
    * Destroy a domain whose guest now runs elsewhere (a completed migration): it
-   * leaves the list, its name and uuid, and the store at once; its paused QEMU
-   * and run directory go in the background, so the caller need not wait for
-   * them. Its record stays in the table until QEMU is gone, as with destroy.
+   * leaves the list, and its name and uuid are free, at once; the store entries,
+   * its paused QEMU and run directory go right after the caller's turn (the
+   * migration's answer is out first). Its record stays in the table until QEMU
+   * is gone, as with destroy.
    */
   retire(d: Domain): void {
     if (!this.domains.has(d.domid)) return;
-    this.setState(d, 'dying');
     d.expectingExit = true;
-    this.retiring.set(d, Promise.resolve());
     this.domains.delete(d.domid);
-    this.o.store.release(d.rec);
-    const done = d
-      .serial(() => this.teardown(d))
+    const done = new Promise<void>((r) => setImmediate(r))
+      .then(() => {
+        this.o.store.release(d.rec);
+        return d.serial(() => this.teardown(d));
+      })
       .catch((e: unknown) =>
         this.o.log.error(`tearing down ${d.name}: ${e instanceof Error ? e.message : String(e)}`, d.domid),
       )
