@@ -285,24 +285,34 @@ export async function restoreFromFile(
         const tWait = Date.now();
         await verified;
         waitedMs = Date.now() - tWait;
+        const run = req.paused !== true;
+        let resumed: Promise<number | undefined> | undefined;
         await loadIncoming(
           d,
           m,
           async (mig) => {
             await mig.listen(inheritedFdUri(FIRST_PASSED_FD));
             progress?.({ phase: 'restore', bytes: 0, totalBytes: f.stream.length });
+            // While QEMU loads: the store and console, and a `cont`, which QEMU
+            // answers by starting the guest the moment the load completes (a load
+            // that fails never starts it), as the last step of the load itself.
+            adoptState(
+              ts,
+              d,
+              meta,
+              store,
+              tail,
+              `restored from ${req.file}, saved on ${meta.sourceHost} at ${meta.savedAt}`,
+            );
+            if (run) {
+              resumed = new Migration(m).whenResumed(5000);
+              await m.resume();
+            }
           },
           300_000,
         );
-        adoptState(
-          ts,
-          d,
-          meta,
-          store,
-          tail,
-          `restored from ${req.file}, saved on ${meta.sourceHost} at ${meta.savedAt}`,
-        );
-        return undefined;
+        // Running once QEMU says so; if it does not in time, launch sends `cont` itself.
+        return run ? { running: (await resumed) !== undefined } : undefined;
       },
       { paused: req.paused === true, cpu: savedCpuModel(meta), passFds: [streamFd] },
     );
