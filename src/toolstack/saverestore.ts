@@ -285,17 +285,15 @@ export async function restoreFromFile(
         const tWait = Date.now();
         await verified;
         waitedMs = Date.now() - tWait;
-        const run = req.paused !== true;
-        let resumed: Promise<number | undefined> | undefined;
         await loadIncoming(
           d,
           m,
           async (mig) => {
             await mig.listen(inheritedFdUri(FIRST_PASSED_FD));
             progress?.({ phase: 'restore', bytes: 0, totalBytes: f.stream.length });
-            // While QEMU loads: the store and console, and a `cont`, which QEMU
-            // answers by starting the guest the moment the load completes (a load
-            // that fails never starts it), as the last step of the load itself.
+            // The store and console while QEMU loads. (No early `cont` as a migration
+            // target sends: the state of a save was taken stopped, and QEMU keeps a
+            // guest that was stopped paused whatever `cont` said during the load.)
             adoptState(
               ts,
               d,
@@ -304,15 +302,10 @@ export async function restoreFromFile(
               tail,
               `restored from ${req.file}, saved on ${meta.sourceHost} at ${meta.savedAt}`,
             );
-            if (run) {
-              resumed = new Migration(m).whenResumed(5000);
-              await m.resume();
-            }
           },
           300_000,
         );
-        // Running once QEMU says so; if it does not in time, launch sends `cont` itself.
-        return run ? { running: (await resumed) !== undefined } : undefined;
+        return undefined;
       },
       { paused: req.paused === true, cpu: savedCpuModel(meta), passFds: [streamFd] },
     );
