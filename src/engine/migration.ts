@@ -214,10 +214,11 @@ export class Migration {
    * Begin an outgoing migration to `uri`. QEMU refuses to migrate a VM still
    * paused from an earlier migration (postmigrate, e.g. after a checkpoint left
    * paused); a cont+stop pair clears that state without letting the guest run
-   * more than a moment.
+   * more than a moment. `running`: the caller knows the guest runs.
    */
-  async start(uri: string): Promise<void> {
-    if ((await this.settle()) === 'postmigrate') {
+  async start(uri: string, opts: { running?: boolean } = {}): Promise<void> {
+    // A guest known to run cannot be in postmigrate: spare the query.
+    if (!opts.running && (await this.settle()) === 'postmigrate') {
       await this.qmp.execute('cont');
       await this.qmp.execute('stop');
     }

@@ -167,7 +167,7 @@ export function migrateDomain(
       ts.log.info(`migrating to ${where} (target domid ${ready.domid})`, d.domid);
       await tuned;
       started = true;
-      await mig.start(tcpUri(req.host, ready.port));
+      await mig.start(tcpUri(req.host, ready.port), { running: d.rec.state === 'running' });
       // Hand over the moment QEMU reports completed: the target has every byte then;
       // the source's own finalizing (and its final statistics) overlaps the target's start.
       await mig.follow({
