@@ -142,10 +142,26 @@ export function migrateDomain(
   return exclusive(d, async () => {
     const t0 = Date.now();
     const where = `${req.host}:${req.port}`;
-    const cfg = transferableConfig(ts, d, 'migrating');
-    const m = d.machine;
-    if (!m?.alive) throw new XenodeError('state', `domain ${d.name} has no running machine`);
-    const meta = transferMeta(d);
+    // Connect while the local checks run; a local refusal closes the link unused.
+    const linking = TargetLink.open(req);
+    linking.catch(() => undefined);
+    const local = () => {
+      const cfg = transferableConfig(ts, d, 'migrating');
+      const m = d.machine;
+      if (!m?.alive) throw new XenodeError('state', `domain ${d.name} has no running machine`);
+      return { cfg, m, meta: transferMeta(d) };
+    };
+    let checked: ReturnType<typeof local>;
+    try {
+      checked = local();
+    } catch (e) {
+      void linking.then(
+        (l) => l.close(),
+        () => undefined,
+      );
+      throw e;
+    }
+    const { cfg, m, meta } = checked;
     const name = d.name;
     const mig = new Migration(m);
     // Tune the source while the link opens and the target prepares (these only
@@ -155,7 +171,7 @@ export function migrateDomain(
       downtimeLimitMs: req.downtimeMs,
     });
     tuned.catch(() => undefined);
-    const link = await TargetLink.open(req);
+    const link = await linking;
     let started = false;
     /** Set once `go` went out with no answer: the guest may run on the target. */
     let ambiguous = false;
