@@ -394,6 +394,7 @@ export class Toolstack {
   /** Kill QEMU and forget the domain. Idempotent. */
   private async teardown(d: Domain): Promise<void> {
     if (!this.domains.has(d.domid) && !this.retiring.has(d)) return;
+    // Recorded even for a retired domain: a daemon that dies now finds it dying, not running.
     if (d.rec.state !== 'dying') this.setState(d, 'dying');
     d.expectingExit = true;
     await d.machine?.destroy();
