@@ -13,7 +13,7 @@ import { XenodeError } from '../../src/errors.ts';
 import { parseConfigJson } from '../../src/toolstack/domain-transfer.ts';
 
 function parsed(text: string): Record<string, unknown> {
-  const { config } = loadConfigText(text, { file: 'vm.cfg' });
+  const { config } = loadConfigText(text, { file: 'vm.cfg', baseDir: '/', checkFiles: false });
   return JSON.parse(configToJson(config)) as Record<string, unknown>;
 }
 
