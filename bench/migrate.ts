@@ -141,10 +141,12 @@ async function xenodeSide(
   writeFileSync(cfg, `name = "${name}"\nmemory = ${MEMORY_MIB}\n`);
   const r = await a.cli(['create', cfg], OP_TIMEOUT_MS);
   if (r.code !== 0) throw new Error(`xenode create: ${r.stderr}`);
-  ctx.cleanup.add(`destroy ${name}`, async () => {
+  // It may be on either host when the run ends.
+  const destroyBoth = async () => {
     await a.cli(['destroy', name]);
     await b.cli(['destroy', name]);
-  });
+  };
+  ctx.cleanup.add(`destroy ${name}`, destroyBoth);
   const con = await xenodeConsole(a, name, true);
   await prepareGuest(con, name, scenario);
   con.close();
@@ -248,10 +250,7 @@ async function xenodeSide(
     round,
     pause: () => must(['pause', name]),
     resume: () => must(['unpause', name]),
-    close: async () => {
-      await a.cli(['destroy', name]);
-      await b.cli(['destroy', name]);
-    },
+    close: destroyBoth,
   };
 }
 
