@@ -48,7 +48,8 @@ describe('boot and console', () => {
   it('xenode info reports TCG and why', async () => {
     const info = await host.ok(['info']);
     assert.match(info, /^accel\s+: tcg$/m);
-    assert.match(info, /^accel_reason\s+: .*kvm_pvm/m);
+    // Why: this workplace's /dev/kvm is kvm_pvm, or there is none at all.
+    assert.match(info, /^accel_reason\s+: .*(kvm_pvm|\/dev\/kvm does not exist)/m);
     assert.equal((await host.ok(['info', 'accel'])).trim(), 'tcg');
   });
 

@@ -293,9 +293,9 @@ describe('sponsors and tokens', () => {
     );
     const bobList = (await http(port, 'GET', '/v1/domains', bob)).json as Array<{ name: string }>;
     assert.deepEqual(bobList, []);
-    assert.equal((await http(port, 'GET', '/v1/domains/alice1', bob)).status, 403);
-    assert.equal((await http(port, 'POST', '/v1/domains/alice1/destroy', bob)).status, 403);
-    assert.equal((await http(port, 'POST', '/v1/domains/alice1/pause', bob)).status, 403);
+    assert.equal((await http(port, 'GET', '/v1/domains/alice1', bob)).status, 404);
+    assert.equal((await http(port, 'POST', '/v1/domains/alice1/destroy', bob)).status, 404);
+    assert.equal((await http(port, 'POST', '/v1/domains/alice1/pause', bob)).status, 404);
     const id = (created.json as { domid: number }).domid;
     assert.equal((await http(port, 'GET', `/v1/store/read?path=/local/domain/${id}/name`, bob)).status, 403);
     assert.equal((await http(port, 'GET', `/v1/store/read?path=/local/domain/${id}/name`, alice)).status, 200);

@@ -4,7 +4,7 @@
 // destroy with confirmation; bad config, no token, other sponsors' domains.
 
 import assert from 'node:assert/strict';
-import { existsSync, truncateSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -106,8 +106,9 @@ describe('web console', () => {
   it('logs in with a token: HttpOnly SameSite=Strict cookie, token nowhere else', async () => {
     await login(page, base, alice);
     await page.waitForSelector('.who[data-sponsor="alice"]');
-    const cookie = (await ctx.cookies()).find((c) => c.name === 'xenode_token');
+    const cookie = (await ctx.cookies()).find((c) => c.name === 'xenode_session');
     assert.ok(cookie, 'session cookie set');
+    assert.ok(!cookie.value.includes(alice) && !cookie.value.includes('xn_'), 'a session id, not the token');
     assert.equal(cookie.httpOnly, true);
     assert.equal(cookie.sameSite, 'Strict');
     assert.equal(await page.evaluate(() => document.cookie.includes('xn_')), false, 'scripts cannot read it');
@@ -120,10 +121,12 @@ describe('web console', () => {
   });
 
   it('refuses cookie-authenticated requests from another site', async () => {
+    const session = (await ctx.cookies()).find((c) => c.name === 'xenode_session');
+    assert.ok(session);
     const status = await new Promise<number>((resolve, reject) => {
       const req = request(
         `${base}/v1/domains`,
-        { headers: { cookie: `xenode_token=${alice}`, origin: 'http://evil.example' } },
+        { headers: { cookie: `xenode_session=${session.value}`, origin: 'http://evil.example' } },
         (res) => {
           res.resume();
           resolve(res.statusCode ?? 0);
@@ -154,16 +157,18 @@ describe('web console', () => {
     assert.equal(generated, 'name = "form1"\nmemory = 256\nvcpus = 1\nkernel = "/nonexistent/vmlinuz"\n');
     await page.click('form.create-form button[type=submit]');
     const formErr = await page.waitForSelector('[data-create-error]');
-    assert.match((await formErr.textContent()) ?? '', /Line 4.*not found/);
+    assert.match((await formErr.textContent()) ?? '', /Line 4.*not a volume of yours/);
     assert.equal(await page.textContent('.editor .gl.err'), '4');
     await page.click('.tabs button:has-text("xl.cfg")');
   });
 
   it('creates a domain from pasted xl.cfg; it appears running', async () => {
-    // A blank raw disk, so the disk chart has counters to show.
-    const img = join(host.dir, 'web1.img');
-    writeFileSync(img, '');
-    truncateSync(img, 32 << 20);
+    // A blank raw disk, so the disk chart has counters to show: a volume of the
+    // sponsor's (a sponsor may name no other host file).
+    const poolDir = join(host.dir, 'pool');
+    mkdirSync(poolDir);
+    await host.ok(['storage-add', 'web', poolDir, '--sponsor', 'alice']);
+    const img = (await host.ok(['volume', 'create', 'web/web1', '32M', '--sponsor', 'alice'])).trim();
     await page.fill(
       'textarea[aria-label="xl.cfg"]',
       `name = "web1"\nmemory = 256\nvcpus = 1\ndisk = [ "${img},raw,xvda,rw" ]\n`,
@@ -257,7 +262,7 @@ describe('web console', () => {
     const cfg = host.writeConfig('bob.cfg', 'name = "bobvm"\nmemory = 128\nsponsor = "bob"\n');
     await host.ok(['create', '-p', cfg]);
     try {
-      assert.equal((await pageFetch(page, '/v1/domains/bobvm')).status, 403);
+      assert.equal((await pageFetch(page, '/v1/domains/bobvm')).status, 404);
       const names = (JSON.parse((await pageFetch(page, '/v1/domains')).body) as Array<{ name: string }>).map(
         (d) => d.name,
       );
@@ -294,7 +299,7 @@ describe('web console', () => {
     await page.click('.topbar button:has-text("Log out")');
     await page.waitForURL(`${base}/login`);
     assert.equal(
-      (await ctx.cookies()).find((c) => c.name === 'xenode_token'),
+      (await ctx.cookies()).find((c) => c.name === 'xenode_session'),
       undefined,
     );
     assert.equal((await pageFetch(page, '/v1/domains')).status, 401);

@@ -50,14 +50,20 @@ export function registerBlockRoutes(app: FastifyInstance, ctx: ApiContext, disks
 
   app.post<{ Params: DomParams; Body: BlockAttachBody }>('/v1/domains/:dom/block-attach', async (req) => {
     const d = ts.find(req.params.dom, req.principal);
-    // A disk spec names any host file: only the admin may hand one to a guest.
-    if (!req.principal.admin) throw new XenodeError('permission', 'only the admin may attach host files as disks');
     const spec = req.body?.spec;
     if (typeof spec !== 'string' || spec.trim() === '') {
       throw new XenodeError('usage', 'block-attach needs {"spec": "<target>,<format>,<vdev>,<access>"}');
     }
     const warnings: string[] = [];
-    const disk = parseApiDiskSpec(spec, (w) => warnings.push(w));
+    let disk = parseApiDiskSpec(spec, (w) => warnings.push(w));
+    // A disk spec names a host file: a sponsor may name only what the storage gate vouches for.
+    if (!req.principal.admin && disk.target !== '') {
+      const gate = ts.plugins.find((x) => x.fileGate)?.fileGate;
+      if (!gate) throw new XenodeError('permission', 'only the admin may attach host files as disks');
+      const write = disk.access === 'rw' && disk.devtype === 'disk';
+      const target = gate.sponsorFile(req.principal.sponsor, disk.target, { kind: 'disk', write, format: disk.format });
+      disk = { ...disk, target };
+    }
     return { ...(await disks.attach(d, disk)), warnings };
   });
 

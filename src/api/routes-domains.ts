@@ -1,14 +1,19 @@
 // Domain routes: list, create, lifecycle actions, vCPUs, console (WebSocket).
 
-import { isAbsolute } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { configProblem } from '../config/config-check.ts';
 import { checkKernel } from '../config/files.ts';
 import { loadConfigText } from '../config/load.ts';
 import type { DomainConfig } from '../config/types.ts';
 import { XenodeError } from '../errors.ts';
+import { sponsorFileCheck } from '../toolstack/admission.ts';
+import type { SponsorFileGate } from '../toolstack/plugin.ts';
+import { LOCAL_ADMIN, type Principal } from '../toolstack/principal.ts';
 import type { ApiContext } from './server.ts';
 import { domainView } from './views.ts';
+
+/** Largest console input message (a paste); bigger ones close the socket with 1009. */
+const CONSOLE_MAX_INPUT = 64 * 1024;
 
 interface DomParams {
   dom: string;
@@ -23,28 +28,34 @@ export interface CreateBody {
   paused?: boolean;
 }
 
-/** Check a config that arrived as JSON: structure here, files as the parser would. */
-export function checkConfigJson(config: unknown): DomainConfig {
+/**
+ * Check a config that arrived as JSON: the same rules as a config file
+ * (configProblem), and for the admin its files as the parser would check them.
+ * A sponsor's files are checked by admission, through its storage pools, so
+ * that no answer here tells it whether a host file exists.
+ */
+export function checkConfigJson(config: unknown, p: Principal = LOCAL_ADMIN): DomainConfig {
   const problem = configProblem(config);
   if (problem) throw new XenodeError('config', `invalid domain config: ${problem}`);
   const cfg = config as DomainConfig;
-  for (const p of [cfg.kernel, cfg.ramdisk, ...cfg.disk.map((d) => d.target).filter((t) => t !== '')]) {
-    if (p !== undefined && !isAbsolute(p))
-      throw new XenodeError('config', `path '${p}' must be absolute in an API request`);
-  }
-  if (cfg.kernel) checkKernel(cfg.kernel, { file: '<api>', line: 0, column: 0 });
+  if (p.admin && cfg.kernel) checkKernel(cfg.kernel, { file: '<api>', line: 0, column: 0 });
   return cfg;
 }
 
-function configFromBody(body: CreateBody): { config: DomainConfig; warnings: string[] } {
+function configFromBody(
+  body: CreateBody,
+  p: Principal,
+  gates: readonly SponsorFileGate[],
+): { config: DomainConfig; warnings: string[] } {
   if (typeof body.configText === 'string') {
     return loadConfigText(body.configText, {
       file: body.filename ?? 'config',
       baseDir: '/',
       overrides: Array.isArray(body.overrides) ? body.overrides.map(String) : [],
+      fileCheck: p.admin ? undefined : sponsorFileCheck(p.sponsor, gates),
     });
   }
-  if (body.config !== undefined) return { config: checkConfigJson(body.config), warnings: [] };
+  if (body.config !== undefined) return { config: checkConfigJson(body.config, p), warnings: [] };
   throw new XenodeError('usage', 'request body needs "config" (JSON) or "configText" (xl.cfg)');
 }
 
@@ -60,17 +71,14 @@ export function registerDomainRoutes(app: FastifyInstance, ctx: ApiContext): voi
   app.post<{ Body: CreateBody }>('/v1/domains', async (req) => {
     const body = req.body;
     if (!body || typeof body !== 'object') throw new XenodeError('usage', 'request body must be a JSON object');
-    const { config, warnings } = configFromBody(body);
+    const { config, warnings } = configFromBody(body, req.principal, ts.fileGates);
     const d = await ts.create(config, req.principal, { paused: body.paused === true });
     return { ...domainView(d, true), warnings };
   });
 
   const action = (
     name: string,
-    fn: (
-      dom: string,
-      req: { principal: import('../toolstack/principal.ts').Principal; body: unknown },
-    ) => Promise<unknown>,
+    fn: (dom: string, req: { principal: Principal; body: unknown }) => Promise<unknown>,
   ) => {
     app.post<{ Params: DomParams; Body: unknown }>(`/v1/domains/:dom/${name}`, async (req) => {
       const r = await fn(req.params.dom, { principal: req.principal, body: req.body ?? {} });
@@ -127,10 +135,31 @@ export function registerDomainRoutes(app: FastifyInstance, ctx: ApiContext): voi
         socket.close(4004, e instanceof Error ? e.message.slice(0, 100) : 'not found');
         return;
       }
-      const detach = d.console.attach({ send: (data) => socket.send(data) }, req.query.scrollback !== '0');
+      const detach = d.console.attach(
+        {
+          send: (data) => socket.send(data),
+          backlog: () => socket.bufferedAmount,
+          // A client that never reads would make the daemon buffer without end: cut it off.
+          dropped: () => {
+            ctx.log.warn(
+              `console client of sponsor ${req.principal.sponsor} dropped: ${socket.bufferedAmount} bytes unread`,
+              d.domid,
+            );
+            socket.terminate();
+          },
+        },
+        req.query.scrollback !== '0',
+      );
       const onGone = () => socket.close(1000, 'domain destroyed');
       d.once('gone', onGone);
-      socket.on('message', (data: Buffer) => d.console.input(data));
+      socket.on('message', (data: Buffer) => {
+        if (socket.readyState !== socket.OPEN) return;
+        if (data.length > CONSOLE_MAX_INPUT) {
+          socket.close(1009, 'console input over 64 KiB');
+          return;
+        }
+        d.console.input(data);
+      });
       socket.on('close', () => {
         detach();
         d.off('gone', onGone);

@@ -2,6 +2,7 @@
 
 import type { FastifyInstance } from 'fastify';
 import { XenodeError } from '../errors.ts';
+import { publicPrincipal } from '../toolstack/principal.ts';
 import type { ApiContext } from './server.ts';
 
 function requireAdmin(admin: boolean): void {
@@ -11,12 +12,24 @@ function requireAdmin(admin: boolean): void {
 export function registerHostRoutes(app: FastifyInstance, ctx: ApiContext): void {
   app.get('/v1/info', async () => ctx.hostInfo());
 
-  app.get('/v1/whoami', async (req) => req.principal);
+  app.get('/v1/whoami', async (req) => publicPrincipal(req.principal));
 
+  // Reading never changes the log (a GET may be replayed or prefetched); DELETE clears it.
   app.get<{ Querystring: { clear?: string } }>('/v1/log', async (req) => {
     requireAdmin(req.principal.admin);
+    if (req.query.clear !== undefined) {
+      throw new XenodeError('usage', 'GET /v1/log does not clear the log', {
+        hint: 'DELETE /v1/log reads and clears it (`xenode dmesg -c`)',
+      });
+    }
+    return ctx.log.entries();
+  });
+
+  /** Read and clear, as `xl dmesg -c`: answers with the entries it removed. */
+  app.delete('/v1/log', async (req) => {
+    requireAdmin(req.principal.admin);
     const entries = ctx.log.entries();
-    if (req.query.clear === '1') ctx.log.clear();
+    ctx.log.clear();
     return entries;
   });
 

@@ -18,6 +18,8 @@ export type LiveEvent =
 
 /** Above this much unsent data a slow client skips samples (changes still go out). */
 const MAX_BUFFERED = 1 << 20;
+/** Above this much a client is not reading at all: it is cut off rather than buffered for. */
+const MAX_UNREAD = 4 * MAX_BUFFERED;
 
 export function registerLiveRoutes(app: FastifyInstance, ctx: ApiContext, sampler: MetricsSampler): void {
   const ts = ctx.toolstack;
@@ -31,7 +33,9 @@ export function registerLiveRoutes(app: FastifyInstance, ctx: ApiContext, sample
     const p = req.principal;
     const visible = (d: Domain) => canSeeSponsor(p, d.rec.sponsor);
     const send = (e: LiveEvent) => {
-      if (socket.readyState === socket.OPEN) socket.send(JSON.stringify(e));
+      if (socket.readyState !== socket.OPEN) return;
+      if (socket.bufferedAmount > MAX_UNREAD) socket.terminate();
+      else socket.send(JSON.stringify(e));
     };
     const doms = ts.list(p);
     const samples: Record<number, MetricsSample> = {};

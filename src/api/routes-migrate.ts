@@ -1,14 +1,16 @@
 // Save, restore and migration routes. Each long operation is served twice:
 // POST answers when it is done; a WebSocket on the same path takes the request
 // as its first message and streams {progress} frames, then {result} or {error}.
-// The target side of a live migration is a WebSocket of its own (migrate-protocol.ts).
+// The target side of a live migration is a WebSocket of its own (migrate-protocol.ts),
+// open to the host's admin only.
 
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { WebSocket } from 'ws';
 import { type WireError, XenodeError } from '../errors.ts';
 import { migrateDomain } from '../toolstack/migrate.ts';
 import { MIGRATE_PATH } from '../toolstack/migrate-protocol.ts';
-import { receiveMigration } from '../toolstack/migrate-target.ts';
+import { plainAddress } from '../toolstack/migrate-stream.ts';
+import { mayReceiveMigrations, RECEIVE_REFUSAL, receiveMigration } from '../toolstack/migrate-target.ts';
 import type { Principal } from '../toolstack/principal.ts';
 import { type OpProgress, restoreFromFile, saveDomain } from '../toolstack/saverestore.ts';
 import type { ApiContext } from './server.ts';
@@ -90,10 +92,9 @@ function absolute(file: string): string {
   return file;
 }
 
-/** The local address a request arrived on, as QEMU's inet syntax wants it. */
+/** The local address a request arrived on (the migration stream is taken there too). */
 function localAddress(req: FastifyRequest): string {
-  const a = req.socket.localAddress ?? '127.0.0.1';
-  return a.startsWith('::ffff:') ? a.slice(7) : a;
+  return plainAddress(req.socket.localAddress) ?? '127.0.0.1';
 }
 
 export function registerMigrateRoutes(app: FastifyInstance, ctx: ApiContext): void {
@@ -141,10 +142,26 @@ export function registerMigrateRoutes(app: FastifyInstance, ctx: ApiContext): vo
     );
   });
 
-  app.get(MIGRATE_PATH, { websocket: true }, (socket: WebSocket, req) => {
-    receiveMigration(ts, req.principal, socket, {
-      bindHost: localAddress(req),
-      qemuVersion: ctx.hostInfo().qemu_version,
-    });
-  });
+  app.get(
+    MIGRATE_PATH,
+    {
+      websocket: true,
+      // Refused before the upgrade (HTTP 403): a sponsor token starts nothing here.
+      preValidation: async (req) => {
+        if (!mayReceiveMigrations(req.principal)) {
+          throw new XenodeError('permission', RECEIVE_REFUSAL, {
+            hint: 'migrate with an admin token of this host (xenode token create NAME --admin)',
+          });
+        }
+      },
+    },
+    (socket: WebSocket, req) => {
+      receiveMigration(ts, req.principal, socket, {
+        bindHost: localAddress(req),
+        // The stream must come from where the control link came from.
+        peerHost: plainAddress(req.socket.remoteAddress),
+        qemuVersion: ctx.hostInfo().qemu_version,
+      });
+    },
+  );
 }

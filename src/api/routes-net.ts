@@ -4,6 +4,7 @@
 import type { FastifyInstance } from 'fastify';
 import { parseVifSpec } from '../config/vif.ts';
 import { XenodeError } from '../errors.ts';
+import { sponsorVif } from '../toolstack/admission.ts';
 import type { NetManager } from '../toolstack/net-manager.ts';
 import type { ApiContext } from './server.ts';
 
@@ -39,7 +40,9 @@ export function registerNetRoutes(app: FastifyInstance, ctx: ApiContext, net: Ne
     const spec = req.body?.spec ?? '';
     if (typeof spec !== 'string') throw new XenodeError('usage', 'network-attach needs {"spec": "key=value,..."}');
     const warnings: string[] = [];
-    const vif = parseVifSpec(spec, { warn: (w) => warnings.push(w) });
+    const parsed = parseVifSpec(spec, { warn: (w) => warnings.push(w) });
+    const p = req.principal;
+    const vif = p.admin ? parsed : sponsorVif(parsed, ctx.sponsors.limits(p.sponsor));
     return { ...(await net.attach(d, vif)), warnings };
   });
 

@@ -1,11 +1,22 @@
 // Control-store routes. The admin acts as the toolstack (dom0), or as a guest
-// with ?as=DOMID (how a guest's own connection is seen); a sponsor's token acts
-// only inside the home paths of its own domains.
+// with ?as=DOMID (how a guest's own connection is seen). A sponsor's token acts
+// only inside the home and /vm paths of its own domains, and there as itself:
+// with the permissions of the domain whose path it names (or ?as=), the store's
+// quotas, and transactions and watches of its own.
 
 import { randomBytes } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { XenodeError } from '../errors.ts';
-import { type Caller, type ControlStore, domainPath, guest, TOOLSTACK } from '../store/index.ts';
+import {
+  type Caller,
+  type ControlStore,
+  domainPath,
+  guest,
+  NO_DOMAIN,
+  sponsorCaller,
+  TOOLSTACK,
+} from '../store/index.ts';
+import type { Domain } from '../toolstack/domain.ts';
 import type { ApiContext } from './server.ts';
 
 interface StoreQuery {
@@ -14,26 +25,57 @@ interface StoreQuery {
   tx?: string;
 }
 
-function callerFor(req: FastifyRequest, ctx: ApiContext, path: string | undefined, as: string | undefined): Caller {
-  const p = req.principal;
+function parseAs(as: string | undefined): number | undefined {
   const asDomid = as === undefined || as === '' ? undefined : Number(as);
   if (asDomid !== undefined && (!Number.isInteger(asDomid) || asDomid < 0)) {
     throw new XenodeError('usage', `invalid domid '${as}'`);
   }
-  if (p.admin) return asDomid === undefined || asDomid === 0 ? TOOLSTACK : guest(asDomid);
-  const own = ctx.toolstack.list(p);
-  if (asDomid !== undefined) {
-    if (!own.some((d) => d.domid === asDomid)) throw new XenodeError('permission', `domain ${asDomid} is not yours`);
-    return guest(asDomid);
+  return asDomid;
+}
+
+function isUnder(path: string, root: string): boolean {
+  return path === root || path.startsWith(`${root}/`);
+}
+
+/** The sponsor's domains, and the one named by ?as= (which must be among them). */
+function sponsorDomains(req: FastifyRequest, ctx: ApiContext, asDomid: number | undefined): Domain[] {
+  const own = ctx.toolstack.list(req.principal);
+  if (asDomid !== undefined && !own.some((d) => d.domid === asDomid)) {
+    throw new XenodeError('permission', `domain ${asDomid} is not yours`);
   }
-  if (path === undefined) throw new XenodeError('permission', 'sponsors must name a path under their own domains');
-  const allowed = own.flatMap((d) => [domainPath(d.domid), `/vm/${d.rec.uuid}`]);
-  if (!allowed.some((a) => path === a || path.startsWith(`${a}/`))) {
+  return own;
+}
+
+/** Who performs an operation on `path`. */
+function callerFor(req: FastifyRequest, ctx: ApiContext, path: string, as: string | undefined): Caller {
+  const p = req.principal;
+  const asDomid = parseAs(as);
+  if (p.admin) return asDomid === undefined || asDomid === 0 ? TOOLSTACK : guest(asDomid);
+  const own = sponsorDomains(req, ctx, asDomid);
+  const home = own.find((d) => isUnder(path, domainPath(d.domid)) || isUnder(path, `/vm/${d.rec.uuid}`));
+  if (!home) {
     throw new XenodeError('permission', `path ${path} is outside your domains`, {
-      hint: 'sponsors may use /local/domain/<own domid>/...',
+      hint: 'sponsors may use /local/domain/<own domid>/... and /vm/<own uuid>/...',
     });
   }
-  return TOOLSTACK;
+  return sponsorCaller(
+    p.sponsor,
+    asDomid ?? home.domid,
+    own.map((d) => d.domid),
+  );
+}
+
+/** Who opens or ends a transaction (no node named; each operation inside names its own). */
+function transactionCaller(req: FastifyRequest, ctx: ApiContext, as: string | undefined): Caller {
+  const p = req.principal;
+  const asDomid = parseAs(as);
+  if (p.admin) return asDomid === undefined || asDomid === 0 ? TOOLSTACK : guest(asDomid);
+  const own = sponsorDomains(req, ctx, asDomid);
+  return sponsorCaller(
+    p.sponsor,
+    asDomid ?? NO_DOMAIN,
+    own.map((d) => d.domid),
+  );
 }
 
 function need(v: string | undefined, what: string): string {
@@ -111,16 +153,14 @@ export function registerStoreRoutes(app: FastifyInstance, ctx: ApiContext, store
 
   app.post<{ Body: { as?: string } }>('/v1/store/transaction', async (req) => {
     const as = req.body?.as === undefined ? undefined : String(req.body.as);
-    const caller = req.principal.admin ? callerFor(req, ctx, undefined, as) : callerFor(req, ctx, undefined, as ?? '');
-    return { tx: store.transactionStart(caller) };
+    return { tx: store.transactionStart(transactionCaller(req, ctx, as)) };
   });
 
   app.post<{ Params: { tx: string }; Body: { commit?: boolean; as?: string } }>(
     '/v1/store/transaction/:tx',
     async (req) => {
       const as = req.body?.as === undefined ? undefined : String(req.body.as);
-      const caller = callerFor(req, ctx, req.principal.admin ? undefined : '/', as);
-      store.transactionEnd(caller, txid(req.params.tx), req.body?.commit !== false);
+      store.transactionEnd(transactionCaller(req, ctx, as), txid(req.params.tx), req.body?.commit !== false);
       return { ok: true };
     },
   );
@@ -131,7 +171,8 @@ export function registerStoreRoutes(app: FastifyInstance, ctx: ApiContext, store
     let path: string;
     try {
       path = need(req.query.path, 'path');
-      caller = callerFor(req, ctx, path.startsWith('@') ? undefined : path, req.query.as);
+      // A sponsor may watch only inside its domains (no @introduceDomain and the like).
+      caller = callerFor(req, ctx, path, req.query.as);
     } catch (e) {
       socket.close(4003, e instanceof Error ? e.message.slice(0, 100) : 'refused');
       return;

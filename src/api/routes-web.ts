@@ -1,6 +1,7 @@
-// The browser UI on the TCP listener: the built pages from web/dist, login and
-// logout. Only the login page and the files it loads are served without a
-// token; the app, its assets and every API route need the session cookie.
+// The browser UI on the TCP listener: the built pages from web/dist, login (a
+// session of its own, bound to the token) and logout (which ends it). Only the
+// login page and the files it loads are served without a session; the app, its
+// assets and every API route need the session cookie.
 
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -8,8 +9,18 @@ import { fileURLToPath } from 'node:url';
 import fastifyStatic from '@fastify/static';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { XenodeError } from '../errors.ts';
+import { publicPrincipal } from '../toolstack/principal.ts';
+import { type AuthLimiter, tooManyFailures } from './auth-limit.ts';
 import type { ApiContext } from './server.ts';
-import { clearSessionCookie, crossSiteRefusal, principalOf, setSessionCookie } from './web-auth.ts';
+import type { SocketRegistry } from './socket-registry.ts';
+import {
+  clearSessionCookie,
+  crossSiteRefusal,
+  principalOf,
+  SESSION_SECONDS,
+  sessionIdOf,
+  setSessionCookie,
+} from './web-auth.ts';
 
 /** The app's own pages; each serves index.html and the client-side router takes over. */
 const APP_PAGES = ['/', '/create', '/domains/*'];
@@ -73,7 +84,12 @@ function pageHeaders(reply: FastifyReply): FastifyReply {
     .header('cache-control', 'no-cache');
 }
 
-export async function registerWebRoutes(app: FastifyInstance, ctx: ApiContext): Promise<void> {
+export interface WebAuth {
+  limiter: AuthLimiter;
+  sockets: SocketRegistry;
+}
+
+export async function registerWebRoutes(app: FastifyInstance, ctx: ApiContext, auth: WebAuth): Promise<void> {
   app.post<{ Body: { token?: unknown } }>('/v1/login', { config: { public: true } }, async (req, reply) => {
     const refused = crossSiteRefusal(req);
     if (refused) throw new XenodeError('permission', refused);
@@ -82,18 +98,26 @@ export async function registerWebRoutes(app: FastifyInstance, ctx: ApiContext): 
       throw new XenodeError('usage', 'token is required', { hint: 'create one with `xenode token create SPONSOR`' });
     }
     const p = ctx.tokens.authenticate(token.trim());
-    if (!p) {
+    if (!p?.tokenId) {
+      const retryAfter = auth.limiter.fail(req.ip, 'bad token on web login');
+      if (retryAfter !== undefined) return tooManyFailures(reply, req.ip, retryAfter);
       throw new XenodeError('unauthorized', 'invalid token', {
         hint: 'check the token, or create one with `xenode token create SPONSOR`',
       });
     }
-    setSessionCookie(req, reply, token.trim());
-    // The token id (first part) names the token in `token list`; the secret is never logged.
-    ctx.log.info(`web login: sponsor ${p.sponsor}${p.admin ? ' (admin)' : ''}, token ${token.trim().slice(3, 11)}`);
-    return p;
+    // The cookie carries a session id of its own: logout ends it without ending the token.
+    setSessionCookie(req, reply, ctx.tokens.createSession(p.tokenId, SESSION_SECONDS * 1000));
+    // The token id names the token in `token list`; the secret is never logged.
+    ctx.log.info(`web login: sponsor ${p.sponsor}${p.admin ? ' (admin)' : ''}, token ${p.tokenId}`);
+    return publicPrincipal(p);
   });
 
   app.post('/v1/logout', { config: { public: true } }, async (req, reply) => {
+    const id = sessionIdOf(req);
+    if (id) ctx.tokens.endSession(id);
+    // What this session opened (consoles, event streams) ends with it.
+    const p = principalOf(req);
+    if (p?.sessionId) auth.sockets.closeSession(p.sessionId, 'logged out');
     clearSessionCookie(req, reply);
     return { ok: true };
   });

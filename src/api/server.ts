@@ -1,22 +1,31 @@
 // xenoded's HTTP + WebSocket API. The same routes are served on the local Unix
-// socket (caller = local admin) and on TCP, where every request needs a token.
+// socket (caller = local admin) and on TCP, where every request needs a token
+// or a web session; failed tokens are logged and rate-limited per address, and
+// every WebSocket is tied to the credential that opened it.
 
+import type { IncomingMessage } from 'node:http';
 import websocket from '@fastify/websocket';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { WebSocket } from 'ws';
 import { type WireError, XenodeError } from '../errors.ts';
 import type { DaemonLog } from '../toolstack/log.ts';
 import { LOCAL_ADMIN, type Principal } from '../toolstack/principal.ts';
+import type { SponsorPolicy } from '../toolstack/sponsors.ts';
 import type { TokenStore } from '../toolstack/tokens.ts';
 import type { Toolstack } from '../toolstack/toolstack.ts';
+import { AuthLimiter, tooManyFailures } from './auth-limit.ts';
 import { registerDomainRoutes } from './routes-domains.ts';
 import { registerHostRoutes } from './routes-host.ts';
+import { registerQuotaRoutes } from './routes-quota.ts';
 import { registerWebRoutes } from './routes-web.ts';
+import { SocketRegistry } from './socket-registry.ts';
 import type { HostInfo } from './views.ts';
-import { crossSiteRefusal, isPublicRoute } from './web-auth.ts';
+import { crossSiteRefusal, isPublicRoute, sessionIdOf } from './web-auth.ts';
 
 export interface ApiContext {
   toolstack: Toolstack;
   tokens: TokenStore;
+  sponsors: SponsorPolicy;
   log: DaemonLog;
   hostInfo: () => HostInfo;
   /** Extra route groups (store, ...) registered by the daemon. */
@@ -37,15 +46,45 @@ export function sendError(reply: FastifyReply, e: unknown): FastifyReply {
 
 function bearer(req: FastifyRequest): string | undefined {
   const h = req.headers.authorization;
-  if (h?.startsWith('Bearer ')) return h.slice(7).trim();
-  const cookie = req.headers.cookie;
-  const m = cookie ? /(?:^|;\s*)xenode_token=([^;]+)/.exec(cookie) : null;
-  return m ? decodeURIComponent(m[1]) : undefined;
+  return h?.startsWith('Bearer ') ? h.slice(7).trim() : undefined;
+}
+
+/** Largest WebSocket message any route accepts; ws closes the socket with 1009 past it. */
+export const WS_MAX_PAYLOAD = 1024 * 1024;
+
+/** ws reports a peer's protocol error (e.g. an oversize message) after sending its close frame. */
+function wsProtocolError(e: Error): boolean {
+  const code = (e as { code?: unknown }).code;
+  return typeof code === 'string' && code.startsWith('WS_ERR_');
 }
 
 export async function buildApi(ctx: ApiContext, mode: 'local' | 'tcp'): Promise<FastifyInstance> {
   const app = Fastify({ logger: false, bodyLimit: 1024 * 1024 });
-  await app.register(websocket);
+  await app.register(websocket, {
+    options: { maxPayload: WS_MAX_PAYLOAD },
+    // The default handler terminates at once, losing the close frame (1009) ws just queued.
+    errorHandler: (e, socket) => {
+      if (wsProtocolError(e)) setTimeout(() => socket.terminate(), 1000).unref();
+      else socket.terminate();
+    },
+  });
+  const limiter = new AuthLimiter(ctx.log);
+  // Which principal opened each WebSocket, so that revocation and logout can close it.
+  const sockets = new SocketRegistry();
+  const wsPrincipal = new WeakMap<IncomingMessage, Principal>();
+  if (mode === 'tcp') {
+    app.websocketServer.on('connection', (ws: WebSocket, raw: IncomingMessage) => {
+      const p = wsPrincipal.get(raw);
+      if (p?.tokenId) sockets.add(ws, p);
+    });
+    const unsubscribe = ctx.tokens.onRevoke((id) => {
+      const n = sockets.closeToken(id, 'token revoked');
+      if (n > 0) ctx.log.info(`closed ${n} WebSocket${n === 1 ? '' : 's'} of revoked token ${id}`);
+    });
+    app.addHook('onClose', async () => {
+      unsubscribe();
+    });
+  }
   // Fastify forbids object defaults on requests; every request sets it in onRequest.
   app.decorateRequest('principal', null as unknown as Principal);
   app.addHook('onRequest', async (req, reply) => {
@@ -53,15 +92,27 @@ export async function buildApi(ctx: ApiContext, mode: 'local' | 'tcp'): Promise<
       req.principal = LOCAL_ADMIN;
       return;
     }
+    // A token in the Authorization header (CLI, scripts), else the web session cookie.
     const token = bearer(req);
-    const p = token ? ctx.tokens.authenticate(token) : undefined;
+    const session = token === undefined ? sessionIdOf(req) : undefined;
+    let p: Principal | undefined;
+    if (token !== undefined) {
+      p = ctx.tokens.authenticate(token);
+      if (!p) {
+        const retryAfter = limiter.fail(req.ip, `bad token on ${req.method} ${req.routeOptions.url ?? '(no route)'}`);
+        if (retryAfter !== undefined) {
+          await tooManyFailures(reply, req.ip, retryAfter);
+          return;
+        }
+      }
+    } else if (session !== undefined) p = ctx.tokens.authenticateSession(session);
     if (!p) {
       if (isPublicRoute(req)) return; // login page, its assets, POST /v1/login
       await reply.code(401).send({
         error: {
           kind: 'unauthorized',
-          message: token ? 'invalid token' : 'missing token',
-          hint: 'send Authorization: Bearer <token>',
+          message: token ? 'invalid token' : session ? 'session ended' : 'missing token',
+          hint: session && !token ? 'log in again' : 'send Authorization: Bearer <token>',
         },
       });
       return;
@@ -72,6 +123,7 @@ export async function buildApi(ctx: ApiContext, mode: 'local' | 'tcp'): Promise<
       return;
     }
     req.principal = p;
+    wsPrincipal.set(req.raw, p);
   });
   app.setErrorHandler((err, _req, reply) => {
     if (err instanceof XenodeError) return sendError(reply, err);
@@ -84,7 +136,8 @@ export async function buildApi(ctx: ApiContext, mode: 'local' | 'tcp'): Promise<
   });
   registerHostRoutes(app, ctx);
   registerDomainRoutes(app, ctx);
-  if (mode === 'tcp') await registerWebRoutes(app, ctx);
+  registerQuotaRoutes(app, ctx);
+  if (mode === 'tcp') await registerWebRoutes(app, ctx, { limiter, sockets });
   for (const r of ctx.extraRoutes ?? []) r(app, ctx);
   return app;
 }

@@ -1,4 +1,4 @@
-// Browser sessions on the TCP listener: the login cookie, the few routes a
+// Browser sessions on the TCP listener: the session cookie, the few routes a
 // browser may reach before logging in, and refusal of cross-site requests.
 
 import type { FastifyReply, FastifyRequest } from 'fastify';
@@ -11,9 +11,10 @@ declare module 'fastify' {
   }
 }
 
-export const TOKEN_COOKIE = 'xenode_token';
+/** The web session cookie: a random session id, never the token it was opened with. */
+export const SESSION_COOKIE = 'xenode_session';
 /** A browser session lasts a working day; the token itself lives until revoked. */
-const SESSION_SECONDS = 12 * 3600;
+export const SESSION_SECONDS = 12 * 3600;
 
 export function isPublicRoute(req: FastifyRequest): boolean {
   return req.routeOptions.config?.public === true;
@@ -28,15 +29,28 @@ function secure(req: FastifyRequest): boolean {
   return req.protocol === 'https';
 }
 
-export function setSessionCookie(req: FastifyRequest, reply: FastifyReply, token: string): void {
-  // HttpOnly: page scripts never see the token; Strict: no other site's page can send it.
-  const attrs = [`${TOKEN_COOKIE}=${token}`, 'Path=/', 'HttpOnly', 'SameSite=Strict', `Max-Age=${SESSION_SECONDS}`];
+/** The session id in the request's cookie, if any. */
+export function sessionIdOf(req: FastifyRequest): string | undefined {
+  const cookie = req.headers.cookie;
+  const m = cookie ? /(?:^|;\s*)xenode_session=([A-Za-z0-9_-]+)/.exec(cookie) : null;
+  return m ? m[1] : undefined;
+}
+
+export function setSessionCookie(req: FastifyRequest, reply: FastifyReply, sessionId: string): void {
+  // HttpOnly: page scripts never see the session id; Strict: no other site's page can send it.
+  const attrs = [
+    `${SESSION_COOKIE}=${sessionId}`,
+    'Path=/',
+    'HttpOnly',
+    'SameSite=Strict',
+    `Max-Age=${SESSION_SECONDS}`,
+  ];
   if (secure(req)) attrs.push('Secure');
   void reply.header('set-cookie', attrs.join('; '));
 }
 
 export function clearSessionCookie(req: FastifyRequest, reply: FastifyReply): void {
-  const attrs = [`${TOKEN_COOKIE}=`, 'Path=/', 'HttpOnly', 'SameSite=Strict', 'Max-Age=0'];
+  const attrs = [`${SESSION_COOKIE}=`, 'Path=/', 'HttpOnly', 'SameSite=Strict', 'Max-Age=0'];
   if (secure(req)) attrs.push('Secure');
   void reply.header('set-cookie', attrs.join('; '));
 }

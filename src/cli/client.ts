@@ -2,7 +2,7 @@
 // or over TCP with a token when XENODE_URL is set. Starts the daemon on first use.
 
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, openSync } from 'node:fs';
+import { createReadStream, existsSync, mkdirSync, openSync, statSync } from 'node:fs';
 import { type RequestOptions, request } from 'node:http';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -100,6 +100,58 @@ export class ApiClient {
   }
   del<T>(path: string): Promise<T> {
     return this.call<T>('DELETE', path);
+  }
+
+  /** POST a file as the raw request body (application/octet-stream), reporting bytes sent. */
+  upload<T>(path: string, file: string, onProgress?: (sent: number, total: number) => void): Promise<T> {
+    const total = statSync(file).size;
+    const headers: Record<string, string> = {
+      'content-type': 'application/octet-stream',
+      'content-length': String(total),
+    };
+    if (this.token) headers.authorization = `Bearer ${this.token}`;
+    const noTls: RequestOptions = { servername: '' } as RequestOptions;
+    const target: RequestOptions = this.url
+      ? { ...noTls, host: this.url.hostname, port: Number(this.url.port || 80), path, method: 'POST', headers }
+      : { ...noTls, socketPath: this.dirs.socket, path, method: 'POST', headers };
+    return new Promise<T>((resolve, reject) => {
+      let answered = false;
+      const src = createReadStream(file);
+      const req = request(target, (res) => {
+        answered = true;
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          // An early answer (a refusal) ends the upload: send no more.
+          src.destroy();
+          req.destroy();
+          const text = Buffer.concat(chunks).toString('utf8');
+          let json: unknown;
+          try {
+            json = text ? JSON.parse(text) : undefined;
+          } catch {
+            json = undefined;
+          }
+          if ((res.statusCode ?? 0) >= 400) {
+            const err = (json as { error?: WireError } | undefined)?.error;
+            reject(
+              err ? XenodeError.fromWire(err) : new XenodeError('internal', `xenoded answered HTTP ${res.statusCode}`),
+            );
+          } else resolve(json as T);
+        });
+      });
+      // The daemon may refuse (quota, name) before it read everything: its answer counts, not the broken pipe.
+      req.on('error', (e) => {
+        if (!answered) reject(new XenodeError('engine', `upload to xenoded failed: ${e.message}`));
+      });
+      let sent = 0;
+      src.on('data', (c) => {
+        sent += c.length;
+        onProgress?.(sent, total);
+      });
+      src.on('error', (e) => req.destroy(e));
+      src.pipe(req);
+    });
   }
 
   /** Start xenoded in the background and wait for its socket. */

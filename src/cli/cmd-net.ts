@@ -42,6 +42,7 @@ export function networkStatsTable(doms: DomainNet[]): string {
     'TX pkts',
     'RX drop',
     'Policy drop',
+    'Spoof drop',
   ];
   const rows = doms.flatMap((d) =>
     d.vifs.map((v) => [
@@ -57,6 +58,7 @@ export function networkStatsTable(doms: DomainNet[]): string {
       n(v.counters?.tx_packets),
       n(v.counters?.rx_dropped),
       n(v.counters?.tx_policy_dropped),
+      n(v.counters?.tx_spoof_dropped),
     ]),
   );
   return table(head, rows);
@@ -99,6 +101,7 @@ export function formatNetStatus(s: NetStatus): string {
         'Out bytes',
         'Out drop',
         'Policy drop',
+        'Spoof drop',
       ],
       s.ports.map((p) => [
         p.id,
@@ -111,6 +114,7 @@ export function formatNetStatus(s: NetStatus): string {
         String(p.counters.txBytes),
         String(p.counters.txDrops),
         String(p.counters.policyDrops),
+        String(p.counters.spoofDrops),
       ]),
     )}`;
   }

@@ -277,9 +277,11 @@ A config without kernel= boots the default guest (built on first use).`,
     example: 'xenode dmesg -c',
     args: '',
     summary: "Read the daemon's log (the toolstack's dmesg)",
-    options: [{ flags: '-c, --clear', help: 'clear the log after reading' }],
+    options: [{ flags: '-c, --clear', help: 'clear the log after reading (DELETE /v1/log; admin only)' }],
     async run(ctx, _a, opts) {
-      const entries = await ctx.client().get<LogEntry[]>(`/v1/log${opts.clear ? '?clear=1' : ''}`);
+      // Clearing is a DELETE (answered with what it cleared), so a GET never changes the log.
+      const c = ctx.client();
+      const entries = opts.clear ? await c.del<LogEntry[]>('/v1/log') : await c.get<LogEntry[]>('/v1/log');
       for (const e of entries) ctx.out(`${formatLogEntry(e)}\n`);
       return 0;
     },

@@ -1,10 +1,12 @@
 // Subcommands contributed by features (block-*, network-*, mem, save/restore, ...).
 // Each feature adds its group here; the table in commands.ts includes them.
 
+import { storageCommands } from '../features/storage/commands.ts';
 import { blockCommands } from './cmd-block.ts';
 import { netCommands } from './cmd-net.ts';
 import type { CommandSpec } from './commands.ts';
 import { memoryCommands } from './memory-commands.ts';
+import { quotaCommands } from './quota-commands.ts';
 import { saveRestoreCommands } from './saverestore-commands.ts';
 import { webCommands } from './web-commands.ts';
 
@@ -14,4 +16,6 @@ export const FEATURE_COMMANDS: CommandSpec[] = [
   ...webCommands,
   ...blockCommands,
   ...saveRestoreCommands,
+  ...quotaCommands,
+  ...storageCommands,
 ];

@@ -91,10 +91,12 @@ const shmList: CommandSpec = {
   summary: 'List static_shm regions: id, size, owner, domains using it, host file',
   async run(ctx) {
     const regions = await ctx.client().get<ShmRegionView[]>('/v1/shm');
-    const lines = [`${'ID'.padEnd(24)} ${'Size'.padStart(12)} ${'Owner'.padStart(5)}  ${'Users'.padEnd(16)} Path`];
+    const lines = [
+      `${'Sponsor'.padEnd(12)} ${'ID'.padEnd(24)} ${'Size'.padStart(12)} ${'Owner'.padStart(5)}  ${'Users'.padEnd(16)} Path`,
+    ];
     for (const r of regions) {
       lines.push(
-        `${r.id.padEnd(24)} ${`0x${r.size.toString(16)}`.padStart(12)} ${(r.owner === undefined ? '-' : String(r.owner)).padStart(5)}  ${r.users.join(',').padEnd(16)} ${r.path}`,
+        `${r.sponsor.padEnd(12)} ${r.id.padEnd(24)} ${`0x${r.size.toString(16)}`.padStart(12)} ${(r.owner === undefined ? '-' : String(r.owner)).padStart(5)}  ${r.users.join(',').padEnd(16)} ${r.path}`,
       );
     }
     ctx.out(`${lines.join('\n')}\n`);
@@ -102,4 +104,19 @@ const shmList: CommandSpec = {
   },
 };
 
-export const memoryCommands: CommandSpec[] = [memSet, memList, shmList];
+const shmGrant: CommandSpec = {
+  name: 'shm-grant',
+  example: 'xenode shm-grant alice/r1 bob',
+  args: '<owner/id> <sponsor>',
+  summary: "Let a sponsor's domains borrow another sponsor's static_shm region by its id (admin)",
+  help: `static_shm ids are per sponsor: bob's role=borrower for id r1 means bob's own
+region r1, unless the admin grants him alice/r1. --revoke takes the grant back
+(domains already mapping the region keep it until they are destroyed).`,
+  options: [{ flags: '--revoke', help: 'remove the grant' }],
+  async run(ctx, [region, sponsor], opts) {
+    await ctx.client().post('/v1/shm/grants', { region, sponsor, revoke: opts.revoke === true });
+    return 0;
+  },
+};
+
+export const memoryCommands: CommandSpec[] = [memSet, memList, shmList, shmGrant];

@@ -4,6 +4,7 @@
 
 import { Compile } from 'typebox/compile';
 import Value from 'typebox/value';
+import { configRuleProblem } from './config-rules.ts';
 import { DomainConfigSchema } from './domain-schema.ts';
 
 let compiled: ReturnType<typeof Compile<typeof DomainConfigSchema>> | undefined;
@@ -14,9 +15,12 @@ export function warmConfigCheck(): NonNullable<typeof compiled> {
   return compiled;
 }
 
-/** undefined when `v` is a DomainConfig, else the first problem as "path: message". */
+/**
+ * undefined when `v` is a DomainConfig that keeps every config rule (the same
+ * rules as a config file), else the first problem as "path: message".
+ */
 export function configProblem(v: unknown): string | undefined {
-  if (warmConfigCheck().Check(v)) return undefined;
+  if (warmConfigCheck().Check(v)) return configRuleProblem(v);
   const first = [...Value.Errors(DomainConfigSchema, v)][0];
   return first ? `${first.instancePath || '/'}: ${first.message}` : 'invalid';
 }

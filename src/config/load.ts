@@ -6,7 +6,7 @@ import { XenodeError } from '../errors.ts';
 import { configError } from './location.ts';
 import { mergeConfigs, parseConfig, parseOverrides } from './parser.ts';
 import type { DomainConfig } from './types.ts';
-import { validateConfig } from './validate.ts';
+import { type FileCheck, validateConfig } from './validate.ts';
 
 /** Far more than any real xl.cfg; refusing larger files keeps a mistaken path (a disk image) cheap. */
 export const MAX_CONFIG_BYTES = 1 << 20;
@@ -16,6 +16,8 @@ export interface LoadOptions {
   checkFiles?: boolean;
   /** Directory for relative paths given as arguments (default: process.cwd()). */
   cwd?: string;
+  /** See ValidateOptions.fileCheck. */
+  fileCheck?: FileCheck;
 }
 
 export interface LoadedConfig {
@@ -40,6 +42,7 @@ export function loadConfigText(text: string, opts: ConfigTextOptions): LoadedCon
     file: opts.file,
     baseDir: opts.baseDir,
     checkFiles: opts.checkFiles,
+    fileCheck: opts.fileCheck,
     cwd: opts.cwd,
     warn: (m) => warnings.push(m),
   });

@@ -130,7 +130,11 @@ export const CONFIG_KEYS: readonly KeySpec[] = [
       values: ['auto', 'pc', 'q35', 'microvm'],
     },
   ),
-  supported('device_model_override', 'string', 'Path of the QEMU binary to use instead of the default.'),
+  supported(
+    'device_model_override',
+    'string',
+    'Path of the QEMU binary to use instead of the default (admin only: a sponsor is refused).',
+  ),
   extension(
     'rng',
     'boolean',
@@ -189,8 +193,12 @@ export const CONFIG_KEYS: readonly KeySpec[] = [
     example: 'cap = 50',
   }),
   // --- boot ---------------------------------------------------------------------
-  supported('kernel', 'string', 'Kernel to boot directly (bzImage or ELF); default: the Xenode guest kernel (pvh).'),
-  supported('ramdisk', 'string', 'Initial ramdisk for the kernel.'),
+  supported(
+    'kernel',
+    'string',
+    'Kernel to boot directly (bzImage or ELF); default: the Xenode guest kernel (pvh). A sponsor names one of its volumes.',
+  ),
+  supported('ramdisk', 'string', 'Initial ramdisk for the kernel (a sponsor names one of its volumes).'),
   supported('cmdline', 'string', 'Kernel command line; when set, root and extra are ignored.', {
     example: 'cmdline = "console=ttyS0 root=/dev/vda"',
   }),
@@ -202,18 +210,28 @@ export const CONFIG_KEYS: readonly KeySpec[] = [
   supported('on_crash', 'string', 'Action when the guest crashes.', { default: 'destroy', values: ACTIONS }),
   supported('on_watchdog', 'string', 'Action when the guest watchdog fires.', { default: 'destroy', values: ACTIONS }),
   // --- devices --------------------------------------------------------------------
-  supported('disk', 'string-list', 'Disks: xl disk specs (target, format raw|qcow2, vdev, access; devtype=cdrom).', {
-    default: '[]',
-    example: "disk = ['file:/srv/web.img,xvda,w']",
-  }),
-  supported('vif', 'string-list', 'Network interfaces: xl vif specs (mac, bridge, ip, model, rate, vifname, mtu).', {
-    default: '[]',
-    example: "vif = ['mac=00:16:3e:00:00:01,bridge=xenbr0']",
-  }),
+  supported(
+    'disk',
+    'string-list',
+    'Disks: xl disk specs (target, format raw|qcow2, vdev, access; devtype=cdrom). A sponsor’s targets are its volumes.',
+    {
+      default: '[]',
+      example: "disk = ['file:/srv/web.img,xvda,w']",
+    },
+  ),
+  supported(
+    'vif',
+    'string-list',
+    'Network interfaces: xl vif specs (mac, bridge, ip, model, rate, vifname, mtu). For a sponsor, bridge= needs the admin’s quota-set bridges=, and vifname= is refused.',
+    {
+      default: '[]',
+      example: "vif = ['mac=00:16:3e:00:00:01,bridge=xenbr0']",
+    },
+  ),
   supported(
     'static_shm',
     'string-list',
-    'Memory regions shared between domains (id, begin, size, offset, role, prot, cache_policy).',
+    'Memory regions shared between domains (id, begin, size, offset, role, prot, cache_policy); ids are per sponsor (shm-grant shares across).',
     {
       default: '[]',
       example: "static_shm = ['id=shm1, begin=0x100000, size=0x100000, role=owner']",

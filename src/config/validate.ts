@@ -14,6 +14,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { TSchema } from 'typebox';
+import { configRuleProblem } from './config-rules.ts';
 import { parseDiskSpec, vdevNumber } from './disk.ts';
 import { DomainConfigSchema, propertyOrder } from './domain-schema.ts';
 import { checkKernel, checkReadableFile } from './files.ts';
@@ -38,7 +39,18 @@ export interface ValidateOptions {
   warn?: (msg: string) => void;
   /** Directory relative paths given as `key=value` arguments are resolved against (default: process.cwd()). */
   cwd?: string;
+  /**
+   * Checks each host file the config names instead of the host-file checks
+   * (a sponsor's files go through its storage pools); throws to refuse.
+   */
+  fileCheck?: FileCheck;
 }
+
+export type FileCheck = (
+  kind: 'kernel' | 'ramdisk' | 'disk' | 'device_model_override',
+  path: string,
+  write: boolean,
+) => void;
 
 interface Item {
   value: string;
@@ -430,8 +442,25 @@ export function validateConfig(raw: RawConfig, opts: ValidateOptions): DomainCon
     warn(typeItem?.loc ?? (builder as Item).loc, 'hvm domain has no kernel and no disk: it has nothing to boot');
   }
 
-  // 7. Host files.
-  if (checkFiles) {
+  // 7. Host files: the caller's own check (a sponsor's storage pools), or the host's.
+  if (opts.fileCheck) {
+    const check = opts.fileCheck;
+    const at = (f: () => void, loc: Loc) => {
+      try {
+        f();
+      } catch (e) {
+        throw withLocation(e, loc);
+      }
+    };
+    if (kernel) at(() => check('kernel', kernel.value, false), kernel.loc);
+    if (ramdisk) at(() => check('ramdisk', ramdisk.value, false), ramdisk.loc);
+    if (dm) at(() => check('device_model_override', dm.value, false), dm.loc);
+    const diskItems = set.list('disk') ?? [];
+    disk.forEach((d, i) => {
+      const write = d.access === 'rw' && d.devtype === 'disk';
+      if (d.target !== '') at(() => check('disk', d.target, write), (diskItems[i] as Item).loc);
+    });
+  } else if (checkFiles) {
     if (kernel) checkKernel(kernel.value, kernel.loc);
     if (ramdisk) checkReadableFile('ramdisk file', ramdisk.value, ramdisk.loc);
     if (dm) checkReadableFile('device model', dm.value, dm.loc, fs.constants.X_OK);
@@ -478,6 +507,9 @@ export function validateConfig(raw: RawConfig, opts: ValidateOptions): DomainCon
   if (set.boolean('rng')) cfg.rng = true;
   if (cpus !== undefined) cfg.cpus = cpus;
   if (cpusPerVcpu !== undefined) cfg.cpus_per_vcpu = cpusPerVcpu;
+  // The rules every config meets, whatever its origin (API JSON, save files, migration).
+  const problem = configRuleProblem(cfg);
+  if (problem) throw configError(`invalid domain config: ${problem}`, { file: opts.file });
   return cfg;
 }
 

@@ -1,8 +1,11 @@
 // QEMU's migration machinery as Xenode uses it: write a machine's state to a
 // stream (save), load one into a fresh QEMU started with `-incoming defer`
-// (restore), live pre-copy straight to another QEMU (migrate). Only this file
-// knows the QMP commands and URIs involved (reference qemu-engine.md §2.5).
+// (restore), live pre-copy straight to another QEMU (migrate) over a socket
+// the daemons authenticated first (adoptSocket). Only this file knows the QMP
+// commands and URIs involved (reference qemu-engine.md §2.5).
 
+import type { Socket } from 'node:net';
+import { socketFd } from './fd-passing.ts';
 import { lastQemuError } from './process.ts';
 import type { QemuMachine } from './qemu-machine.ts';
 import { QmpError, type QmpEvent } from './qmp.ts';
@@ -138,11 +141,6 @@ export function inheritedFdUri(fd: number): string {
  */
 export function appendToFileUri(file: string, statusFile: string): string {
   return `exec:cat >> ${shellWord(file)}; echo $? > ${shellWord(statusFile)}`;
-}
-
-export function tcpUri(host: string, port: number): string {
-  // An IPv6 literal needs brackets in QEMU's inet syntax.
-  return `tcp:${host.includes(':') ? `[${host}]` : host}:${port}`;
 }
 
 export class MigrationError extends Error {
@@ -342,8 +340,22 @@ export class Migration {
   }
 
   /**
+   * Hand QEMU a connected socket for the stream (QMP getfd) and return the URI
+   * that names it, for listen() or start(). Xenode's descriptor is closed as
+   * soon as QEMU holds its own: from then on the connection is QEMU's alone.
+   */
+  async adoptSocket(sock: Socket, name: string): Promise<string> {
+    try {
+      await this.qmp.executeWithFd('getfd', { fdname: name }, socketFd(sock));
+    } finally {
+      sock.destroy();
+    }
+    return `fd:${name}`;
+  }
+
+  /**
    * Start listening for an incoming stream on `uri` (QEMU started with
-   * incomingArgs()). For `tcp:HOST:0` returns the port QEMU picked.
+   * incomingArgs()). For a `tcp:HOST:0` URI returns the port QEMU picked.
    */
   async listen(uri: string): Promise<number | undefined> {
     const [, r] = await Promise.all([

@@ -3,6 +3,7 @@
 // as QMP arguments for hotplug. Nothing else knows these option names.
 
 import { join } from 'node:path';
+import { XenodeError } from '../errors.ts';
 import { qemuEscape } from './qemu-args.ts';
 
 export type NicBackend =
@@ -40,17 +41,31 @@ export interface NicDevice {
   backend: NicBackend;
 }
 
-/** QEMU device driver for an xl model name. */
+/**
+ * QEMU device driver for each xl model name Xenode offers. A table, not a pass-
+ * through: a model string is never written into QEMU's command line as it is.
+ */
+const NIC_DRIVERS: Readonly<Record<string, string>> = {
+  virtio: 'virtio-net-pci',
+  'virtio-net': 'virtio-net-pci',
+  'virtio-net-pci': 'virtio-net-pci',
+  e1000: 'e1000',
+  e1000e: 'e1000e',
+  rtl8139: 'rtl8139',
+  ne2k_pci: 'ne2k_pci',
+  pcnet: 'pcnet',
+  i82551: 'i82551',
+  i82557b: 'i82557b',
+  i82559er: 'i82559er',
+  vmxnet3: 'vmxnet3',
+};
+
+/** QEMU device driver for an xl model name (undefined = virtio). */
 export function nicDriver(model?: string): string {
-  switch (model) {
-    case undefined:
-    case 'virtio':
-    case 'virtio-net':
-    case 'virtio-net-pci':
-      return 'virtio-net-pci';
-    default:
-      return model;
-  }
+  if (model === undefined) return 'virtio-net-pci';
+  const driver = Object.hasOwn(NIC_DRIVERS, model) ? NIC_DRIVERS[model] : undefined;
+  if (!driver) throw new XenodeError('config', `unknown NIC model '${model.slice(0, 32)}'`);
+  return driver;
 }
 
 export function nicIds(devid: number): { netdev: string; device: string } {

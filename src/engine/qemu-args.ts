@@ -2,6 +2,7 @@
 // knows QEMU's option syntax.
 
 import type { DomainConfig } from '../config/types.ts';
+import { XenodeError } from '../errors.ts';
 import type { Machine } from './machine.ts';
 import { versionedMachine } from './machine.ts';
 import type { DomainRunPaths } from './paths.ts';
@@ -41,12 +42,19 @@ export function qemuEscape(v: string): string {
   return v.replaceAll(',', ',,');
 }
 
+/**
+ * A CPU model and its feature flags (`Nehalem,+rdrand`); it may come from a save
+ * file or a migration source, so nothing with `=` (a property) gets through.
+ */
+const CPU_MODEL_RE = /^[A-Za-z0-9_.-]{1,64}(,[+-]?[A-Za-z0-9_.-]{1,64}){0,32}$/;
+
 export function buildQemuCommand(
   cfg: DomainConfig,
   boot: BootPlan,
   paths: DomainRunPaths,
   o: BuildOptions,
 ): QemuCommand {
+  if (!CPU_MODEL_RE.test(boot.cpu)) throw new XenodeError('config', `invalid CPU model '${boot.cpu.slice(0, 64)}'`);
   const mem = `${cfg.memory}M`;
   const accel = boot.accel === 'kvm' ? 'kvm' : o.tcgTbSizeMiB ? `tcg,tb-size=${o.tcgTbSizeMiB}` : 'tcg';
   const args: string[] = [

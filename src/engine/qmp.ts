@@ -3,6 +3,7 @@
 
 import { EventEmitter } from 'node:events';
 import { createConnection, type Socket } from 'node:net';
+import { sendWithFd, socketFd } from './fd-passing.ts';
 
 export interface QmpEvent {
   event: string;
@@ -40,6 +41,12 @@ interface Pending {
 export interface QmpClientEvents {
   event: [QmpEvent];
   close: [];
+}
+
+function commandLine(id: number, command: string, args: Record<string, unknown> | undefined): string {
+  const msg: Record<string, unknown> = { execute: command, id };
+  if (args) msg.arguments = args;
+  return `${JSON.stringify(msg)}\n`;
 }
 
 export class QmpClient extends EventEmitter<QmpClientEvents> {
@@ -159,15 +166,50 @@ export class QmpClient extends EventEmitter<QmpClientEvents> {
     const sock = this.sock;
     if (!sock || this.closed) return Promise.reject(new QmpConnectionError(`QMP not connected (${command})`));
     const id = this.nextId++;
+    const reply = this.expectReply<T>(id, command, timeoutMs);
+    sock.write(commandLine(id, command, args));
+    return reply;
+  }
+
+  /**
+   * execute() with descriptor `fd` attached to the command's bytes (SCM_RIGHTS),
+   * as getfd wants it. Earlier commands are written out first, so the
+   * descriptor cannot land with another command's bytes.
+   */
+  async executeWithFd<T = unknown>(
+    command: string,
+    args: Record<string, unknown> | undefined,
+    fd: number,
+    timeoutMs = this.defaultTimeoutMs,
+  ): Promise<T> {
+    const sock = this.sock;
+    if (!sock || this.closed) throw new QmpConnectionError(`QMP not connected (${command})`);
+    const id = this.nextId++;
+    const data = Buffer.from(commandLine(id, command, args));
+    const reply = this.expectReply<T>(id, command, timeoutMs);
+    reply.catch(() => undefined);
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if (this.closed) break;
+      // Node's own queue first, then one sendmsg of ours (EAGAIN: QEMU's buffer is full, wait).
+      const n = sock.writableLength === 0 ? sendWithFd(socketFd(sock), data, fd) : -1;
+      if (n >= 0) {
+        if (n < data.length) sock.write(data.subarray(n));
+        break;
+      }
+      if (Date.now() > deadline) throw new QmpConnectionError(`QMP ${command}: socket stayed busy`);
+      await new Promise((r) => setTimeout(r, 1));
+    }
+    return reply;
+  }
+
+  private expectReply<T>(id: number, command: string, timeoutMs: number): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(id);
         reject(new QmpConnectionError(`QMP ${command} timed out after ${timeoutMs} ms`));
       }, timeoutMs);
       this.pending.set(id, { command, resolve: resolve as (v: unknown) => void, reject, timer });
-      const msg: Record<string, unknown> = { execute: command, id };
-      if (args) msg.arguments = args;
-      sock.write(`${JSON.stringify(msg)}\n`);
     });
   }
 

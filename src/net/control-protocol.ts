@@ -74,4 +74,8 @@ export interface AddPortResult {
 
 export type ControlResponse = { id: number; ok: true; result?: unknown } | { id: number; ok: false; error: string };
 
-export const CONTROL_VERSION = 1;
+/**
+ * 2: vif ports forward only frames from their own MAC (anti-spoofing). A daemon
+ * replaces a running switch of an older version instead of adopting it.
+ */
+export const CONTROL_VERSION = 2;

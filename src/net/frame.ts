@@ -111,6 +111,11 @@ export function dstMac(b: Uint8Array): MacInt {
   return readMac(b, 0);
 }
 
+/** The MAC `off` bytes into a frame at least off + 6 long (e.g. an ARP sender address). */
+export function macAt(b: Uint8Array, off: number): MacInt {
+  return readMac(b, off);
+}
+
 /** Source MAC of a frame of at least 12 bytes. */
 export function srcMac(b: Uint8Array): MacInt {
   return readMac(b, 6);

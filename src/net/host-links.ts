@@ -27,12 +27,20 @@ export function runIp(args: string[]): void {
   }
 }
 
+/**
+ * A name Linux could give an interface. Names reach sysfs paths below: a name
+ * like `..` or `a/b` would ask about files outside /sys/class/net instead.
+ */
+export function validIfname(name: string): boolean {
+  return /^[A-Za-z0-9_.:-]{1,15}$/.test(name) && name !== '.' && name !== '..';
+}
+
 export function linkExists(name: string): boolean {
-  return existsSync(`/sys/class/net/${name}`);
+  return validIfname(name) && existsSync(`/sys/class/net/${name}`);
 }
 
 export function isBridge(name: string): boolean {
-  return existsSync(`/sys/class/net/${name}/bridge`);
+  return validIfname(name) && existsSync(`/sys/class/net/${name}/bridge`);
 }
 
 /** Can this process create TAP interfaces? undefined = yes, else why not. */
@@ -81,6 +89,7 @@ export interface LinkCounters {
 
 /** Kernel counters of an interface (host's view: rx = received from the wire). */
 export function linkCounters(name: string): LinkCounters | undefined {
+  if (!validIfname(name)) return undefined;
   const read = (k: string) => Number(readFileSync(`/sys/class/net/${name}/statistics/${k}`, 'utf8'));
   try {
     return {

@@ -4,8 +4,9 @@
 // big-endian length and the raw Ethernet frame.
 
 import { createConnection, type Socket } from 'node:net';
+import type { MacInt } from './frame.ts';
 import type { PortInfo } from './policy.ts';
-import { type PortCounters, type SwitchCore, type SwitchPort, zeroCounters } from './switch-core.ts';
+import { type PortCounters, type SwitchCore, type SwitchPort, sourceMacOf, zeroCounters } from './switch-core.ts';
 
 /** QEMU's stream backend reads at most NET_BUFSIZE (4096 + 65536) bytes per frame. */
 export const MAX_STREAM_FRAME = 4096 + 65536;
@@ -16,6 +17,7 @@ const RETRY_MAX_MS = 1000;
 
 export class StreamPort implements SwitchPort {
   readonly counters: PortCounters = zeroCounters();
+  readonly sourceMac: MacInt | undefined;
   connects = 0;
   private sock?: Socket;
   private up = false;
@@ -31,7 +33,9 @@ export class StreamPort implements SwitchPort {
     readonly path: string,
     private readonly core: SwitchCore,
     private readonly log: (msg: string) => void = () => {},
-  ) {}
+  ) {
+    this.sourceMac = sourceMacOf(info);
+  }
 
   start(): void {
     this.connect();

@@ -80,6 +80,8 @@ function openTap(name: string): number {
 export class TapPort implements SwitchPort {
   readonly counters: PortCounters = zeroCounters();
   readonly info: PortInfo = { id: 'host', kind: 'host', sponsor: HOST_SPONSOR };
+  /** The host may send from any MAC: it is trusted, and only the host sends into the TAP. */
+  readonly sourceMac = undefined;
   private slab = Buffer.allocUnsafe(SLAB);
   /** struct pollfd { int fd; short events; short revents; } */
   private readonly pollfd = Buffer.alloc(8);

@@ -8,7 +8,7 @@ import { makeNode, nodeSize, type StoredNode, withChild, withoutChild, withPerms
 import type { Overlay } from './overlay.ts';
 import { baseName, childPath, parentOf } from './path.ts';
 import { accessFor, formatPerms, OWNER, ownerOf, READ, WRITE, withOwner } from './perms.ts';
-import type { Caller, PermList, Quotas } from './types.ts';
+import { type Caller, type PermList, principalOf, type Quotas } from './types.ts';
 
 /** A change waiting to be turned into watch events once it is committed. */
 export interface PendingEvent {
@@ -33,7 +33,8 @@ export interface OpContext {
 }
 
 function who(caller: Caller): string {
-  return caller.privileged ? `privileged domain ${caller.domid}` : `domain ${caller.domid}`;
+  if (caller.privileged) return `privileged domain ${caller.domid}`;
+  return caller.principal === undefined ? `domain ${caller.domid}` : `${caller.principal} (as domain ${caller.domid})`;
 }
 
 function denied(ctx: OpContext, op: string, path: string): StoreError {
@@ -159,7 +160,9 @@ export function rmOp(ctx: OpContext, path: string): void {
 export function setPermsOp(ctx: OpContext, path: string, perms: PermList): void {
   const { caller, quotas } = ctx;
   if (!caller.privileged && quotas.perms > 0 && perms.length > quotas.perms) {
-    throw new StoreError('ENOSPC', `set-perms ${path}: ${perms.length} entries, quota is ${quotas.perms}`);
+    throw new StoreError('ENOSPC', `set-perms ${path}: ${perms.length} entries, quota is ${quotas.perms}`, {
+      hint: 'the control store limits the entries of one permission list',
+    });
   }
   const node = requireNode(ctx, 'set-perms', path, WRITE | OWNER);
   if (!caller.privileged && perms[0]?.id !== ownerOf(node.perms)) {
@@ -167,8 +170,19 @@ export function setPermsOp(ctx: OpContext, path: string, perms: PermList): void 
       hint: `keep ${ownerOf(node.perms)} as the first entry (was: ${formatPerms(node.perms)})`,
     });
   }
+  const grantable = caller.privileged ? undefined : caller.grantable;
+  if (grantable !== undefined && perms.some((p) => p.id !== 0 && !grantable.includes(p.id))) {
+    // A sponsor must not open its nodes to (or watch events through) another tenant's domain.
+    throw new StoreError('EACCES', `set-perms ${path}: ${principalOf(caller)} may name only its own domains and 0`);
+  }
   ctx.view.put(path, withPerms(node, perms));
   ctx.events.push({ path, permSets: [node.perms, perms, ...parentPerms(ctx, path)] });
+}
+
+export function nodeQuotaError(domid: number, limit: number): StoreError {
+  return new StoreError('ENOSPC', `domain ${domid} would own more than ${limit} nodes`, {
+    hint: 'remove nodes it no longer needs; the node quota counts every node a domain owns',
+  });
 }
 
 function bump(delta: Map<number, number>, domid: number, by: number): void {
@@ -193,12 +207,14 @@ export function settleQuotas(ctx: OpContext, owned: (domid: number) => number): 
     // Only growth is refused, so a domain can always shrink an oversized node.
     const size = nodeSize(node);
     if (size > quotas.nodeSize && size > (before ? nodeSize(before) : 0)) {
-      throw new StoreError('ENOSPC', `${path}: node size ${size} B exceeds quota ${quotas.nodeSize} B`);
+      throw new StoreError('ENOSPC', `${path}: node size ${size} B exceeds quota ${quotas.nodeSize} B`, {
+        hint: 'a value and its child names must fit the node-size quota; split it over several nodes',
+      });
     }
   }
   const grown = delta.get(caller.domid) ?? 0;
   if (!caller.privileged && quotas.nodes > 0 && grown > 0 && owned(caller.domid) + grown > quotas.nodes) {
-    throw new StoreError('ENOSPC', `domain ${caller.domid} would own more than ${quotas.nodes} nodes`);
+    throw nodeQuotaError(caller.domid, quotas.nodes);
   }
   return delta;
 }

@@ -17,6 +17,7 @@ import {
   directoryOp,
   getPermsOp,
   mkdirOp,
+  nodeQuotaError,
   type OpContext,
   type PendingEvent,
   readOp,
@@ -36,6 +37,7 @@ import {
   DEFAULT_QUOTAS,
   type Perm,
   type PermList,
+  principalOf,
   type Quotas,
   TOOLSTACK,
   type WatchCallback,
@@ -74,6 +76,7 @@ export interface TransactionOptions {
 
 export interface DomainUsage {
   nodes: number;
+  /** Watches and open transactions of the principal (a domain's own connection, or a sponsor). */
   watches: number;
   transactions: number;
 }
@@ -94,8 +97,12 @@ function checkCaller(caller: Caller): void {
     Number.isInteger(caller.domid) &&
     caller.domid >= 0 &&
     caller.domid <= DOMID_MAX &&
-    typeof caller.privileged === 'boolean';
-  if (!ok) throw new StoreError('EINVAL', 'caller must be { domid: 0..65535, privileged: boolean }');
+    typeof caller.privileged === 'boolean' &&
+    (caller.principal === undefined || (typeof caller.principal === 'string' && caller.principal !== '')) &&
+    (caller.grantable === undefined || Array.isArray(caller.grantable));
+  if (!ok) {
+    throw new StoreError('EINVAL', 'caller must be { domid: 0..65535, privileged: boolean, principal?, grantable? }');
+  }
 }
 
 function checkGuestDomid(domid: number): void {
@@ -256,12 +263,15 @@ export class ControlStore {
 
   // ---- transactions -----------------------------------------------------------
 
+  /** The transaction belongs to the caller's principal: only it may use or end it. */
   transactionStart(caller: Caller): number {
     this.checkOpen();
     checkCaller(caller);
-    const open = this.openTransactions(caller.domid);
+    const open = this.openTransactions(principalOf(caller));
     if (!caller.privileged && this.quotas.transactions > 0 && open >= this.quotas.transactions) {
-      throw new StoreError('ENOSPC', `domain ${caller.domid} already has ${open} open transactions`);
+      throw new StoreError('ENOSPC', `${principalOf(caller)} already has ${open} open transactions`, {
+        hint: 'commit or abort one first',
+      });
     }
     const id = this.nextTxid++;
     this.transactions.set(id, new Transaction(id, caller, this.live));
@@ -281,10 +291,11 @@ export class ControlStore {
         hint: 'retry the whole transaction',
       });
     }
-    const grown = tx.ownerDelta.get(caller.domid) ?? 0;
+    // Rechecked at commit: other writers may have grown the same domains meanwhile.
     const limit = this.quotas.nodes;
-    if (!caller.privileged && limit > 0 && grown > 0 && this.ownedBy(caller.domid) + grown > limit) {
-      throw new StoreError('ENOSPC', `domain ${caller.domid} would own more than ${limit} nodes`);
+    for (const domid of tx.actedAs) {
+      const grown = tx.ownerDelta.get(domid) ?? 0;
+      if (limit > 0 && grown > 0 && this.ownedBy(domid) + grown > limit) throw nodeQuotaError(domid, limit);
     }
     this.commit(tx.view.changes, tx.ownerDelta, coalesce(tx.events));
   }
@@ -383,16 +394,24 @@ export class ControlStore {
       }
     });
     this.watches.removeDomain(domid);
-    for (const [id, tx] of this.transactions) if (tx.caller.domid === domid) this.transactions.delete(id);
+    // Also a sponsor's that acted as the domain: a later domain reusing the domid must not inherit them.
+    for (const [id, tx] of this.transactions) {
+      if (tx.caller.domid === domid || tx.actedAs.has(domid)) this.transactions.delete(id);
+    }
     this.fireSpecial('@releaseDomain', domid);
   }
 
-  /** Nodes owned, watches and open transactions of a domain (what the quotas count). */
-  usage(domid: number): DomainUsage {
+  /**
+   * What the quotas count: nodes owned by the domain (the caller's domid), and
+   * watches and open transactions of the principal (a domid means its own connection).
+   */
+  usage(who: number | Caller): DomainUsage {
+    const caller = typeof who === 'number' ? { domid: who, privileged: false } : who;
+    const principal = principalOf(caller);
     return {
-      nodes: this.ownedBy(domid),
-      watches: this.watches.count(domid),
-      transactions: this.openTransactions(domid),
+      nodes: this.ownedBy(caller.domid),
+      watches: this.watches.count(principal),
+      transactions: this.openTransactions(principal),
     };
   }
 
@@ -504,15 +523,18 @@ export class ControlStore {
 
   private transactionOf(caller: Caller, txid: number): Transaction {
     const tx = this.transactions.get(txid);
-    if (!tx || tx.caller.domid !== caller.domid) {
-      throw new StoreError('ENOENT', `no open transaction ${String(txid)} for domain ${caller.domid}`);
+    // Another principal's transaction is reported exactly like a missing one, so its existence is not revealed.
+    if (!tx || principalOf(tx.caller) !== principalOf(caller)) {
+      throw new StoreError('ENOENT', `no open transaction ${String(txid)}`, {
+        hint: 'start a new transaction: one that has ended, or belongs to another caller, cannot be used',
+      });
     }
     return tx;
   }
 
-  private openTransactions(domid: number): number {
+  private openTransactions(principal: string): number {
     let n = 0;
-    for (const tx of this.transactions.values()) if (tx.caller.domid === domid) n++;
+    for (const tx of this.transactions.values()) if (principalOf(tx.caller) === principal) n++;
     return n;
   }
 
@@ -550,6 +572,7 @@ export class ControlStore {
       ctx.view.mergeInto(tx.view);
       tx.events.push(...ctx.events);
       tx.addDelta(delta);
+      if (!caller.privileged) tx.actedAs.add(caller.domid);
       return result;
     }
     const ctx: OpContext = { caller, view: new Overlay(this.live), events: [], quotas: this.quotas };

@@ -17,6 +17,8 @@ export class Transaction {
   readonly events: PendingEvent[] = [];
   /** Change in nodes owned per domain, relative to the pinned state. */
   readonly ownerDelta = new Map<number, number>();
+  /** Unprivileged domids the operations ran as (a sponsor's may span its domains): whose node quota a commit checks. */
+  readonly actedAs = new Set<number>();
 
   constructor(
     readonly id: number,

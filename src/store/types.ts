@@ -2,8 +2,19 @@
 
 /** Who is asking. Domain 0 with `privileged` is the toolstack itself. */
 export interface Caller {
+  /** Whose permissions apply to the nodes touched. */
   readonly domid: number;
   readonly privileged: boolean;
+  /**
+   * Who owns the caller's transactions and watches and is charged for them
+   * (see principalOf); unset for a domain's own connection.
+   */
+  readonly principal?: string;
+  /**
+   * Domids this caller may name in a permission list (0 always may be named);
+   * unset = any, as xenstored allows a domain.
+   */
+  readonly grantable?: readonly number[];
 }
 
 /** The toolstack (xenoded) acting as dom0. */
@@ -12,6 +23,29 @@ export const TOOLSTACK: Caller = Object.freeze({ domid: 0, privileged: true });
 /** Unprivileged identity of a guest domain. */
 export function guest(domid: number): Caller {
   return { domid, privileged: false };
+}
+
+/** A domid that is no domain (DOMID_INVALID): a sponsor's caller that names none of its domains. */
+export const NO_DOMAIN = 0x7ff4;
+
+/**
+ * A sponsor acting on one of its domains' nodes: that domain's permissions and
+ * node quota, but transactions and watches of its own, and permission lists
+ * that may name only its own domains. `domid` = NO_DOMAIN when the request
+ * names no node (opening or ending a transaction).
+ */
+export function sponsorCaller(sponsor: string, domid: number, domains: readonly number[]): Caller {
+  return Object.freeze({
+    domid,
+    privileged: false,
+    principal: `sponsor ${sponsor}`,
+    grantable: Object.freeze([...domains]),
+  });
+}
+
+/** The identity transactions and watches belong to, also used in messages: `domain 3`, `sponsor alice`. */
+export function principalOf(caller: Caller): string {
+  return caller.principal ?? `domain ${caller.domid}`;
 }
 
 /** n = none, r = read, w = write, b = both (xenstore's letters). */

@@ -7,7 +7,7 @@ import { StoreError } from './errors.ts';
 import type { PendingEvent } from './ops.ts';
 import { isAncestorOrSelf, parentOf } from './path.ts';
 import { canRead } from './perms.ts';
-import type { Caller, PermList, WatchCallback, WatchEvent } from './types.ts';
+import { type Caller, type PermList, principalOf, type WatchCallback, type WatchEvent } from './types.ts';
 
 export type WatchErrorHandler = (error: unknown, event: WatchEvent) => void;
 
@@ -24,8 +24,8 @@ interface Delivery {
   readonly path: string;
 }
 
-function keyOf(domid: number, path: string, token: string): string {
-  return JSON.stringify([domid, path, token]);
+function keyOf(caller: Caller, path: string, token: string): string {
+  return JSON.stringify([principalOf(caller), path, token]);
 }
 
 /** The path a watch on `watchPath` is told about for `ev`, if any. */
@@ -56,43 +56,50 @@ function permitted(caller: Caller, ev: PendingEvent, path: string): boolean {
 
 export class WatchRegistry {
   private readonly watches = new Map<string, Watch>();
-  private readonly perDomain = new Map<number, number>();
+  /** Watches per principal (a domain's connection, or a sponsor), for the quota. */
+  private readonly perPrincipal = new Map<string, number>();
   private queue: Delivery[] = [];
   private scheduled = false;
   private idle: Array<() => void> = [];
 
   constructor(private readonly onError: WatchErrorHandler) {}
 
-  count(domid: number): number {
-    return this.perDomain.get(domid) ?? 0;
+  count(principal: string): number {
+    return this.perPrincipal.get(principal) ?? 0;
   }
 
   add(caller: Caller, path: string, token: string, callback: WatchCallback, quota: number): void {
     if (typeof token !== 'string' || token.includes('\0'))
       throw new StoreError('EINVAL', 'watch token must be a string');
     if (typeof callback !== 'function') throw new StoreError('EINVAL', 'watch callback must be a function');
-    const key = keyOf(caller.domid, path, token);
+    const key = keyOf(caller, path, token);
+    const principal = principalOf(caller);
     if (this.watches.has(key)) {
       throw new StoreError('EEXIST', `watch ${path} with token ${JSON.stringify(token)} already set`);
     }
-    if (!caller.privileged && quota > 0 && this.count(caller.domid) >= quota) {
-      throw new StoreError('ENOSPC', `domain ${caller.domid} already has ${quota} watches`);
+    if (!caller.privileged && quota > 0 && this.count(principal) >= quota) {
+      throw new StoreError('ENOSPC', `${principal} already has ${quota} watches`, {
+        hint: 'close watches it no longer needs',
+      });
     }
     const watch: Watch = { caller, path, token, callback, active: true };
     this.watches.set(key, watch);
-    this.perDomain.set(caller.domid, this.count(caller.domid) + 1);
+    this.perPrincipal.set(principal, this.count(principal) + 1);
     // Fires once up front, as xenstored does, so a client needs no separate initial read.
     this.enqueue({ watch, path });
   }
 
   remove(caller: Caller, path: string, token: string): void {
-    const key = keyOf(caller.domid, path, token);
+    const key = keyOf(caller, path, token);
     const watch = this.watches.get(key);
     if (!watch) throw new StoreError('ENOENT', `no watch on ${path} with token ${JSON.stringify(token)}`);
     this.drop(key, watch);
   }
 
-  /** Forgets every watch of a domain (release, reset). */
+  /**
+   * Forgets every watch of a domain (release, reset), including a sponsor's that
+   * act as it, so a later domain reusing the domid is not watched through them.
+   */
   removeDomain(domid: number): void {
     for (const [key, watch] of this.watches) if (watch.caller.domid === domid) this.drop(key, watch);
   }
@@ -100,9 +107,10 @@ export class WatchRegistry {
   private drop(key: string, watch: Watch): void {
     watch.active = false; // events already queued for it are discarded
     this.watches.delete(key);
-    const left = this.count(watch.caller.domid) - 1;
-    if (left > 0) this.perDomain.set(watch.caller.domid, left);
-    else this.perDomain.delete(watch.caller.domid);
+    const principal = principalOf(watch.caller);
+    const left = this.count(principal) - 1;
+    if (left > 0) this.perPrincipal.set(principal, left);
+    else this.perPrincipal.delete(principal);
   }
 
   /** Queues deliveries for committed changes, in change order then registration order. */

@@ -1,13 +1,21 @@
 // A domain's console: the serial stream kept in a ring buffer (scroll-back for
 // late attachers) and fanned out to every attached client; input from any
-// client goes to the guest.
+// client goes to the guest. A client that stops reading is dropped once its
+// backlog passes a limit, rather than buffered for without end.
 
 import { closeSync, openSync, readSync, statSync } from 'node:fs';
 import { SerialPort } from '../engine/serial.ts';
 
 export interface ConsoleClient {
   send(data: Buffer): void;
+  /** Bytes sent to this client and not yet taken by it (a WebSocket's bufferedAmount). */
+  backlog?(): number;
+  /** Called once when the mux drops the client for not reading; it should disconnect. */
+  dropped?(): void;
 }
+
+/** A client that lets more than this pile up unread is dropped, so a reader that never reads costs a bounded amount. */
+export const CONSOLE_MAX_BACKLOG = 1024 * 1024;
 
 export class ConsoleMux {
   private chunks: Buffer[] = [];
@@ -15,7 +23,10 @@ export class ConsoleMux {
   private clients = new Set<ConsoleClient>();
   private serial?: SerialPort;
 
-  constructor(private readonly capacity = 256 * 1024) {}
+  constructor(
+    private readonly capacity = 256 * 1024,
+    private readonly maxBacklog = CONSOLE_MAX_BACKLOG,
+  ) {}
 
   /** Fill the ring from the tail of QEMU's console log (after a daemon restart). */
   preloadFromLog(logPath: string): void {
@@ -38,8 +49,17 @@ export class ConsoleMux {
     this.serial = s;
     s.on('data', (d) => {
       this.push(d);
-      for (const c of this.clients) c.send(d);
+      for (const c of this.clients) this.deliver(c, d);
     });
+  }
+
+  private deliver(c: ConsoleClient, d: Buffer): void {
+    if ((c.backlog?.() ?? 0) > this.maxBacklog) {
+      this.clients.delete(c);
+      c.dropped?.();
+      return;
+    }
+    c.send(d);
   }
 
   private push(d: Buffer): void {

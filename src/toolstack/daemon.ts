@@ -14,6 +14,7 @@ import { type XenodeDirs, xenodeDirs } from './dirs.ts';
 import { DomainTable } from './domain-table.ts';
 import { DaemonLog } from './log.ts';
 import { createPlugins } from './plugins.ts';
+import { SponsorPolicy } from './sponsors.ts';
 import type { DomainStoreSink } from './store-sink.ts';
 import { TokenStore } from './tokens.ts';
 import { Toolstack } from './toolstack.ts';
@@ -73,10 +74,11 @@ export async function startDaemon(o: DaemonOptions, storeFactory?: StoreFactory)
   const qemuVer = qemuVersion(qemuBinary);
   const table = new DomainTable(dirs.stateDb);
   const tokens = new TokenStore(dirs.stateDb);
+  const sponsors = new SponsorPolicy(dirs.stateDb);
   const store = storeFactory?.open(dirs, log);
   const storeSink = store?.sink ?? (await import('./store-sink.ts')).NULL_STORE_SINK;
   const plugins = createPlugins();
-  for (const p of plugins) await p.start?.({ dirs, log, store: storeSink });
+  for (const p of plugins) await p.start?.({ dirs, log, store: storeSink, sponsors });
   const toolstack = new Toolstack({
     dirs,
     table,
@@ -84,6 +86,7 @@ export async function startDaemon(o: DaemonOptions, storeFactory?: StoreFactory)
     store: storeSink,
     hostAccel,
     plugins,
+    sponsors,
     qemuBinary,
     tcgTbSizeMiB: process.env.XENODE_TCG_TB_MIB ? Number(process.env.XENODE_TCG_TB_MIB) : undefined,
   });
@@ -107,7 +110,7 @@ export async function startDaemon(o: DaemonOptions, storeFactory?: StoreFactory)
   });
   const extraRoutes: NonNullable<ApiContext['extraRoutes']> = [...(store?.routes ?? [])];
   for (const p of plugins) if (p.routes) extraRoutes.push((app, c) => p.routes?.(app, c));
-  const ctx: ApiContext = { toolstack, tokens, log, hostInfo, extraRoutes };
+  const ctx: ApiContext = { toolstack, tokens, sponsors, log, hostInfo, extraRoutes };
   const servers: FastifyInstance[] = [];
   const local = await buildApi(ctx, 'local');
   rmSync(dirs.socket, { force: true });
@@ -142,6 +145,7 @@ export async function startDaemon(o: DaemonOptions, storeFactory?: StoreFactory)
     store?.close();
     table.close();
     tokens.close();
+    sponsors.close();
     rmSync(dirs.pidFile, { force: true });
   };
   return { dirs, toolstack, stop };

@@ -290,24 +290,17 @@ export function checkMachineCompat(ts: Toolstack, cfg: DomainConfig, meta: Trans
   }
 }
 
-/** MemAvailable from /proc/meminfo in MiB. */
-export function availableMiB(): number | undefined {
-  try {
-    const m = /^MemAvailable:\s+(\d+) kB/m.exec(readText('/proc/meminfo'));
-    return m ? Math.floor(Number(m[1]) / 1024) : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-function readText(p: string): string {
-  const fd = openSync(p, 'r');
-  try {
-    const buf = Buffer.alloc(64 * 1024);
-    const n = readSync(fd, buf, 0, buf.length, 0);
-    return buf.subarray(0, n).toString('utf8');
-  } finally {
-    closeSync(fd);
+/**
+ * The memory the sender says the domain had must fit the config it sent: the
+ * host admits the config's maxmem (ts.create), so a larger maximum in the
+ * metadata would slip past that.
+ */
+export function checkMetaMemory(cfg: DomainConfig, meta: TransferMeta, where: string): void {
+  if (meta.maxMiB > cfg.maxmem || meta.targetMiB > meta.maxMiB || meta.targetMiB <= 0) {
+    throw new XenodeError(
+      'config',
+      `${where}: memory target ${meta.targetMiB} MiB / maximum ${meta.maxMiB} MiB do not fit the config's maxmem ${cfg.maxmem} MiB`,
+    );
   }
 }
 

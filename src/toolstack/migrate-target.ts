@@ -1,21 +1,24 @@
-// Live migration, target side: check this host can take the domain before
-// anything moves, start its QEMU waiting for the stream, and run the guest
-// only when the source says it has stopped its copy (`go`).
+// Live migration, target side: only the admin may send a domain here. Check
+// this host can take it before anything moves, as if it were created here,
+// start its QEMU waiting for the stream, let through only the source's
+// authenticated stream connection, and run the guest only when the source
+// says it has stopped its copy (`go`).
 
-import { Migration, tcpUri } from '../engine/migration.ts';
+import { Migration } from '../engine/migration.ts';
 import { type WireError, XenodeError } from '../errors.ts';
 import type { Domain } from './domain.ts';
 import {
-  availableMiB,
   checkHostFiles,
   checkIdentityFree,
   checkMachineCompat,
+  checkMetaMemory,
   parseConfigJson,
   parseMeta,
   pinMachine,
   savedCpuModel,
 } from './domain-transfer.ts';
 import { INCOMING_SUFFIX, parseMessage, type ToSource, type ToTarget } from './migrate-protocol.ts';
+import { StreamGate } from './migrate-stream.ts';
 import type { Principal } from './principal.ts';
 import { adoptState, loadIncoming } from './saverestore.ts';
 import type { Toolstack } from './toolstack.ts';
@@ -29,14 +32,14 @@ export interface MigrationSocket {
 }
 
 export interface TargetOptions {
-  /** Address the source reached us on; QEMU listens there for the stream. */
+  /** Address the source reached us on; the stream is taken there too. */
   bindHost: string;
+  /** The control link's remote address: the stream may come from there only (undefined: any, key still needed). */
+  peerHost?: string;
   /** This host's QEMU version (`qemu --version` text). */
   qemuVersion?: string;
 }
 
-/** QEMU and its translation cache need room beyond guest RAM. */
-const QEMU_OVERHEAD_MIB = 64;
 /** How long a guest that got `cont` while loading may take to start once loaded. */
 const RESUME_WAIT_MS = 5000;
 /** A live migration with a low bandwidth limit may take long; the source's socket bounds it. */
@@ -48,7 +51,26 @@ function wire(e: unknown): WireError {
     : { kind: 'internal', message: e instanceof Error ? e.message : String(e) };
 }
 
+/** QMP name of the stream connection handed to the incoming QEMU. */
+const STREAM_FD_NAME = 'migration-in';
+
+/**
+ * Who may send this host a domain: the admin, who may name any host path and
+ * sponsor. (Hosts of a pool will be let in here too, by their host identity.)
+ */
+export function mayReceiveMigrations(p: Principal): boolean {
+  return p.admin;
+}
+
+export const RECEIVE_REFUSAL = 'only the admin of this host may send it domains';
+
 export function receiveMigration(ts: Toolstack, p: Principal, sock: MigrationSocket, o: TargetOptions): void {
+  if (!mayReceiveMigrations(p)) {
+    // The route refuses these before the upgrade; this is the second lock.
+    sock.send(JSON.stringify({ type: 'error', error: new XenodeError('permission', RECEIVE_REFUSAL).toJSON() }));
+    sock.close(1008, 'forbidden');
+    return;
+  }
   const abort = new AbortController();
   let go: ((m: Extract<ToTarget, { type: 'go' }>) => void) | undefined;
   const goMsg = new Promise<Extract<ToTarget, { type: 'go' }>>((resolve, reject) => {
@@ -58,6 +80,8 @@ export function receiveMigration(ts: Toolstack, p: Principal, sock: MigrationSoc
   goMsg.catch(() => undefined);
   let committed = false;
   let prepared = false;
+  /** The incoming QEMU holds the source's authenticated stream connection. */
+  let streamAccepted = false;
   const send = (m: ToSource) => {
     try {
       sock.send(JSON.stringify(m));
@@ -79,6 +103,10 @@ export function receiveMigration(ts: Toolstack, p: Principal, sock: MigrationSoc
         },
       );
     } else if (m.type === 'go') {
+      if (!streamAccepted) {
+        abort.abort(new XenodeError('engine', 'the source said go before its state stream was accepted'));
+        return;
+      }
       committed = true;
       go?.(m);
     } else if (m.type === 'abort') {
@@ -89,22 +117,40 @@ export function receiveMigration(ts: Toolstack, p: Principal, sock: MigrationSoc
     if (!committed) abort.abort(new XenodeError('engine', 'the source went away before the hand-over'));
   });
 
+  /** Listen for the state stream, let the source's authenticated connection through to QEMU. */
+  async function takeStream(nd: Domain, mig: Migration): Promise<void> {
+    const gate = await StreamGate.open({
+      bindHost: o.bindHost,
+      peer: o.peerHost,
+      onRefused: (why) => ts.log.warn(why, nd.domid),
+    });
+    const stop = () =>
+      gate.close(abort.signal.reason instanceof Error ? abort.signal.reason : new XenodeError('engine', 'aborted'));
+    abort.signal.addEventListener('abort', stop);
+    try {
+      if (abort.signal.aborted) stop();
+      send({ type: 'listening', port: gate.port, domid: nd.domid, key: gate.key.toString('hex') });
+      const conn = await gate.accepted;
+      await mig.listen(await mig.adoptSocket(conn, STREAM_FD_NAME));
+    } finally {
+      abort.signal.removeEventListener('abort', stop);
+      gate.close();
+    }
+  }
+
   async function take(m: Extract<ToTarget, { type: 'prepare' }>): Promise<void> {
     const where = 'incoming migration';
     const meta = parseMeta(m.meta, where);
+    // The sender's config is checked here as any config that arrives as JSON
+    // (parseConfigJson), its files must exist on this host (checkHostFiles), and
+    // ts.create (through restoreDomain) admits it against quotas and host memory.
     const cfg = pinMachine(parseConfigJson(m.config, where), meta);
-    if (!p.admin && cfg.sponsor !== p.sponsor) {
-      throw new XenodeError('permission', `this token may not take in domains of sponsor '${cfg.sponsor}'`);
-    }
+    checkMetaMemory(cfg, meta, where);
     // Everything a refusal can be about, before anything moves.
     checkIdentityFree(ts, cfg.name, cfg.uuid);
     checkIdentityFree(ts, `${cfg.name}${INCOMING_SUFFIX}`, undefined);
     checkHostFiles(cfg);
     checkMachineCompat(ts, cfg, meta, o.qemuVersion);
-    const avail = availableMiB();
-    if (avail !== undefined && avail < cfg.memory + QEMU_OVERHEAD_MIB) {
-      throw new XenodeError('quota', `not enough memory: ${avail} MiB available, the domain needs ${cfg.memory} MiB`);
-    }
     const note = `migrated from ${meta.sourceHost} (domid ${meta.sourceDomid}) at ${new Date().toISOString()}`;
     // A guest that ran on the source runs here as soon as the create brings it up:
     // its pause lasts from the source's stop to this `cont`, nothing more.
@@ -154,9 +200,9 @@ export function receiveMigration(ts: Toolstack, p: Principal, sock: MigrationSoc
             nd,
             qm,
             async (mig) => {
-              const port = await mig.listen(tcpUri(o.bindHost, 0));
-              if (port === undefined) throw new XenodeError('engine', 'QEMU did not report its incoming port');
-              send({ type: 'listening', port, domid: nd.domid });
+              await takeStream(nd, mig);
+              streamAccepted = true;
+              send({ type: 'stream-accepted' });
             },
             INCOMING_TIMEOUT_MS,
             abort.signal,

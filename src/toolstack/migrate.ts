@@ -1,20 +1,22 @@
 // Live migration, source side: ask the target xenoded to take the domain,
-// let QEMU pre-copy straight into the target's QEMU, then hand over. Until the
-// target confirms, the source copy stays intact and runs again on any failure.
+// open the state stream with the key the target gave (migrate-stream.ts), let
+// QEMU pre-copy over it straight into the target's QEMU, then hand over. Until
+// the target confirms, the source copy stays intact and runs again on any failure.
 
 import WebSocket from 'ws';
-import { Migration, type MigrationStats, tcpUri } from '../engine/migration.ts';
+import { Migration, type MigrationStats } from '../engine/migration.ts';
 import { XenodeError } from '../errors.ts';
 import type { Domain } from './domain.ts';
 import { consoleTail, exportDomainStore, transferableConfig, transferMeta } from './domain-transfer.ts';
 import { MIGRATE_PATH, MIGRATED_SUFFIX, parseMessage, type ToSource, type ToTarget } from './migrate-protocol.ts';
+import { openStream, STREAM_KEY_BYTES } from './migrate-stream.ts';
 import { exclusive, type ProgressFn } from './saverestore.ts';
 import type { Toolstack } from './toolstack.ts';
 
 export interface MigrateRequest {
   host: string;
   port: number;
-  /** The target's API token (admin, or the domain's sponsor there). */
+  /** The target's API token: an admin token there (only its admin may send it domains). */
   token?: string;
   downtimeMs?: number;
   /** Megabits per second; undefined = no limit. */
@@ -39,6 +41,9 @@ export interface MigrateResult {
   switchoverMs: number;
   transferredBytes: number;
 }
+
+/** QMP name of the stream connection handed to the source QEMU. */
+const STREAM_FD_NAME = 'migration-out';
 
 /** A WebSocket to the target as a queue of messages. */
 class TargetLink {
@@ -82,9 +87,13 @@ class TargetLink {
             ? new XenodeError('unauthorized', `xenoded at ${where} refused the token`, {
                 hint: "pass the target's token with --token or XENODE_MIGRATE_TOKEN (xenode token create admin --admin on the target)",
               })
-            : status === 404
-              ? new XenodeError('engine', `xenoded at ${where} does not accept migrations (HTTP 404)`)
-              : new XenodeError('engine', `xenoded at ${where} answered HTTP ${status}`),
+            : status === 403
+              ? new XenodeError('permission', `xenoded at ${where} takes in domains only from its admin`, {
+                  hint: 'pass an admin token of the target (xenode token create NAME --admin there)',
+                })
+              : status === 404
+                ? new XenodeError('engine', `xenoded at ${where} does not accept migrations (HTTP 404)`)
+                : new XenodeError('engine', `xenoded at ${where} answered HTTP ${status}`),
         );
       });
       ws.once('error', (e) =>
@@ -180,10 +189,32 @@ export function migrateDomain(
       // The target may first build the default guest image; allow for that.
       const ready = await link.next(600_000);
       if (ready.type !== 'listening') throw refusal(ready, where);
+      const key = Buffer.from(typeof ready.key === 'string' ? ready.key : '', 'hex');
+      if (key.length !== STREAM_KEY_BYTES) throw new XenodeError('engine', `target ${where} gave no stream key`);
       ts.log.info(`migrating to ${where} (target domid ${ready.domid})`, d.domid);
-      await tuned;
-      started = true;
-      await mig.start(tcpUri(req.host, ready.port), { running: d.rec.state === 'running' });
+      // The stream: our key first; QEMU gets the connection once the target's QEMU holds it.
+      const stream = await openStream(req.host, ready.port, key);
+      const dropped = new Promise<never>((_, reject) =>
+        stream.once('close', () =>
+          reject(
+            new XenodeError('engine', `target ${where} dropped the migration stream connection`, {
+              hint: 'the stream must come from the address the source reaches the target API from (no proxy or NAT in between)',
+            }),
+          ),
+        ),
+      );
+      dropped.catch(() => undefined);
+      let uri: string;
+      try {
+        const accepted = await Promise.race([link.next(30_000), dropped]);
+        if (accepted.type !== 'stream-accepted') throw refusal(accepted, where);
+        await tuned;
+        started = true;
+        uri = await mig.adoptSocket(stream, STREAM_FD_NAME);
+      } finally {
+        stream.destroy();
+      }
+      await mig.start(uri, { running: d.rec.state === 'running' });
       // Hand over the moment QEMU reports completed: the target has every byte then;
       // the source's own finalizing (and its final statistics) overlaps the target's start.
       await mig.follow({

@@ -38,6 +38,8 @@ export interface VifCounters {
   rx_dropped: number;
   /** Frames from the guest the sponsor policy refused (once per destination port). */
   tx_policy_dropped: number;
+  /** Frames from the guest the switch dropped for a source (or ARP sender) MAC not the vif's own. */
+  tx_spoof_dropped: number;
 }
 
 export interface VifView {
@@ -121,13 +123,14 @@ export class NetManager {
 
   private makeRecord(d: Domain, spec: VifSpec, devid: number, inUse: Map<string, string>): VifRecord {
     let backend: VifRecord['backend'] = 'switch';
-    if (spec.bridge && !(spec.bridge === DEFAULT_BRIDGE && !linkExists(spec.bridge))) {
-      if (!linkExists(spec.bridge)) {
+    if (spec.bridge && !(spec.bridge === DEFAULT_BRIDGE && !isBridge(spec.bridge))) {
+      // One answer whether no interface has that name or one has and is not a bridge,
+      // so the error tells a sponsor nothing about which host interfaces exist.
+      if (!isBridge(spec.bridge)) {
         throw new XenodeError('not-found', `bridge '${spec.bridge}' does not exist`, {
-          hint: `create it (ip link add ${spec.bridge} type bridge) or leave bridge= out to use Xenode's switch`,
+          hint: "name an existing Linux bridge, or leave bridge= out to use Xenode's switch",
         });
       }
-      if (!isBridge(spec.bridge)) throw new XenodeError('config', `'${spec.bridge}' is not a bridge`);
       backend = 'bridge';
     }
     let mac = spec.mac;
@@ -152,7 +155,7 @@ export class NetManager {
   }
 
   /** Create the TAP of a bridge vif; false when it already exists and is ours (QEMU restart). */
-  private prepareTap(v: VifRecord, ours: boolean): boolean {
+  private prepareTap(d: Domain, v: VifRecord, ours: boolean): boolean {
     if (linkExists(v.ifname)) {
       if (ours) return false;
       throw new XenodeError('conflict', `network interface ${v.ifname} already exists`, {
@@ -162,7 +165,15 @@ export class NetManager {
     try {
       createBridgeTap(v.ifname, v.bridge as string, v.mtu);
     } catch (e) {
-      throw hostLinkError(e);
+      // ip's own complaint names host interfaces: it goes to the admin's log, not to the caller.
+      const err = hostLinkError(e);
+      this.warn(
+        `vif ${v.devid}: TAP ${v.ifname} on bridge ${v.bridge}: ${err.message}${err.hint ? ` (${err.hint})` : ''}`,
+        d.domid,
+      );
+      throw new XenodeError('engine', `cannot connect vif ${v.devid} to bridge '${v.bridge}'`, {
+        hint: 'the admin finds the reason in xenode dmesg',
+      });
     }
     return true;
   }
@@ -242,7 +253,7 @@ export class NetManager {
     const created: string[] = [];
     try {
       for (const v of vifs)
-        if (v.backend === 'bridge' && this.prepareTap(v, saved !== undefined)) created.push(v.ifname);
+        if (v.backend === 'bridge' && this.prepareTap(d, v, saved !== undefined)) created.push(v.ifname);
       const e: DomainNet = { d, vifs };
       this.persist(e);
       this.domains.set(d.domid, e);
@@ -318,7 +329,7 @@ export class NetManager {
       }
       const v = this.makeRecord(d, spec, devid, this.macOwners());
       v.hotplugged = true;
-      const tap = v.backend === 'bridge' && this.prepareTap(v, false);
+      const tap = v.backend === 'bridge' && this.prepareTap(d, v, false);
       try {
         await plugNic(m, this.nic(d, v));
       } catch (err) {
@@ -396,6 +407,7 @@ export class NetManager {
             tx_packets: c.rxPackets,
             rx_dropped: c.txDrops,
             tx_policy_dropped: c.policyDrops,
+            tx_spoof_dropped: c.spoofDrops,
           };
         } else view.link = 'down';
       } else {
@@ -410,6 +422,7 @@ export class NetManager {
             tx_packets: c.rxPackets,
             rx_dropped: c.txDropped,
             tx_policy_dropped: 0,
+            tx_spoof_dropped: 0,
           };
         }
       }

@@ -9,7 +9,14 @@ import { spawn } from 'node:child_process';
 import { existsSync, openSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { AddPortResult, HelloResult, HostPortSpec, SwitchStats, VifPortSpec } from '../net/control-protocol.ts';
+import {
+  type AddPortResult,
+  CONTROL_VERSION,
+  type HelloResult,
+  type HostPortSpec,
+  type SwitchStats,
+  type VifPortSpec,
+} from '../net/control-protocol.ts';
 import type { SponsorPair } from '../net/policy.ts';
 import { SwitchClient } from '../net/switch-client.ts';
 import type { DaemonLog } from './log.ts';
@@ -106,6 +113,19 @@ export class SwitchSupervisor {
   /** Take over a connected switch: learn its pid, replay the desired state, watch it. */
   private async adopt(c: SwitchClient, fresh: boolean): Promise<SwitchClient> {
     const hello = await c.call<HelloResult>({ op: 'hello' });
+    if (!(hello.version >= CONTROL_VERSION)) {
+      // Left running by an older Xenode: it would keep forwarding what the current one
+      // refuses (spoofed source MACs). Replace it; QEMU listens again for the new one.
+      // (Checked on every connect: one being killed may still answer once.)
+      this.o.log.warn(`switch (pid ${hello.pid}) is of an older version (${hello.version}); replacing it`);
+      c.close();
+      try {
+        process.kill(hello.pid, 'SIGKILL');
+      } catch {
+        /* already gone */
+      }
+      throw new Error('outdated switch');
+    }
     this.pid = hello.pid;
     this.client = c;
     c.on('close', () => this.onClosed(c));

@@ -4,10 +4,13 @@
 
 import type { FastifyInstance } from 'fastify';
 import type { ApiContext } from '../api/server.ts';
+import type { DomainConfig } from '../config/types.ts';
 import type { QemuMachine } from '../engine/qemu-machine.ts';
 import type { XenodeDirs } from './dirs.ts';
 import type { Domain } from './domain.ts';
 import type { DaemonLog } from './log.ts';
+import type { Principal } from './principal.ts';
+import type { SponsorPolicy } from './sponsors.ts';
 import type { DomainStoreSink } from './store-sink.ts';
 
 export interface LaunchContribution {
@@ -21,10 +24,40 @@ export interface PluginHost {
   dirs: XenodeDirs;
   log: DaemonLog;
   store: DomainStoreSink;
+  /** The admin's per-sponsor limits (quotas, bridge allow-lists). */
+  sponsors: SponsorPolicy;
+}
+
+/** How a sponsor's config uses a host file. */
+export interface FileUse {
+  kind: 'disk' | 'kernel' | 'ramdisk';
+  write: boolean;
+  /** A disk's format when known: QEMU never reads a raw disk's header, so neither need the gate. */
+  format?: 'raw' | 'qcow2';
+}
+
+/**
+ * The gate between a sponsor and host files: a sponsor may name only files this
+ * gate vouches for (volumes in its storage pools). Without a gate, none.
+ */
+export interface SponsorFileGate {
+  /** The canonical path of `path` if `sponsor` may use it so; else a permission or not-found error. */
+  sponsorFile(sponsor: string, path: string, use: FileUse): string;
 }
 
 export interface ToolstackPlugin {
   readonly name: string;
+  /**
+   * Before anything is made for a new domain (create, restore, incoming
+   * migration), with the config already checked by the core: refuse what the
+   * principal may not have (quotas, names). Synchronous, so racing creates
+   * cannot both pass a limit. Throw to refuse.
+   */
+  admit?(cfg: DomainConfig, p: Principal): void;
+  /** A plugin that owns sponsors' host files (storage pools) offers this gate. */
+  readonly fileGate?: SponsorFileGate;
+  /** What a sponsor holds of this plugin's resources, for `quota-list`. */
+  usage?(sponsor: string): Partial<Record<'volumes' | 'diskBytes', number>>;
   /** Once at daemon start (start helper processes, open files). */
   start?(host: PluginHost): Promise<void>;
   /** Before QEMU starts for a domain (create, restart with a new QEMU, restore). Throw to refuse. */

@@ -1,5 +1,6 @@
 // The feature plugins xenoded runs, in order. Each feature adds one line here.
 
+import { storagePlugin } from '../features/storage/plugin.ts';
 import { diskPlugin } from './disk-plugin.ts';
 import { memoryPlugins } from './memory-plugins.ts';
 import { metricsPlugin } from './metrics-plugin.ts';
@@ -8,5 +9,5 @@ import type { ToolstackPlugin } from './plugin.ts';
 import { saveRestorePlugin } from './saverestore-plugin.ts';
 
 export function createPlugins(): ToolstackPlugin[] {
-  return [metricsPlugin(), ...memoryPlugins(), netPlugin(), diskPlugin(), saveRestorePlugin()];
+  return [metricsPlugin(), ...memoryPlugins(), netPlugin(), storagePlugin(), diskPlugin(), saveRestorePlugin()];
 }

@@ -2,9 +2,13 @@
 // creates one host file per region id (/dev/shm, sparse); every domain naming
 // the id maps it as an ivshmem-plain PCI device. The region lives as long as
 // one domain using it does.
+//
+// Ids are per sponsor: alice's region 'r1' and bob's 'r1' are two regions, and
+// a domain reaches another sponsor's region only where the admin granted it
+// (`xenode shm-grant OWNER/ID SPONSOR`), which persists in shm-grants.json.
 
 import { createHash } from 'node:crypto';
-import { closeSync, ftruncateSync, openSync, readdirSync, rmSync } from 'node:fs';
+import { closeSync, ftruncateSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { StaticShmSpec } from '../config/types.ts';
@@ -17,6 +21,8 @@ import type { DomainStoreSink } from './store-sink.ts';
 
 export interface ShmRegionView {
   id: string;
+  /** The sponsor whose namespace holds the id. */
+  sponsor: string;
   path: string;
   size: number;
   /** Domid of the owner, if it is still there. */
@@ -25,6 +31,9 @@ export interface ShmRegionView {
 }
 
 interface Region {
+  /** `sponsor/id`. */
+  key: string;
+  sponsor: string;
   id: string;
   path: string;
   size: number;
@@ -33,6 +42,9 @@ interface Region {
 }
 
 const hex = (n: number) => `0x${n.toString(16)}`;
+const SPONSOR_RE = /^[a-z0-9][a-z0-9_-]{0,63}$/;
+/** `sponsor/id`, as a region is named across sponsors. */
+const GRANT_KEY = /^([a-z0-9][a-z0-9_-]{0,63})\/([A-Za-z0-9_]{1,128})$/;
 
 export class StaticShmPlugin implements ToolstackPlugin {
   readonly name = 'static-shm';
@@ -42,6 +54,9 @@ export class StaticShmPlugin implements ToolstackPlugin {
   private log?: DaemonLog;
   private store?: DomainStoreSink;
   private swept = false;
+  /** `borrowerSponsor/id` -> `ownerSponsor/id`, set by the admin. */
+  private grants = new Map<string, string>();
+  private grantsFile?: string;
 
   constructor(dir?: string) {
     if (dir) this.dir = dir;
@@ -52,10 +67,49 @@ export class StaticShmPlugin implements ToolstackPlugin {
     this.store = host.store;
     // Several daemons (tests, a second XENODE_DIR) share /dev/shm: ids are per daemon.
     this.prefix = `xenode-${createHash('sha256').update(host.dirs.base).digest('hex').slice(0, 8)}-`;
+    this.grantsFile = join(host.dirs.base, 'shm-grants.json');
+    try {
+      const saved = JSON.parse(readFileSync(this.grantsFile, 'utf8')) as Record<string, string>;
+      for (const [k, v] of Object.entries(saved)) if (GRANT_KEY.test(k) && GRANT_KEY.test(v)) this.grants.set(k, v);
+    } catch {
+      /* no grants yet */
+    }
   }
 
-  pathOf(id: string): string {
-    return join(this.dir, `${this.prefix}${id}`);
+  /** The host file of region `key` (`sponsor/id`: both halves are file-name safe). */
+  pathOf(key: string): string {
+    return join(this.dir, `${this.prefix}${key.replace('/', '.')}`);
+  }
+
+  /** The region a domain of `sponsor` means by `id`: its own, or one the admin granted it to borrow. */
+  private keyOf(sponsor: string, s: StaticShmSpec): string {
+    const own = `${sponsor}/${s.id}`;
+    return s.role === 'borrower' ? (this.grants.get(own) ?? own) : own;
+  }
+
+  /** Let `borrower`'s domains borrow `owner`'s region `id` under the same id (admin only, via the API). */
+  grant(region: string, borrower: string): void {
+    const m = GRANT_KEY.exec(region);
+    if (!m || !SPONSOR_RE.test(borrower))
+      throw new XenodeError('usage', `invalid grant '${region}' to '${borrower}'`, {
+        hint: 'e.g. xenode shm-grant alice/r1 bob',
+      });
+    const key = `${borrower}/${m[2]}`;
+    if (key === region) throw new XenodeError('usage', 'a sponsor always reaches its own regions');
+    this.grants.set(key, region);
+    this.saveGrants();
+  }
+
+  ungrant(region: string, borrower: string): void {
+    const m = GRANT_KEY.exec(region);
+    const key = m ? `${borrower}/${m[2]}` : '';
+    if (this.grants.get(key) !== region) throw new XenodeError('not-found', `no grant of ${region} to ${borrower}`);
+    this.grants.delete(key);
+    this.saveGrants();
+  }
+
+  private saveGrants(): void {
+    if (this.grantsFile) writeFileSync(this.grantsFile, JSON.stringify(Object.fromEntries(this.grants)));
   }
 
   async beforeLaunch(d: Domain): Promise<LaunchContribution | undefined> {
@@ -88,7 +142,8 @@ export class StaticShmPlugin implements ToolstackPlugin {
 
   async afterReattach(d: Domain): Promise<void> {
     for (const s of d.rec.config.static_shm) {
-      const r = this.regions.get(s.id) ?? this.newRegion(s.id, s.role === 'owner' ? s.size : s.offset + s.size);
+      const key = this.keyOf(d.rec.sponsor, s);
+      const r = this.regions.get(key) ?? this.newRegion(key, s.role === 'owner' ? s.size : s.offset + s.size);
       r.users.add(d.domid);
       if (s.role === 'owner') {
         r.owner = d.domid;
@@ -102,9 +157,9 @@ export class StaticShmPlugin implements ToolstackPlugin {
       if (!r.users.delete(d.domid)) continue;
       if (r.owner === d.domid) r.owner = undefined;
       if (r.users.size > 0) continue;
-      this.regions.delete(r.id);
+      this.regions.delete(r.key);
       rmSync(r.path, { force: true });
-      this.log?.info(`static_shm ${r.id}: last user gone, ${r.path} removed`, d.domid);
+      this.log?.info(`static_shm ${r.key}: last user gone, ${r.path} removed`, d.domid);
     }
   }
 
@@ -112,7 +167,25 @@ export class StaticShmPlugin implements ToolstackPlugin {
     // Routes are registered once reattachment is over: a region file no live domain
     // uses is left from domains that died while no daemon was watching.
     this.sweep();
-    app.get('/v1/shm', async () => this.list());
+    app.get('/v1/shm', async (req) => {
+      const p = req.principal;
+      const mine = (r: ShmRegionView) =>
+        r.sponsor === p.sponsor || this.grants.get(`${p.sponsor}/${r.id}`) === `${r.sponsor}/${r.id}`;
+      return this.list().filter((r) => p.admin || mine(r));
+    });
+    app.get('/v1/shm/grants', async (req) => {
+      if (!req.principal.admin) throw new XenodeError('permission', 'only the admin may list shm grants');
+      return [...this.grants].map(([to, region]) => ({ region, sponsor: to.slice(0, to.indexOf('/')) }));
+    });
+    app.post<{ Body: { region?: unknown; sponsor?: unknown; revoke?: unknown } }>('/v1/shm/grants', async (req) => {
+      if (!req.principal.admin) throw new XenodeError('permission', 'only the admin may grant shared memory');
+      const { region, sponsor, revoke } = req.body ?? {};
+      if (typeof region !== 'string' || typeof sponsor !== 'string')
+        throw new XenodeError('usage', 'shm grants need {"region": "OWNER/ID", "sponsor": S}');
+      if (revoke === true) this.ungrant(region, sponsor);
+      else this.grant(region, sponsor);
+      return { ok: true };
+    });
   }
 
   private sweep(): void {
@@ -135,12 +208,19 @@ export class StaticShmPlugin implements ToolstackPlugin {
 
   list(): ShmRegionView[] {
     return [...this.regions.values()]
-      .map((r) => ({ id: r.id, path: r.path, size: r.size, owner: r.owner, users: [...r.users].sort((a, b) => a - b) }))
-      .sort((a, b) => a.id.localeCompare(b.id));
+      .map((r) => ({
+        id: r.id,
+        sponsor: r.sponsor,
+        path: r.path,
+        size: r.size,
+        owner: r.owner,
+        users: [...r.users].sort((a, b) => a - b),
+      }))
+      .sort((a, b) => a.sponsor.localeCompare(b.sponsor) || a.id.localeCompare(b.id));
   }
 
   private check(d: Domain, s: StaticShmSpec): void {
-    const r = this.regions.get(s.id);
+    const r = this.regions.get(this.keyOf(d.rec.sponsor, s));
     if (s.role === 'owner') {
       if (!isValidBarSize(s.size)) {
         throw new XenodeError('config', `static_shm '${s.id}': size ${hex(s.size)} is not a power of two`, {
@@ -179,10 +259,11 @@ export class StaticShmPlugin implements ToolstackPlugin {
 
   /** Add the domain to the region, creating the owner's file on first use. */
   private enter(d: Domain, s: StaticShmSpec): Region {
-    let r = this.regions.get(s.id);
+    const key = this.keyOf(d.rec.sponsor, s);
+    let r = this.regions.get(key);
     if (!r) {
       // Only an owner gets here (check() refused borrowers): start from zeroed memory.
-      r = this.newRegion(s.id, s.size);
+      r = this.newRegion(key, s.size);
       rmSync(r.path, { force: true });
       const fd = openSync(r.path, 'wx', 0o600);
       try {
@@ -197,9 +278,17 @@ export class StaticShmPlugin implements ToolstackPlugin {
     return r;
   }
 
-  private newRegion(id: string, size: number): Region {
-    const r: Region = { id, path: this.pathOf(id), size, users: new Set() };
-    this.regions.set(id, r);
+  private newRegion(key: string, size: number): Region {
+    const slash = key.indexOf('/');
+    const r: Region = {
+      key,
+      sponsor: key.slice(0, slash),
+      id: key.slice(slash + 1),
+      path: this.pathOf(key),
+      size,
+      users: new Set(),
+    };
+    this.regions.set(key, r);
     return r;
   }
 

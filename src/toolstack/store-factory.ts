@@ -3,7 +3,7 @@
 // plus Xenode's ~/state and ~/sponsor so anything can watch them.
 
 import { registerStoreRoutes } from '../api/routes-store.ts';
-import { ControlStore, domainPath, TOOLSTACK } from '../store/index.ts';
+import { ControlStore, domainPath, readOnlyPerms, TOOLSTACK } from '../store/index.ts';
 import type { StoreFactory } from './daemon.ts';
 import type { DomainRecord, DomainState, ShutdownReason } from './domain-table.ts';
 import type { DaemonLog } from './log.ts';
@@ -37,10 +37,20 @@ export class ControlStoreSink implements DomainStoreSink {
       w(`${home}/cpu/count`, String(rec.config.vcpus));
       for (let i = 0; i < rec.config.maxvcpus; i++)
         w(`${home}/cpu/${i}/availability`, i < rec.config.vcpus ? 'online' : 'offline');
-      w(`/vm/${rec.uuid}/uuid`, rec.uuid);
-      w(`/vm/${rec.uuid}/name`, rec.name);
-      w(`/vm/${rec.uuid}/memory`, String(rec.targetMiB));
-      w(`/vm/${rec.uuid}/start_time`, (rec.startTime / 1000).toFixed(2));
+      // As libxl does: /vm/<uuid> is the toolstack's, readable by the domain (and so by its sponsor).
+      const vm = `/vm/${rec.uuid}`;
+      const ro = readOnlyPerms(rec.domid);
+      // New nodes inherit the perms; setting them again fixes stores written before /vm was readable.
+      const wro = (p: string, v: string) => {
+        w(p, v);
+        this.store.setPerms(TOOLSTACK, p, ro);
+      };
+      this.store.mkdir(TOOLSTACK, vm);
+      this.store.setPerms(TOOLSTACK, vm, ro);
+      wro(`${vm}/uuid`, rec.uuid);
+      wro(`${vm}/name`, rec.name);
+      wro(`${vm}/memory`, String(rec.targetMiB));
+      wro(`${vm}/start_time`, (rec.startTime / 1000).toFixed(2));
     });
   }
 

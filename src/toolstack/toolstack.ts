@@ -5,6 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { mkdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { checkKernel } from '../config/files.ts';
 import type { DomainConfig, OnEventAction } from '../config/types.ts';
 import type { AccelChoice } from '../engine/accel.ts';
 import { incomingArgs } from '../engine/migration.ts';
@@ -13,14 +14,16 @@ import { readPidFile } from '../engine/process.ts';
 import { buildQemuCommand } from '../engine/qemu-args.ts';
 import { type GuestEvent, QemuMachine } from '../engine/qemu-machine.ts';
 import { XenodeError } from '../errors.ts';
+import { admit } from './admission.ts';
 import { resolveBoot } from './boot-plan.ts';
 import type { XenodeDirs } from './dirs.ts';
 import { Domain } from './domain.ts';
 import type { DomainRecord, DomainState, DomainTable, ShutdownReason } from './domain-table.ts';
 import type { DaemonLog } from './log.ts';
 import { MemoryControl, type MemSetOptions, type MemSetResult } from './memory.ts';
-import type { ToolstackPlugin } from './plugin.ts';
+import type { SponsorFileGate, ToolstackPlugin } from './plugin.ts';
 import { canSeeSponsor, type Principal } from './principal.ts';
+import { checkLimit, type SponsorPolicy } from './sponsors.ts';
 import type { DomainStoreSink } from './store-sink.ts';
 
 export interface ToolstackOptions {
@@ -32,6 +35,8 @@ export interface ToolstackOptions {
   qemuBinary: string;
   tcgTbSizeMiB?: number;
   plugins?: ToolstackPlugin[];
+  /** The admin's per-sponsor limits; none means no limits (unit tests). */
+  sponsors?: SponsorPolicy;
 }
 
 export interface CreateOptions {
@@ -79,6 +84,11 @@ export class Toolstack {
     return this.o.plugins ?? [];
   }
 
+  /** The gates through which sponsors reach host files (storage pools). */
+  get fileGates(): SponsorFileGate[] {
+    return this.plugins.flatMap((x) => (x.fileGate ? [x.fileGate] : []));
+  }
+
   get log(): DaemonLog {
     return this.o.log;
   }
@@ -111,13 +121,12 @@ export class Toolstack {
     let d: Domain | undefined;
     if (/^\d+$/.test(ref)) d = this.domains.get(Number(ref));
     else d = [...this.domains.values()].find((x) => x.name === ref);
-    if (!d) {
+    // Another sponsor's domain is answered as one that does not exist: a sponsor
+    // learns nothing of the others' domains, not even that a name is in use.
+    if (!d || !canSeeSponsor(p, d.rec.sponsor)) {
       throw /^\d+$/.test(ref)
         ? new XenodeError('not-found', `Domain '${ref}' does not exist.`)
         : new XenodeError('not-found', `${ref} is an invalid domain identifier (rc=-6)`);
-    }
-    if (!canSeeSponsor(p, d.rec.sponsor)) {
-      throw new XenodeError('permission', `domain '${ref}' belongs to another sponsor`);
     }
     return d;
   }
@@ -143,11 +152,8 @@ export class Toolstack {
   // ---- create -------------------------------------------------------------
 
   async create(cfg: DomainConfig, p: Principal, opts: CreateOptions = {}): Promise<Domain> {
-    if (!p.admin && cfg.sponsor !== p.sponsor) {
-      if (cfg.sponsor !== 'admin')
-        throw new XenodeError('permission', `cannot create a domain for sponsor '${cfg.sponsor}'`);
-      cfg = { ...cfg, sponsor: p.sponsor };
-    }
+    // A sponsor's config without sponsor= is its own (the key defaults to admin).
+    if (!p.admin && cfg.sponsor === 'admin') cfg = { ...cfg, sponsor: p.sponsor };
     if (!NAME_RE.test(cfg.name)) throw new XenodeError('config', `invalid domain name '${cfg.name}'`);
     if ([...this.domains.values()].some((d) => d.name === cfg.name)) {
       throw new XenodeError('conflict', `domain with name '${cfg.name}' already exists`, {
@@ -157,6 +163,7 @@ export class Toolstack {
     if (cfg.uuid && [...this.domains.values()].some((d) => d.rec.uuid === cfg.uuid)) {
       throw new XenodeError('conflict', `domain with uuid ${cfg.uuid} already exists`);
     }
+    cfg = this.admit(cfg, p);
     const domid = this.o.table.nextDomid();
     const uuid = cfg.uuid ?? randomUUID();
     const rec: DomainRecord = {
@@ -191,6 +198,27 @@ export class Toolstack {
       domid,
     );
     return d;
+  }
+
+  /** Quotas, sponsors' keys and files, host memory: synchronous, so racing creates see each other. */
+  private admit(cfg: DomainConfig, p: Principal): DomainConfig {
+    const holders = [...this.domains.values(), ...this.retiring.keys()].map((d) => ({
+      sponsor: d.rec.sponsor,
+      targetMiB: d.rec.targetMiB,
+      maxMiB: d.rec.maxMiB,
+      maxvcpus: d.rec.config.maxvcpus,
+    }));
+    const admitted = admit({
+      cfg,
+      principal: p,
+      holders,
+      sponsors: this.o.sponsors,
+      fileGates: this.fileGates,
+    });
+    for (const x of this.plugins) x.admit?.(admitted, p);
+    // A sponsor's kernel passed the gate; only now may an answer depend on its content.
+    if (!p.admin && admitted.kernel) checkKernel(admitted.kernel, { file: '<config>', line: 0, column: 0 });
+    return admitted;
   }
 
   /**
@@ -545,6 +573,11 @@ export class Toolstack {
   }
 
   memMax(d: Domain, mib: number): void {
+    if (d.rec.sponsor !== 'admin' && this.o.sponsors && mib > d.rec.maxMiB) {
+      const others = [...this.domains.values()].filter((x) => x !== d && x.rec.sponsor === d.rec.sponsor);
+      const used = others.reduce((n, x) => n + x.rec.maxMiB, 0);
+      checkLimit(d.rec.sponsor, this.o.sponsors.limits(d.rec.sponsor), 'memoryMiB', used, mib);
+    }
     if (mib < d.rec.targetMiB) {
       throw new XenodeError('usage', `cannot set domid ${d.domid} static max memory to : ${mib}M`, {
         hint: `below the current target of ${d.rec.targetMiB} MiB`,

@@ -2,7 +2,7 @@
 // need a live owner and a window that fits, and the file goes with the last user.
 
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -12,6 +12,7 @@ import { XenodeError } from '../../src/errors.ts';
 import { xenodeDirs } from '../../src/toolstack/dirs.ts';
 import { Domain } from '../../src/toolstack/domain.ts';
 import { DaemonLog } from '../../src/toolstack/log.ts';
+import { SponsorPolicy } from '../../src/toolstack/sponsors.ts';
 import { StaticShmPlugin } from '../../src/toolstack/static-shm.ts';
 import { NULL_STORE_SINK } from '../../src/toolstack/store-sink.ts';
 
@@ -19,7 +20,7 @@ let dir: string;
 let plugin: StaticShmPlugin;
 let nextId = 1;
 
-function domain(name: string, shm: string[]): Domain {
+function domain(name: string, shm: string[], sponsor = 'admin'): Domain {
   const list = shm.map((s) => `"${s}"`).join(', ');
   const { config } = loadConfigText(`name = "${name}"\nstatic_shm = [${list}]\n`, {
     file: 'u.cfg',
@@ -31,8 +32,8 @@ function domain(name: string, shm: string[]): Domain {
     domid,
     uuid: `00000000-0000-0000-0000-${String(domid).padStart(12, '0')}`,
     name,
-    sponsor: 'admin',
-    config,
+    sponsor,
+    config: { ...config, sponsor },
     state: 'creating',
     runDir: join(dir, String(domid)),
     startTime: 0,
@@ -48,7 +49,14 @@ async function refused(d: Domain, re: RegExp): Promise<void> {
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'xn-shm-'));
   plugin = new StaticShmPlugin(dir);
-  await plugin.start({ dirs: xenodeDirs(join(dir, 'base')), log: new DaemonLog(undefined), store: NULL_STORE_SINK });
+  const dirs = xenodeDirs(join(dir, 'base'));
+  mkdirSync(dirs.base, { recursive: true });
+  await plugin.start({
+    dirs,
+    log: new DaemonLog(undefined),
+    store: NULL_STORE_SINK,
+    sponsors: new SponsorPolicy(dirs.stateDb),
+  });
 });
 after(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -66,7 +74,7 @@ describe('StaticShmPlugin', () => {
   it('the owner creates a sparse file of its size and gets an ivshmem device', async () => {
     const c = await plugin.beforeLaunch(owner);
     assert.ok(c?.qemuArgs && c.cmdline);
-    const path = plugin.pathOf('r1');
+    const path = plugin.pathOf('admin/r1');
     assert.equal(statSync(path).size, 0x100000);
     assert.ok(c.qemuArgs.includes(`memory-backend-file,id=shm-r1,mem-path=${path},size=1048576,share=on`));
     assert.deepEqual(c.cmdline, ['xenode.shm=r1:10:0x0:0x100000']);
@@ -89,31 +97,64 @@ describe('StaticShmPlugin', () => {
     const c = await plugin.beforeLaunch(bor);
     assert.deepEqual(c?.cmdline, ['xenode.shm=r1:10:0x10000:0x10000']);
     assert.deepEqual(plugin.list(), [
-      { id: 'r1', path: plugin.pathOf('r1'), size: 0x100000, owner: owner.domid, users: [owner.domid, bor.domid] },
+      {
+        id: 'r1',
+        sponsor: 'admin',
+        path: plugin.pathOf('admin/r1'),
+        size: 0x100000,
+        owner: owner.domid,
+        users: [owner.domid, bor.domid],
+      },
     ]);
   });
 
   it('the region outlives its owner and goes with its last user', async () => {
     await plugin.onTeardown(owner);
-    assert.ok(existsSync(plugin.pathOf('r1')));
+    assert.ok(existsSync(plugin.pathOf('admin/r1')));
     assert.equal(plugin.list()[0]?.owner, undefined);
     await refused(domain('late', ['id=r1, begin=0, size=0x1000, role=borrower']), /has no owner/);
     await plugin.onTeardown(bor);
-    assert.ok(!existsSync(plugin.pathOf('r1')));
+    assert.ok(!existsSync(plugin.pathOf('admin/r1')));
     assert.deepEqual(plugin.list(), []);
   });
 
   it('once reattached, region files no live domain uses are swept', async () => {
     const keep = domain('keep', ['id=k1, begin=0, size=0x1000, role=owner']);
     await plugin.beforeLaunch(keep);
-    writeFileSync(plugin.pathOf('stale'), '');
+    writeFileSync(plugin.pathOf('admin/stale'), '');
     writeFileSync(join(dir, 'someone-else'), '');
     const app = Fastify();
     plugin.routes(app);
     await app.close();
-    assert.ok(!existsSync(plugin.pathOf('stale')));
-    assert.ok(existsSync(plugin.pathOf('k1')));
+    assert.ok(!existsSync(plugin.pathOf('admin/stale')));
+    assert.ok(existsSync(plugin.pathOf('admin/k1')));
     assert.ok(existsSync(join(dir, 'someone-else')));
     await plugin.onTeardown(keep);
+  });
+});
+
+describe('StaticShmPlugin: regions are per sponsor', () => {
+  it("a sponsor's id never reaches another sponsor's region unless the admin grants it", async () => {
+    const owner = domain('a-own', ['id=s1, begin=0, size=0x1000, role=owner'], 'alice');
+    const thief = domain('b-bor', ['id=s1, begin=0, size=0x1000, role=borrower'], 'bob');
+    await plugin.beforeLaunch(owner);
+    await refused(thief, /has no owner/);
+    // bob's own s1 is a region of its own, not alice's.
+    const bobOwner = domain('b-own', ['id=s1, begin=0, size=0x1000, role=owner'], 'bob');
+    await plugin.beforeLaunch(bobOwner);
+    assert.notEqual(plugin.pathOf('alice/s1'), plugin.pathOf('bob/s1'));
+    assert.deepEqual(
+      plugin.list().map((r) => `${r.sponsor}/${r.id}`),
+      ['alice/s1', 'bob/s1'],
+    );
+    await plugin.onTeardown(bobOwner);
+    plugin.grant('alice/s1', 'bob');
+    const granted = domain('b-bor2', ['id=s1, begin=0, size=0x1000, role=borrower'], 'bob');
+    const c = await plugin.beforeLaunch(granted);
+    assert.ok(c?.qemuArgs?.some((a) => a.includes(plugin.pathOf('alice/s1'))));
+    plugin.ungrant('alice/s1', 'bob');
+    await refused(domain('b-bor3', ['id=s1, begin=0, size=0x1000, role=borrower'], 'bob'), /has no owner/);
+    await plugin.onTeardown(granted);
+    await plugin.onTeardown(owner);
   });
 });

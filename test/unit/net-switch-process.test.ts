@@ -8,8 +8,15 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import type { AddPortResult, HelloResult, SwitchStats } from '../../src/net/control-protocol.ts';
+import {
+  type AddPortResult,
+  CONTROL_VERSION,
+  type HelloResult,
+  type SwitchStats,
+} from '../../src/net/control-protocol.ts';
 import { SwitchClient } from '../../src/net/switch-client.ts';
+import { DaemonLog } from '../../src/toolstack/log.ts';
+import { SwitchSupervisor } from '../../src/toolstack/net-switch.ts';
 import { ethernet } from '../helpers/frames.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'xn-sw-'));
@@ -91,6 +98,15 @@ describe('switch process', () => {
     assert.deepEqual(st.allow, [['a', 'b']]);
     assert.equal(st.ports.find((p) => p.id === 'd2.0')?.counters.txPackets, 1);
 
+    // A frame from d1.0 with d2.0's MAC as its source: dropped and counted on d1.0.
+    (q1.conns[0] as Socket).write(wire(ethernet('ff:ff:ff:ff:ff:ff', '00:16:3e:00:00:02', 0x0800, [3])));
+    for (let i = 0; i < 100 && st.ports.find((p) => p.id === 'd1.0')?.counters.spoofDrops !== 1; i++) {
+      await new Promise((r) => setTimeout(r, 10));
+      st = await c.call<SwitchStats>({ op: 'stats' });
+    }
+    assert.equal(st.ports.find((p) => p.id === 'd1.0')?.counters.spoofDrops, 1);
+    assert.equal(Buffer.concat(q2.data).length, wire(f).length, 'd2.0 got nothing more');
+
     // Re-adding the same port (a reattaching daemon) keeps the link as it is.
     await c.call({ op: 'add-port', port: port(1, 'a') });
     assert.equal(q1.conns.length, 1);
@@ -116,5 +132,35 @@ describe('switch process', () => {
     c.close();
     rmSync(ctl);
     assert.equal(await exited, 0);
+  });
+
+  it('a daemon replaces a switch of an older version (no anti-spoofing) instead of adopting it', async () => {
+    const base = mkdtempSync(join(dir, 'old-'));
+    // The "old switch": a process to kill, and a control socket that says version 1.
+    const old = spawn('sleep', ['600'], { stdio: 'ignore' });
+    const killed = new Promise<NodeJS.Signals | null>((r) => old.once('exit', (_c, sig) => r(sig)));
+    const fake = createServer((s) => {
+      s.on('data', (d: Buffer) => {
+        const req = JSON.parse(d.toString().split('\n')[0] as string) as { id: number };
+        const hello = { pid: old.pid, startedAt: 0, version: 1, ports: [] };
+        s.write(`${JSON.stringify({ id: req.id, ok: true, result: hello })}\n`);
+      });
+    });
+    await new Promise<void>((r) => fake.listen(join(base, 'switch.sock'), () => r()));
+    const log = new DaemonLog(undefined);
+    const sup = new SwitchSupervisor({ base, log });
+    try {
+      const c = await sup.ensure();
+      const hello = await c.call<HelloResult>({ op: 'hello' });
+      assert.equal(hello.version, CONTROL_VERSION, 'a current switch runs now');
+      assert.notEqual(hello.pid, old.pid);
+      assert.equal(await killed, 'SIGKILL', 'the old one was killed');
+      assert.ok(log.entries().some((e) => /older version \(1\); replacing it/.test(e.msg)));
+      process.kill(hello.pid, 'SIGKILL');
+    } finally {
+      sup.stop();
+      old.kill('SIGKILL');
+      fake.close();
+    }
   });
 });

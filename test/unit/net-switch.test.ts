@@ -1,6 +1,6 @@
-// The switch core without QEMU: learning, forwarding, flooding, aging, the
-// sponsor policy and its counters; and a stream port against a Unix socket
-// server that speaks QEMU's length-prefixed framing.
+// The switch core without QEMU: learning, forwarding, flooding, aging,
+// anti-spoofing, the sponsor policy and its counters; and a stream port against
+// a Unix socket server that speaks QEMU's length-prefixed framing.
 
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -10,16 +10,19 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { HOST_SPONSOR, type PortInfo, SponsorIsolation } from '../../src/net/policy.ts';
 import { StreamPort } from '../../src/net/stream-port.ts';
-import { SwitchCore, type SwitchPort, zeroCounters } from '../../src/net/switch-core.ts';
-import { arpRequest, ethernet } from '../helpers/frames.ts';
+import { SwitchCore, type SwitchPort, sourceMacOf, zeroCounters } from '../../src/net/switch-core.ts';
+import { arpRequest, ethernet, macBytes } from '../helpers/frames.ts';
 
 class FakePort implements SwitchPort {
   readonly counters = zeroCounters();
   readonly got: Buffer[] = [];
   accept = true;
   readonly info: PortInfo;
-  constructor(id: string, sponsor = 'admin', kind: PortInfo['kind'] = 'vif') {
-    this.info = { id, kind, sponsor };
+  readonly sourceMac: number | undefined;
+  /** A vif sends from `mac` only; a host port from any MAC. */
+  constructor(id: string, sponsor = 'admin', kind: PortInfo['kind'] = 'vif', mac?: string) {
+    this.info = { id, kind, sponsor, mac };
+    this.sourceMac = sourceMacOf(this.info);
   }
   send(frame: Uint8Array): boolean {
     if (!this.accept) return false;
@@ -33,7 +36,8 @@ const MAC = (n: number) => `00:16:3e:00:00:${n.toString(16).padStart(2, '0')}`;
 function setup(sponsors: string[], now = () => 0) {
   const policy = new SponsorIsolation();
   const core = new SwitchCore(policy, { now, macAgeMs: 1000 });
-  const ports = sponsors.map((s, i) => new FakePort(`p${i}`, s));
+  // Port i is the vif with MAC i + 1.
+  const ports = sponsors.map((s, i) => new FakePort(`p${i}`, s, 'vif', MAC(i + 1)));
   for (const p of ports) core.addPort(p);
   return { core, ports, policy };
 }
@@ -73,17 +77,21 @@ describe('learning switch', () => {
   });
 
   it('follows a MAC that moves to another port and drops frames for a MAC behind the ingress port', () => {
-    const { core, ports } = setup(['admin', 'admin', 'admin']);
-    const [a, b, c] = ports as [FakePort, FakePort, FakePort];
+    const { core, ports } = setup(['admin', 'admin']);
+    const [a, b] = ports as [FakePort, FakePort];
+    const h = new FakePort('host', HOST_SPONSOR, 'host');
+    core.addPort(h);
+    // MAC 1 first behind the host port (say, before its domain migrated in), then on its vif.
+    core.input(h, ethernet(MAC(9), MAC(1), 0x0800));
     core.input(a, ethernet(MAC(9), MAC(1), 0x0800));
-    core.input(c, ethernet(MAC(9), MAC(1), 0x0800));
-    const [atA, atC] = [a.got.length, c.got.length];
+    const [atA, atH] = [a.got.length, h.got.length];
     core.input(b, ethernet(MAC(1), MAC(2), 0x0800));
-    assert.equal(c.got.length, atC + 1, 'MAC 1 now lives behind c');
-    assert.equal(a.got.length, atA, 'and no longer behind a');
-    const before = b.got.length + c.got.length;
-    core.input(c, ethernet(MAC(1), MAC(3), 0x0800));
-    assert.equal(b.got.length + c.got.length, before, 'destination is on the ingress port: filtered');
+    assert.equal(a.got.length, atA + 1, 'MAC 1 now lives behind a');
+    assert.equal(h.got.length, atH, 'and no longer behind the host port');
+    core.input(h, ethernet(MAC(9), MAC(7), 0x0800));
+    const before = a.got.length + b.got.length;
+    core.input(h, ethernet(MAC(7), MAC(8), 0x0800));
+    assert.equal(a.got.length + b.got.length, before, 'destination is on the ingress port: filtered');
   });
 
   it('forgets MACs after the ageing time and floods again', () => {
@@ -110,7 +118,8 @@ describe('learning switch', () => {
 
   it('caps the MAC table so cycling source MACs cannot grow it', () => {
     const core = new SwitchCore(new SponsorIsolation(), { maxMacs: 4 });
-    const a = new FakePort('a');
+    // Only the host port may send from many MACs.
+    const a = new FakePort('host', HOST_SPONSOR, 'host');
     core.addPort(a);
     for (let i = 0; i < 50; i++) core.input(a, ethernet(MAC(200), MAC(i + 1), 0x0800));
     assert.equal(core.macTable().length, 4);
@@ -131,6 +140,104 @@ describe('learning switch', () => {
       errors: 1,
     });
     assert.deepEqual(b.counters, { ...zeroCounters(), txPackets: 1, txBytes: f.length, txDrops: 1 });
+  });
+});
+
+describe('anti-spoofing', () => {
+  /** Switch with vifs a (MAC 1) and b (MAC 2) of one sponsor, and the host port. */
+  function spoofSetup() {
+    const { core, ports } = setup(['admin', 'admin']);
+    const [a, b] = ports as [FakePort, FakePort];
+    const h = new FakePort('host', HOST_SPONSOR, 'host');
+    core.addPort(h);
+    return { core, a, b, h };
+  }
+
+  /** An ARP request whose Ethernet source is `eth` but whose sender hardware address is `sender`. */
+  function arpFrom(eth: string, sender: string): Buffer {
+    const f = arpRequest(sender, '10.0.0.2', '10.0.0.1');
+    Buffer.from(macBytes(eth)).copy(f, 6);
+    return f;
+  }
+
+  it("drops and counts a vif's frames from another domain's MAC, and never learns it there", () => {
+    const { core, a, b, h } = spoofSetup();
+    core.input(b, ethernet(MAC(9), MAC(2), 0x0800));
+    const [atA, atB, atH] = [a.got.length, b.got.length, h.got.length];
+    // a sends as b, unicast and broadcast: nobody gets either.
+    core.input(a, ethernet(MAC(9), MAC(2), 0x0800));
+    core.input(a, ethernet('ff:ff:ff:ff:ff:ff', MAC(2), 0x0800));
+    assert.deepEqual([a.got.length, b.got.length, h.got.length], [atA, atB, atH]);
+    assert.equal(a.counters.spoofDrops, 2);
+    assert.equal(a.counters.rxPackets, 2, 'still counted as received from the port');
+    // The host's traffic for b's MAC still reaches b only.
+    core.input(h, ethernet(MAC(2), '02:00:00:00:00:01', 0x0800));
+    assert.equal(b.got.length, atB + 1);
+    assert.equal(a.got.length, atA);
+    assert.deepEqual(
+      core.macTable().map((e) => [e.mac, e.port]),
+      [
+        [0x00163e000002, 'p1'],
+        [0x020000000001, 'host'],
+      ],
+    );
+    assert.equal(b.counters.spoofDrops, 0);
+  });
+
+  it('drops a vif frame from a made-up or group source MAC', () => {
+    const { core, a, b, h } = spoofSetup();
+    core.input(a, ethernet(MAC(9), '00:16:3e:7f:00:01', 0x0800));
+    core.input(a, ethernet(MAC(9), '01:00:5e:00:00:01', 0x0800));
+    assert.equal(b.got.length + h.got.length, 0);
+    assert.equal(a.counters.spoofDrops, 2);
+    assert.equal(core.macTable().length, 0);
+  });
+
+  it("drops ARP whose sender hardware address is not the vif's own, tagged or not", () => {
+    const { core, a, b, h } = spoofSetup();
+    const tag = (f: Buffer) =>
+      Buffer.concat([f.subarray(0, 12), Buffer.from([0x81, 0x00, 0x00, 0x05]), f.subarray(12)]);
+    core.input(a, arpFrom(MAC(1), MAC(2)));
+    core.input(a, tag(arpFrom(MAC(1), MAC(2))));
+    // Cut right after the sender address: still checked.
+    core.input(a, arpFrom(MAC(1), MAC(2)).subarray(0, 28));
+    assert.equal(b.got.length + h.got.length, 0);
+    assert.equal(a.counters.spoofDrops, 3);
+    // Its own ARP, plain and tagged, goes through; so does one cut before the sender
+    // address (it claims nothing, and every receiver discards it).
+    core.input(a, arpFrom(MAC(1), MAC(1)));
+    core.input(a, tag(arpFrom(MAC(1), MAC(1))));
+    core.input(a, arpFrom(MAC(1), MAC(2)).subarray(0, 22));
+    assert.equal(b.got.length, 3);
+    assert.equal(h.got.length, 3);
+    assert.equal(a.counters.spoofDrops, 3);
+  });
+
+  it('lets the host port send from any MAC', () => {
+    const { core, a, b, h } = spoofSetup();
+    core.input(h, ethernet('ff:ff:ff:ff:ff:ff', '02:00:00:00:00:01', 0x0806));
+    core.input(h, arpFrom('02:00:00:00:00:02', '02:00:00:00:00:03'));
+    assert.equal(a.got.length, 2);
+    assert.equal(b.got.length, 2);
+    assert.equal(h.counters.spoofDrops, 0);
+  });
+
+  it('forwards nothing from a vif port without a valid MAC', () => {
+    const core = new SwitchCore(new SponsorIsolation());
+    const other = new FakePort('o', 'admin', 'vif', MAC(2));
+    const none = new FakePort('n');
+    const bad = new FakePort('x', 'admin', 'vif', 'not-a-mac');
+    for (const p of [other, none, bad]) core.addPort(p);
+    core.input(none, ethernet(MAC(2), MAC(1), 0x0800));
+    core.input(bad, ethernet(MAC(2), MAC(1), 0x0800));
+    assert.equal(other.got.length, 0);
+    assert.equal(none.counters.spoofDrops + bad.counters.spoofDrops, 2);
+  });
+
+  it('knows a port by its info: vifs by their MAC, the host port as any', () => {
+    assert.equal(sourceMacOf({ id: 'd1.0', kind: 'vif', sponsor: 'a', mac: '00:16:3e:00:00:0a' }), 0x00163e00000a);
+    assert.equal(sourceMacOf({ id: 'host', kind: 'host', sponsor: HOST_SPONSOR }), undefined);
+    assert.ok(Number.isNaN(sourceMacOf({ id: 'd1.0', kind: 'vif', sponsor: 'a' })));
   });
 });
 
@@ -189,15 +296,15 @@ describe('stream port (QEMU framing)', () => {
     });
     await new Promise<void>((r) => server.listen(path, () => r()));
     const core = new SwitchCore(new SponsorIsolation());
-    const other = new FakePort('other');
+    const other = new FakePort('other', HOST_SPONSOR, 'host');
     core.addPort(other);
-    const port = new StreamPort({ id: 'd1.0', kind: 'vif', sponsor: 'admin' }, path, core);
+    const port = new StreamPort({ id: 'd1.0', kind: 'vif', sponsor: 'admin', mac: MAC(1) }, path, core);
     core.addPort(port);
     port.start();
     assert.ok(await port.whenConnected(5000));
 
     // Three frames, delivered byte-split in awkward places.
-    const frames = [1, 2, 3].map((n) => ethernet(MAC(9), MAC(n), 0x0800, new Array(50 * n).fill(n)));
+    const frames = [1, 2, 3].map((n) => ethernet(MAC(9), MAC(1), 0x0800, new Array(50 * n).fill(n)));
     const wire = Buffer.concat(frames.map(frameOnWire));
     const conn = conns[0] as Socket;
     const cuts = [0, 3, 17, 70, wire.length];
@@ -233,7 +340,7 @@ describe('stream port (QEMU framing)', () => {
     const server = createServer((s) => conns.push(s));
     await new Promise<void>((r) => server.listen(path, () => r()));
     const core = new SwitchCore(new SponsorIsolation());
-    const port = new StreamPort({ id: 'd2.0', kind: 'vif', sponsor: 'admin' }, path, core);
+    const port = new StreamPort({ id: 'd2.0', kind: 'vif', sponsor: 'admin', mac: MAC(2) }, path, core);
     core.addPort(port);
     port.start();
     assert.ok(await port.whenConnected(5000));

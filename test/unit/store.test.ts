@@ -12,7 +12,9 @@ import {
   GUEST_WRITABLE,
   guest,
   isStoreError,
+  NO_DOMAIN,
   type StoreErrno,
+  sponsorCaller,
   TOOLSTACK,
   type WatchEvent,
 } from '../../src/store/index.ts';
@@ -520,6 +522,126 @@ describe('store: transactions', () => {
     s.transactionStart(DOM3);
     for (let i = 0; i < 20; i++) s.transactionStart(TOOLSTACK);
     assert.equal(s.usage(0).transactions, 20);
+  });
+});
+
+describe('store: a sponsor is a principal of its own', () => {
+  // alice sponsors domains 3 and 5; domain 4 is someone else's.
+  const ALICE = [3, 5];
+  const alice = (domid: number) => sponsorCaller('alice', domid, ALICE);
+  const HOME5 = '/local/domain/5';
+  function aliceStore(opts: ControlStoreOptions = {}): ControlStore {
+    const s = newStore(opts);
+    for (const d of [3, 4, 5]) s.introduceDomain(d);
+    return s;
+  }
+
+  it("has its domain's permissions: toolstack keys read-only, guest areas writable", () => {
+    const s = aliceStore();
+    s.write(TOOLSTACK, `${HOME3}/memory/target`, '131072');
+    assert.equal(s.read(alice(3), `${HOME3}/memory/target`), '131072');
+    throwsErrno(() => s.write(alice(3), `${HOME3}/memory/target`, '1'), 'EACCES');
+    throwsErrno(() => s.write(alice(3), `${HOME3}/name`, 'x'), 'EACCES');
+    throwsErrno(() => s.read(alice(3), `${HOME4}/domid`), 'EACCES');
+    s.write(alice(3), `${HOME3}/data/k`, 'v');
+    assert.equal(s.getPerms(TOOLSTACK, `${HOME3}/data/k`)[0]?.id, 3, 'owned by the domain, counted to it');
+    assert.match(
+      (() => {
+        try {
+          s.write(alice(5), `${HOME3}/data/k`, 'x');
+        } catch (e) {
+          return (e as Error).message;
+        }
+        return '';
+      })(),
+      /sponsor alice \(as domain 5\)/,
+    );
+  });
+
+  it('may name only its own domains (and 0) in permission lists, and never change the owner', () => {
+    const s = aliceStore();
+    s.write(alice(3), `${HOME3}/data/k`, 'v');
+    throwsErrno(() => s.setPerms(alice(3), `${HOME3}/data/k`, ['n3', 'r4']), 'EACCES');
+    throwsErrno(() => s.setPerms(alice(3), `${HOME3}/data/k`, ['n3', 'b32757']), 'EACCES');
+    throwsErrno(() => s.setPerms(alice(3), `${HOME3}/data/k`, ['n5']), 'EPERM');
+    s.setPerms(alice(3), `${HOME3}/data/k`, ['n3', 'r5', 'r0']);
+    assert.equal(s.read(alice(5), `${HOME3}/data/k`), 'v');
+    // The domain's own connection keeps xenstored's freedom to grant.
+    s.setPerms(DOM3, `${HOME3}/data/k`, ['n3', 'r4']);
+  });
+
+  it('owns its transactions: no other principal may use or end them, nor it theirs', () => {
+    const s = aliceStore();
+    const mine = s.transactionStart(alice(NO_DOMAIN));
+    s.write(alice(3), `${HOME3}/data/a`, '1', mine);
+    s.write(alice(5), `${HOME5}/data/b`, '2', mine);
+    for (const other of [DOM3, TOOLSTACK, sponsorCaller('bob', 4, [4])]) {
+      throwsErrno(() => s.read(other, `${HOME3}/data/a`, mine), 'ENOENT');
+      throwsErrno(() => s.transactionEnd(other, mine, false), 'ENOENT');
+    }
+    const guests = s.transactionStart(DOM3);
+    const dom0 = s.transactionStart(TOOLSTACK);
+    for (const tx of [guests, dom0]) {
+      throwsErrno(() => s.write(alice(3), `${HOME3}/data/c`, 'x', tx), 'ENOENT');
+      throwsErrno(() => s.transactionEnd(alice(3), tx, false), 'ENOENT');
+    }
+    assert.throws(
+      () => s.read(alice(3), `${HOME3}/data/a`, dom0),
+      (e: unknown) => isStoreError(e, 'ENOENT') && !/domain|privileged/.test(e.message),
+      'the refusal does not say whose transaction it is',
+    );
+    s.transactionEnd(alice(3), mine, true);
+    assert.equal(s.read(TOOLSTACK, `${HOME5}/data/b`), '2');
+    s.transactionEnd(DOM3, guests, true);
+    s.transactionEnd(TOOLSTACK, dom0, true);
+  });
+
+  it('has its own transaction and watch quotas, whichever domain it acts as', () => {
+    const s = aliceStore({ quotas: { transactions: 3, watches: 2 } });
+    for (const d of [3, 5, NO_DOMAIN]) s.transactionStart(alice(d));
+    throwsErrno(() => s.transactionStart(alice(3)), 'ENOSPC');
+    assert.equal(s.usage(alice(3)).transactions, 3);
+    s.transactionStart(DOM3); // the guest's own connection is counted apart
+    const cb = () => {};
+    s.watch(alice(3), `${HOME3}/data`, 't1', cb);
+    s.watch(alice(5), `${HOME5}/data`, 't1', cb);
+    throwsErrno(() => s.watch(alice(3), `${HOME3}/data`, 't2', cb), 'ENOSPC');
+    s.watch(DOM3, `${HOME3}/data`, 't1', cb);
+    s.unwatch(alice(5), `${HOME5}/data`, 't1');
+    s.watch(alice(3), `${HOME3}/data`, 't2', cb);
+    assert.equal(s.usage(alice(3)).watches, 2);
+  });
+
+  it("checks every domain's node quota at commit", () => {
+    const s = aliceStore({ quotas: { nodes: 16 } });
+    const tx = s.transactionStart(alice(NO_DOMAIN));
+    s.write(alice(5), `${HOME5}/data/x`, '1', tx);
+    // Another writer fills domain 5 up meanwhile.
+    for (let i = 0; s.usage(5).nodes < 16; i++) s.write(TOOLSTACK, `${HOME5}/attr/f${i}`, '');
+    throwsErrno(() => s.transactionEnd(alice(NO_DOMAIN), tx, true), 'ENOSPC');
+  });
+
+  it("sees only the watch events of nodes its domain may read; a released domain's watches and transactions go", async () => {
+    const s = aliceStore();
+    s.write(TOOLSTACK, `${HOME3}/data/private/v`, '0');
+    s.setPerms(TOOLSTACK, `${HOME3}/data/private`, ['n0']);
+    s.setPerms(TOOLSTACK, `${HOME3}/data/private/v`, ['n0']);
+    const rec = recorder(s);
+    s.watch(alice(3), HOME3, 'w', rec.cb);
+    assert.deepEqual(await rec.take(), [HOME3]);
+    s.write(TOOLSTACK, `${HOME3}/data/private/v`, '1');
+    s.write(TOOLSTACK, `${HOME3}/data/public`, '1');
+    assert.deepEqual(await rec.take(), [`${HOME3}/data/public`]);
+    const tx = s.transactionStart(alice(NO_DOMAIN));
+    s.write(alice(3), `${HOME3}/data/t`, '1', tx);
+    s.releaseDomain(3);
+    assert.equal(s.usage(alice(3)).watches, 0);
+    throwsErrno(() => s.transactionEnd(alice(NO_DOMAIN), tx, true), 'ENOENT');
+    // A new domain 3 (someone else's) is not watched through alice's old watch.
+    s.introduceDomain(3);
+    await rec.take();
+    s.write(TOOLSTACK, `${HOME3}/data/new`, '1');
+    assert.deepEqual(await rec.take(), []);
   });
 });
 

@@ -13,6 +13,7 @@ import { xenodeDirs } from '../../src/toolstack/dirs.ts';
 import { DomainTable } from '../../src/toolstack/domain-table.ts';
 import { DaemonLog } from '../../src/toolstack/log.ts';
 import { metricsPlugin } from '../../src/toolstack/metrics-plugin.ts';
+import { SponsorPolicy } from '../../src/toolstack/sponsors.ts';
 import { NULL_STORE_SINK } from '../../src/toolstack/store-sink.ts';
 import { TokenStore } from '../../src/toolstack/tokens.ts';
 import { Toolstack } from '../../src/toolstack/toolstack.ts';
@@ -30,6 +31,8 @@ let tokens: TokenStore;
 let table: DomainTable;
 let log: DaemonLog;
 let alice: string;
+/** name=value of a web session opened with alice's token */
+let session: string;
 
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'xn-webroutes-'));
@@ -50,6 +53,7 @@ before(async () => {
   const ctx: ApiContext = {
     toolstack,
     tokens,
+    sponsors: new SponsorPolicy(dirs.stateDb),
     log,
     hostInfo: () => {
       throw new Error('not used');
@@ -59,6 +63,8 @@ before(async () => {
   tcp = await buildApi(ctx, 'tcp');
   local = await buildApi(ctx, 'local');
   alice = tokens.create('alice').token;
+  const r = await tcp.inject({ method: 'POST', url: '/v1/login', payload: { token: alice } });
+  session = String(r.headers['set-cookie']).split(';')[0];
   await plugin.stop?.();
 });
 
@@ -70,7 +76,7 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-const cookie = () => `xenode_token=${alice}`;
+const cookie = () => session;
 
 describe('web routes', () => {
   it('pages without a session redirect to /login; the login page is served with a strict CSP', async () => {
@@ -111,7 +117,7 @@ describe('web routes', () => {
     assert.equal((await tcp.inject({ url: '/v1/whoami', headers: { cookie: cookie() } })).statusCode, 200);
   });
 
-  it('login checks the token and sets an HttpOnly SameSite=Strict cookie; the body never echoes it', async () => {
+  it('login checks the token and sets an HttpOnly SameSite=Strict session cookie; neither it nor the body holds the token', async () => {
     const bad = await tcp.inject({ method: 'POST', url: '/v1/login', payload: { token: 'xn_deadbeef_nope' } });
     assert.equal(bad.statusCode, 401);
     assert.equal(bad.headers['set-cookie'], undefined);
@@ -122,16 +128,22 @@ describe('web routes', () => {
     assert.deepEqual(r.json(), { sponsor: 'alice', admin: false });
     assert.doesNotMatch(r.body, /xn_/);
     const set = String(r.headers['set-cookie']);
-    assert.match(set, new RegExp(`^xenode_token=${alice};`));
+    assert.match(set, /^xenode_session=[A-Za-z0-9_-]{43};/);
+    assert.ok(!set.includes(alice), 'the cookie is a session id, not the token');
     for (const attr of ['HttpOnly', 'SameSite=Strict', 'Path=/']) assert.ok(set.includes(attr), attr);
     assert.ok(!log.entries().some((e) => e.msg.includes(alice)), 'token not logged');
     assert.ok(log.entries().some((e) => e.msg.includes('web login: sponsor alice')));
   });
 
-  it('logout clears the cookie', async () => {
-    const r = await tcp.inject({ method: 'POST', url: '/v1/logout', headers: { cookie: cookie() } });
+  it('logout clears the cookie and ends the session', async () => {
+    const login = await tcp.inject({ method: 'POST', url: '/v1/login', payload: { token: alice } });
+    const other = String(login.headers['set-cookie']).split(';')[0];
+    assert.equal((await tcp.inject({ url: '/v1/whoami', headers: { cookie: other } })).statusCode, 200);
+    const r = await tcp.inject({ method: 'POST', url: '/v1/logout', headers: { cookie: other } });
     assert.equal(r.statusCode, 200);
-    assert.match(String(r.headers['set-cookie']), /^xenode_token=;.*Max-Age=0/);
+    assert.match(String(r.headers['set-cookie']), /^xenode_session=;.*Max-Age=0/);
+    assert.equal((await tcp.inject({ url: '/v1/whoami', headers: { cookie: other } })).statusCode, 401);
+    assert.equal((await tcp.inject({ url: '/v1/whoami', headers: { cookie: cookie() } })).statusCode, 200);
   });
 
   it('a cookie from another site is refused; the same origin and Bearer tokens pass', async () => {

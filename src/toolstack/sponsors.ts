@@ -1,0 +1,140 @@
+// Per-sponsor limits set by the admin: how much of the host a sponsor may hold
+// (domains, memory, vCPUs, disk bytes, volumes) and which Linux bridges its vifs
+// may join. A sponsor without a row of its own gets the `*` row, if any; a limit
+// left unset is unlimited. The admin itself is never limited.
+
+import Database from 'better-sqlite3';
+import { XenodeError } from '../errors.ts';
+
+export interface SponsorLimits {
+  /** Domains at once. */
+  domains?: number;
+  /** MiB of maxmem summed over the sponsor's domains. */
+  memoryMiB?: number;
+  /** vCPUs (maxvcpus) summed over the sponsor's domains. */
+  vcpus?: number;
+  /** Bytes of volumes (their apparent size) summed over the sponsor's pools. */
+  diskBytes?: number;
+  /** Volumes at once. */
+  volumes?: number;
+  /** Linux bridges the sponsor's vifs may name with bridge= (none by default). */
+  bridges?: string[];
+}
+
+export const LIMIT_KEYS = ['domains', 'memoryMiB', 'vcpus', 'diskBytes', 'volumes'] as const;
+export type NumericLimit = (typeof LIMIT_KEYS)[number];
+
+/** What the sponsor holds now, for `quota show` and the admission checks. */
+export type SponsorUsage = Record<NumericLimit, number>;
+
+/** The name `quota-set` gives each limit. */
+export const CLI_KEY: Record<NumericLimit, string> = {
+  domains: 'domains',
+  memoryMiB: 'memory',
+  vcpus: 'vcpus',
+  diskBytes: 'disk',
+  volumes: 'volumes',
+};
+
+/** `*` stands for every sponsor without a row of its own. */
+export const DEFAULT_SPONSOR = '*';
+const SPONSOR_RE = /^([a-z0-9][a-z0-9_-]{0,31}|\*)$/;
+const BRIDGE_RE = /^[A-Za-z0-9_.:-]{1,15}$/;
+
+export class SponsorPolicy {
+  private readonly db: Database.Database;
+
+  constructor(path: string) {
+    this.db = new Database(path);
+    this.db.pragma('journal_mode = WAL');
+    this.db.exec('CREATE TABLE IF NOT EXISTS sponsor_limits (sponsor TEXT PRIMARY KEY, limits TEXT NOT NULL)');
+  }
+
+  /** The limits that apply to `sponsor` (its own row, else `*`, else none). */
+  limits(sponsor: string): SponsorLimits {
+    return this.row(sponsor) ?? this.row(DEFAULT_SPONSOR) ?? {};
+  }
+
+  /** The sponsor's own row only (undefined: it inherits `*`). */
+  row(sponsor: string): SponsorLimits | undefined {
+    const r = this.db.prepare('SELECT limits FROM sponsor_limits WHERE sponsor = ?').get(sponsor) as
+      | { limits: string }
+      | undefined;
+    return r ? (JSON.parse(r.limits) as SponsorLimits) : undefined;
+  }
+
+  list(): Array<{ sponsor: string; limits: SponsorLimits }> {
+    const rows = this.db.prepare('SELECT sponsor, limits FROM sponsor_limits ORDER BY sponsor').all() as Array<{
+      sponsor: string;
+      limits: string;
+    }>;
+    return rows.map((r) => ({ sponsor: r.sponsor, limits: JSON.parse(r.limits) as SponsorLimits }));
+  }
+
+  /** Merge `change` into the sponsor's row (null clears a limit). */
+  set(sponsor: string, change: { [K in keyof SponsorLimits]?: SponsorLimits[K] | null }): SponsorLimits {
+    if (!SPONSOR_RE.test(sponsor) || sponsor === 'admin') {
+      throw new XenodeError('usage', `invalid sponsor name '${sponsor}'`, {
+        hint: "lowercase letters, digits, - and _, or '*' for every sponsor; the admin has no limits",
+      });
+    }
+    const next: SponsorLimits = { ...(this.row(sponsor) ?? {}) };
+    for (const k of LIMIT_KEYS) {
+      const v = change[k];
+      if (v === undefined) continue;
+      if (v === null) delete next[k];
+      else if (!Number.isSafeInteger(v) || v < 0)
+        throw new XenodeError('usage', `limit ${k} must be a whole number >= 0, not ${v}`);
+      else next[k] = v;
+    }
+    if (change.bridges !== undefined) {
+      if (change.bridges === null || change.bridges.length === 0) delete next.bridges;
+      else {
+        for (const b of change.bridges)
+          if (!BRIDGE_RE.test(b)) throw new XenodeError('usage', `invalid bridge name '${b}'`);
+        next.bridges = [...new Set(change.bridges)].sort();
+      }
+    }
+    this.db
+      .prepare(
+        'INSERT INTO sponsor_limits (sponsor, limits) VALUES (?, ?) ON CONFLICT(sponsor) DO UPDATE SET limits = ?',
+      )
+      .run(sponsor, JSON.stringify(next), JSON.stringify(next));
+    return next;
+  }
+
+  remove(sponsor: string): void {
+    const r = this.db.prepare('DELETE FROM sponsor_limits WHERE sponsor = ?').run(sponsor);
+    if (r.changes === 0) throw new XenodeError('not-found', `no limits are set for sponsor '${sponsor}'`);
+  }
+
+  close(): void {
+    this.db.close();
+  }
+}
+
+/** Refuses `want` more of `key` when the sponsor would go over its limit. */
+export function checkLimit(
+  sponsor: string,
+  limits: SponsorLimits,
+  key: NumericLimit,
+  used: number,
+  want: number,
+): void {
+  const max = limits[key];
+  if (max === undefined || used + want <= max) return;
+  const unit: Record<NumericLimit, string> = {
+    domains: 'domains',
+    memoryMiB: 'MiB of memory',
+    vcpus: 'vCPUs',
+    diskBytes: 'bytes of volumes',
+    volumes: 'volumes',
+  };
+  throw new XenodeError(
+    'quota',
+    `sponsor ${sponsor} would hold ${used + want} ${unit[key]}, over its limit of ${max}`,
+    {
+      hint: `free some first, or ask the admin to raise it: xenode quota-set ${sponsor} ${CLI_KEY[key]}=N`,
+    },
+  );
+}

@@ -1,0 +1,115 @@
+// The storage plugin without a daemon: pools, volumes and quotas through its
+// service, the gate's answers, and the check made again when a QEMU is about to
+// open a sponsor's qcow2 volume (a backing file rewritten after admission).
+
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { DiskSpec } from '../../src/config/types.ts';
+import { StoragePlugin } from '../../src/features/storage/plugin.ts';
+import { xenodeDirs } from '../../src/toolstack/dirs.ts';
+import type { Domain } from '../../src/toolstack/domain.ts';
+import { DaemonLog } from '../../src/toolstack/log.ts';
+import type { Principal } from '../../src/toolstack/principal.ts';
+import { SponsorPolicy } from '../../src/toolstack/sponsors.ts';
+import { NULL_STORE_SINK } from '../../src/toolstack/store-sink.ts';
+
+const ADMIN: Principal = { sponsor: 'admin', admin: true };
+const ALICE: Principal = { sponsor: 'alice', admin: false };
+const BOB: Principal = { sponsor: 'bob', admin: false };
+
+let base: string;
+let pool: string;
+let plugin: StoragePlugin;
+let policy: SponsorPolicy;
+
+/** Just enough of a Domain for beforeLaunch. */
+function domain(sponsor: string, disk: DiskSpec[]): Domain {
+  return { rec: { sponsor, config: { disk } } } as unknown as Domain;
+}
+
+before(async () => {
+  base = realpathSync(mkdtempSync(join(tmpdir(), 'xn-stor-')));
+  pool = join(base, 'pool');
+  mkdirSync(pool);
+  const dirs = xenodeDirs(base);
+  policy = new SponsorPolicy(dirs.stateDb);
+  plugin = new StoragePlugin();
+  await plugin.start({ dirs, log: new DaemonLog(undefined), store: NULL_STORE_SINK, sponsors: policy });
+  plugin.service.addPool(ADMIN, 'p', pool, ['alice', 'bob']);
+});
+after(async () => {
+  await plugin.stop();
+  policy.close();
+  rmSync(base, { recursive: true, force: true });
+});
+
+describe('storage plugin', () => {
+  it('the gate vouches for a sponsor’s own volume only, by its canonical path', async () => {
+    const v = await plugin.service.create(ALICE, { pool: 'p', name: 'd', size: '1M' });
+    assert.equal(v.path, join(pool, 'alice', 'd'));
+    const use = { kind: 'disk' as const, write: true };
+    assert.equal(plugin.fileGate.sponsorFile('alice', `${pool}/alice/./d`, use), v.path);
+    for (const [who, path] of [
+      ['bob', v.path],
+      ['alice', '/etc/shadow'],
+      ['alice', 'd'],
+      ['alice', join(pool, 'alice', 'nothing')],
+      ['admin', v.path],
+    ] as const) {
+      assert.throws(() => plugin.fileGate.sponsorFile(who, path, use), /is not a volume of yours/, `${who} ${path}`);
+    }
+    symlinkSync(pool, join(base, 'link'));
+    assert.throws(() => plugin.fileGate.sponsorFile('alice', join(base, 'link', 'alice', 'd'), use), /not a volume/);
+  });
+
+  it('a sponsor cannot reach the admin’s or another sponsor’s volumes through the service', async () => {
+    assert.throws(() => plugin.service.listVolumes(ALICE, { sponsor: 'bob' }), /only the admin may act/);
+    await assert.rejects(
+      plugin.service.create(ALICE, { pool: 'p', name: 'x', size: '1M', sponsor: 'bob' }),
+      /only the admin/,
+    );
+    assert.throws(() => plugin.service.delete(BOB, 'p', 'd'), /^XenodeError: no volume p\/d$/);
+    assert.throws(() => plugin.service.listVolumes({ sponsor: 'admin', admin: false }), /no storage for this token/);
+    assert.deepEqual(
+      plugin.service.listVolumes(BOB).map((v) => v.name),
+      [],
+    );
+  });
+
+  it('quotas count volumes and sizes, a qcow2 by its virtual size', async () => {
+    policy.set('bob', { volumes: 2, diskBytes: 3 * 2 ** 20 });
+    await plugin.service.create(BOB, { pool: 'p', name: 'q', size: '2M', format: 'qcow2' });
+    await assert.rejects(
+      plugin.service.create(BOB, { pool: 'p', name: 'r', size: '2M' }),
+      /sponsor bob would hold 4194304 bytes of volumes, over its limit of 3145728/,
+    );
+    await plugin.service.create(BOB, { pool: 'p', name: 'r', size: '1M' });
+    await assert.rejects(
+      plugin.service.create(BOB, { pool: 'p', name: 's', size: '512' }),
+      /3 volumes, over its limit of 2/,
+    );
+    assert.deepEqual(plugin.usage('bob'), { volumes: 2, diskBytes: 3 * 2 ** 20 });
+    policy.remove('bob');
+  });
+
+  it('a qcow2 volume rewritten after admission is refused when a QEMU is about to open it again', async () => {
+    const base2 = await plugin.service.create(ALICE, { pool: 'p', name: 'base', size: '1M', format: 'qcow2' });
+    const top = join(pool, 'alice', 'top');
+    await plugin.service.create(ALICE, { pool: 'p', name: 'top', size: '1M', format: 'qcow2' });
+    execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-u', '-b', 'base', '-F', 'qcow2', top, '1M']);
+    const spec: DiskSpec = { target: top, format: 'qcow2', vdev: 'xvdb', access: 'rw', devtype: 'disk' };
+    await plugin.beforeLaunch(domain('alice', [spec]));
+    // The base's header now names a host file (as a guest holding it raw could write).
+    execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-u', '-b', '/etc/shadow', '-F', 'raw', base2.path, '1M']);
+    await assert.rejects(plugin.beforeLaunch(domain('alice', [spec])), /volume p\/top has a backing file outside/);
+    // Declared raw, QEMU reads no header: nothing to refuse. The admin's own files stay free.
+    await plugin.beforeLaunch(domain('alice', [{ ...spec, target: base2.path, format: 'raw' }]));
+    writeFileSync(join(base, 'admin.qcow2'), '');
+    await plugin.beforeLaunch(domain('alice', [{ ...spec, target: join(base, 'admin.qcow2') }]));
+    await plugin.beforeLaunch(domain('admin', [spec]));
+  });
+});
