@@ -12,10 +12,9 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get update -q
   apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
-if [ ! -d node_modules ] || [ package.json -nt node_modules ]; then
-  echo "setup: installing npm packages" >&2
-  # npm ci refuses this lockfile (platform-only optional packages); install honours it.
-  npm install --no-audit --no-fund
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules ]; then
+  echo "setup: installing npm packages (npm ci, from the lockfile)" >&2
+  npm ci --no-audit --no-fund
 fi
 npm run --silent build
 echo "setup: building the default guest (cached after the first time)" >&2

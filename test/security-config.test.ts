@@ -240,6 +240,19 @@ describe('finding 9: admission and quotas', () => {
     const mine = await host.xl(['create', '/dev/null', 'name="big"', 'memory=400000']);
     assert.equal(mine.code, 1);
     assert.match(mine.stderr, /this host cannot back 400000 MiB for domain big/);
+    // Memory a domain grows into is host memory too: mem-set cannot promise what the host lacks.
+    const grow = await create(alice, 'name = "grow"\nmemory = 128\nmaxmem = 400000\n', false);
+    assert.equal(grow.status, 200, JSON.stringify(grow.json));
+    const set = await http('POST', '/v1/domains/grow/mem-set', alice, { mib: 390000 });
+    assert.equal(set.status, 507, JSON.stringify(set.json));
+    assert.match(set.json.error?.message ?? '', /this host cannot back 389872 MiB more for domain grow/);
+    await http('POST', '/v1/domains/grow/destroy', alice);
+    // A static_shm region is host memory as well.
+    const shm = await create(
+      alice,
+      'name = "shmbig"\nmemory = 128\nstatic_shm = ["id=big, begin=0x100000000, size=0x8000000000, role=owner"]\n',
+    );
+    assert.equal(shm.status, 507, JSON.stringify(shm.json));
     const cpus = await create(alice, 'name = "cpus"\nmemory = 128\nvcpus = 64\n');
     assert.equal(cpus.status, 507, JSON.stringify(cpus.json));
     assert.match(cpus.json.error?.message ?? '', /64 vCPUs are more than this host's \d+ CPUs/);
@@ -291,6 +304,14 @@ describe("finding 11: another sponsor's domain is answered as one that does not 
         nobody.json.error?.message.replace('nosuch1', 'X'),
       );
     }
+    // A MAC in use by another sponsor's domain: refused without naming that domain.
+    const mac = await create(alice, 'name = "macowner"\nmemory = 128\nvif = ["mac=00:16:3e:11:22:33"]\n');
+    assert.equal(mac.status, 200, JSON.stringify(mac.json));
+    const clash = await create(bob, 'name = "macclash"\nmemory = 128\nvif = ["mac=00:16:3e:11:22:33"]\n');
+    assert.equal(clash.status, 409, JSON.stringify(clash.json));
+    assert.match(clash.json.error?.message ?? '', /already used on this host/);
+    assert.doesNotMatch(JSON.stringify(clash.json), /macowner|alice/);
+    await http('POST', '/v1/domains/macowner/destroy', alice);
     await http('POST', '/v1/domains/hidden1/destroy', alice);
   });
 });

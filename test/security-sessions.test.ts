@@ -149,9 +149,14 @@ before(async () => {
   alice = r.stdout.trim();
   aliceId = /token ([0-9a-f]{8})/.exec(r.stderr)?.[1] ?? '';
   assert.ok(aliceId, r.stderr);
-  // alice's guest, for the console tests: it boots while the others run.
-  await host.ok(['create', host.writeConfig('s1.cfg', 'name = "s1"\nmemory = 256\nsponsor = "alice"\n')]);
 });
+
+let s1: Promise<string> | undefined;
+/** alice's guest for the console tests, created on first use (after item 2's daemon restart). */
+function aliceGuest(): Promise<string> {
+  s1 ??= host.ok(['create', host.writeConfig('s1.cfg', 'name = "s1"\nmemory = 256\nsponsor = "alice"\n')]);
+  return s1;
+}
 
 after(async () => {
   await host?.cleanup();
@@ -178,9 +183,17 @@ describe('sessions and tokens (issue 13, findings 7 and 11)', () => {
     const who = await http('GET', '/v1/whoami', { cookie });
     assert.equal(who.status, 200, who.text);
     assert.equal((JSON.parse(who.text) as { sponsor: string }).sponsor, 'alice');
-    // Logout ends that session, though the token itself still works.
+    // Logout ends that session and what it opened, though the token itself still works.
+    const events = await wsOpen('/v1/events', { cookie });
+    const byToken = await wsOpen('/v1/events', { token: alice });
+    const gone = closed(events);
     const out = await http('POST', '/v1/logout', { cookie });
     assert.equal(out.status, 200);
+    const c = await within(gone, 1000);
+    assert.equal(c?.code, 4001, "the session's event stream closed at logout");
+    assert.equal(c?.reason, 'logged out');
+    assert.equal(byToken.readyState, byToken.OPEN, 'a socket opened with the token itself stays');
+    byToken.close();
     assert.equal((await http('GET', '/v1/whoami', { cookie })).status, 401, 'the session died with logout');
     assert.equal((await http('GET', '/v1/whoami', { token: alice })).status, 200);
   });
@@ -246,6 +259,7 @@ describe('sessions and tokens (issue 13, findings 7 and 11)', () => {
   });
 
   it('item 4: WebSocket messages are size-limited (console 64 KiB, others 1 MiB): oversize closes with 1009', async () => {
+    await aliceGuest();
     const events = await wsOpen('/v1/events', { token: alice });
     const ev = closed(events);
     events.send('x'.repeat(2 * 1024 * 1024));
@@ -264,6 +278,7 @@ describe('sessions and tokens (issue 13, findings 7 and 11)', () => {
   });
 
   it('item 5: a console client that never reads is dropped; the daemon stays bounded and others keep working', async () => {
+    await aliceGuest();
     // The normal client: reads everything, keeps only the tail.
     const normal = await wsOpen('/v1/domains/s1/console', { token: alice });
     let tail = '';
@@ -354,6 +369,7 @@ describe('sessions and tokens (issue 13, findings 7 and 11)', () => {
   });
 
   it('item 1: revoking a token closes its open WebSockets (console, events, store watch, web session) within a second', async () => {
+    await aliceGuest();
     const domid = Number((await host.ok(['domid', 's1'])).trim());
     const cookie = await login(alice);
     const sockets: Record<string, WebSocket> = {

@@ -427,3 +427,124 @@ describe('finding 1: pools not granted are invisible', () => {
     assert.ok(existsSync(join(privateDir, 'bob', 'secret')), '--force deleted files');
   });
 });
+
+/** Wait until `pred` holds (polling the daemon's answers), or fail naming `what`. */
+async function waitFor(what: string, pred: () => Promise<boolean>, ms = 60_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (await pred()) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+/** The first `n` bytes of a fresh qcow2 image made by qemu-img, as octal escapes for the guest's printf. */
+function qcow2HeaderEscapes(size: string, n: number): string {
+  const file = join(host.dir, `hdr-${size}.qcow2`);
+  sh('qemu-img', ['create', '-q', '-f', 'qcow2', file, size]);
+  const head = readFileSync(file).subarray(0, n);
+  rmSync(file);
+  return [...head].map((b) => `\\${b.toString(8).padStart(3, '0')}`).join('');
+}
+
+describe('review: a volume is used only in the format it was made with', () => {
+  let rawx: string;
+
+  it('a guest writes a qcow2 header claiming 1T into its raw volume', async () => {
+    rawx = (await ok(alice, ['volume', 'create', 'tenants/rawx', '1M'])).trim();
+    await ok(alice, ['create', '-q', 'name=writer', 'memory=256', `disk=["${rawx},raw,xvdb,rw"]`]);
+    const con = await host.console('writer');
+    await con.expect(/writer:\/# /, 180_000);
+    // A header only: what follows it is zeros, which end its extensions.
+    const hdr = qcow2HeaderEscapes('1T', 112);
+    await con.run(`printf '${hdr}' | dd of=/dev/vda bs=112 count=1 conv=notrunc,fsync 2>/dev/null`);
+    con.close();
+    await ok(alice, ['destroy', 'writer']);
+    assert.ok(readFileSync(rawx).subarray(0, 4).equals(Buffer.from('QFI\xfb', 'latin1')), 'no header on the host');
+    // Listed and counted as it was made: raw, 1M (a header in a raw volume means nothing).
+    assert.match(await ok(alice, ['volume', 'list', 'tenants']), /^tenants\s+rawx\s+raw\s+1M\s/m);
+  });
+
+  it('that raw volume is refused as a qcow2 disk, at create and at block-attach', async () => {
+    const before = qemus();
+    refused(
+      await cli(alice, ['create', '-q', '-p', 'name=fmt1', 'memory=128', `disk=["${rawx},qcow2,xvdb,rw"]`]),
+      /^volume tenants\/rawx is a raw volume: it is used only as raw/,
+    );
+    assert.deepEqual(qemus(), before, 'a QEMU was started');
+    await ok(alice, ['create', '-q', '-p', 'name=holder', 'memory=128']);
+    refused(
+      await cli(alice, ['block-attach', 'holder', `${rawx},qcow2,xvdb,rw`]),
+      /^volume tenants\/rawx is a raw volume/,
+    );
+    assert.doesNotMatch(await ok(alice, ['block-list', 'holder']), /rawx/);
+    await ok(alice, ['destroy', 'holder']);
+  });
+
+  it('a qcow2 stating that raw volume as a qcow2 backing file is refused at upload', async () => {
+    const over = join(host.dir, 'over-rawx.qcow2');
+    sh('qemu-img', ['create', '-q', '-f', 'qcow2', '-u', '-b', 'rawx', '-F', 'qcow2', over, '1M']);
+    refused(
+      await cli(alice, ['volume', 'upload', '-q', 'tenants/over', over]),
+      /^upload refused: the image has a backing file stated as qcow2, but that volume is raw/,
+    );
+    // Stated as raw, as it was made, it is fine.
+    sh('qemu-img', ['create', '-q', '-f', 'qcow2', '-u', '-b', 'rawx', '-F', 'raw', over, '1M']);
+    await ok(alice, ['volume', 'upload', '-q', 'tenants/over', over]);
+  });
+
+  it('a qcow2 volume whose header now claims more than it was made with is refused', async () => {
+    const grow = (await ok(alice, ['volume', 'create', 'tenants/grow', '1M', '--format', 'qcow2'])).trim();
+    // As a header rewrite would (qemu-img resize rewrites the size field).
+    sh('qemu-img', ['resize', '-q', '-f', 'qcow2', grow, '1T']);
+    assert.match(await ok(alice, ['volume', 'list', 'tenants']), /^tenants\s+grow\s+qcow2\s+1M\s/m);
+    const before = qemus();
+    refused(
+      await cli(alice, ['create', '-q', '-p', 'name=fmt2', 'memory=128', `disk=["${grow},qcow2,xvdb,rw"]`]),
+      /^volume tenants\/grow claims a virtual size of 1T, more than the 1M it was made with/,
+    );
+    assert.deepEqual(qemus(), before, 'a QEMU was started');
+  });
+});
+
+describe('review: a restart does not reopen a volume that is no longer the sponsor’s', () => {
+  it('after storage-revoke, on_crash="restart" refuses to start a new QEMU on the volume', async () => {
+    const extra = join(host.dir, 'extra');
+    mkdirSync(extra);
+    await ok(undefined, ['storage-add', 'extra', extra, '--sponsor', 'alice']);
+    const vol = (await ok(alice, ['volume', 'create', 'extra/boot', '8M'])).trim();
+    await ok(alice, [
+      'create',
+      '-q',
+      '-p',
+      'name=phoenix',
+      'memory=128',
+      'on_crash="restart"',
+      `disk=["${vol},raw,xvdb,rw"]`,
+    ]);
+    const domid = (await ok(alice, ['domid', 'phoenix'])).trim();
+    const pidOf = () =>
+      qemus().find((p) => {
+        try {
+          return readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(`/domains/${domid}/`);
+        } catch {
+          return false;
+        }
+      });
+    const first = pidOf();
+    assert.ok(first, 'no QEMU for phoenix');
+    await ok(undefined, ['storage-revoke', 'extra', 'alice']);
+    process.kill(first, 'SIGKILL');
+    await waitFor('the restart to end', async () => {
+      const p = pidOf();
+      return (p !== undefined && p !== first) || /restart failed/.test(await ok(undefined, ['dmesg']));
+    });
+    const again = pidOf();
+    assert.ok(again === undefined || again === first, `a new QEMU (${again}) opened the revoked volume`);
+    assert.match(
+      await ok(undefined, ['dmesg']),
+      /restart failed: disk '.*\/extra\/alice\/boot' is no longer a volume of alice's/,
+    );
+    await ok(undefined, ['destroy', 'phoenix']);
+  });
+});

@@ -1,14 +1,42 @@
 // The CLI's connection to xenoded: HTTP over the local Unix socket (as admin),
 // or over TCP with a token when XENODE_URL is set. Starts the daemon on first use.
 
-import { spawn } from 'node:child_process';
-import { createReadStream, existsSync, mkdirSync, openSync, statSync } from 'node:fs';
+import { type ChildProcess, spawn } from 'node:child_process';
+import {
+  closeSync,
+  createReadStream,
+  existsSync,
+  fstatSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readSync,
+  statSync,
+} from 'node:fs';
 import { type RequestOptions, request } from 'node:http';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type WebSocket from 'ws';
 import { type WireError, XenodeError } from '../errors.ts';
 import { type XenodeDirs, xenodeDirs } from '../toolstack/dirs.ts';
+import { type StartLock, tryStartLock } from './start-lock.ts';
+
+/** The error line a xenoded that exited at start-up left last in its output file. */
+function lastDaemonError(out: string): string | undefined {
+  let fd: number | undefined;
+  try {
+    fd = openSync(out, 'r');
+    const size = fstatSync(fd).size;
+    const buf = Buffer.alloc(Math.min(size, 4096));
+    readSync(fd, buf, 0, buf.length, size - buf.length);
+    const last = buf.toString('utf8').trimEnd().split('\n').at(-1) ?? '';
+    return last.startsWith('xenoded: ') ? last.slice('xenoded: '.length) : undefined;
+  } catch {
+    return undefined;
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
 
 export interface ClientOptions {
   dirs?: XenodeDirs;
@@ -154,41 +182,98 @@ export class ApiClient {
     });
   }
 
-  /** Start xenoded in the background and wait for its socket. */
+  /** The pid of the xenoded answering on the socket, or undefined if none answers. */
+  private async answeringDaemon(): Promise<number | undefined> {
+    try {
+      const r = await this.raw('GET', '/v1/info');
+      const pid = (r.json as { daemon_pid?: unknown } | undefined)?.daemon_pid;
+      return r.status === 200 && typeof pid === 'number' ? pid : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
+   * Start xenoded in the background and wait until it answers. CLIs that find
+   * no daemon at the same moment take turns on a lock: one starts it, the
+   * others wait for it, and each names the daemon that answers, not the
+   * process it spawned (which may have lost to another and exited).
+   */
   async startDaemon(): Promise<void> {
     this.started = true;
     mkdirSync(this.dirs.base, { recursive: true, mode: 0o700 });
+    const out = join(this.dirs.base, 'xenoded.out');
+    const deadline = Date.now() + 20_000;
+    let lock: StartLock | undefined;
+    let child: ChildProcess | undefined;
+    let exited: number | null = null;
+    try {
+      while (Date.now() < deadline) {
+        const pid = await this.answeringDaemon();
+        if (pid !== undefined) {
+          if (!this.o.quiet) {
+            process.stderr.write(
+              child
+                ? `xenoded was not running; started it (pid ${pid}, dir ${this.dirs.base})\n`
+                : `xenoded was not running; another command started it (pid ${pid}, dir ${this.dirs.base})\n`,
+            );
+          }
+          return;
+        }
+        if (exited !== null) {
+          // Ours lost to a daemon started some other way (the pid file names it): wait for that one.
+          if (!this.otherDaemonStarting(child?.pid)) {
+            // Its own one-line refusal (e.g. a domain table that is not whole) says more than an exit code.
+            const refusal = lastDaemonError(out);
+            if (refusal) throw new XenodeError('state', `xenoded refused to start: ${refusal}`);
+            throw new XenodeError('engine', `xenoded failed to start (exit ${exited})`, { hint: `see ${out}` });
+          }
+        } else if (!child) {
+          lock ??= tryStartLock(join(this.dirs.base, 'xenoded.start.lock'));
+          // Holding the lock, check again: the previous holder releases it only once its daemon answers.
+          if (lock && (await this.answeringDaemon()) === undefined) {
+            child = this.spawnDaemon(out);
+            child.on('exit', (c) => {
+              exited = c ?? 1;
+            });
+          }
+        }
+        await new Promise((r) => setTimeout(r, 25));
+      }
+    } finally {
+      lock?.release();
+    }
+    throw new XenodeError('engine', 'xenoded did not come up within 20 s', { hint: `see ${this.dirs.daemonLog}` });
+  }
+
+  private spawnDaemon(out: string): ChildProcess {
     const here = dirname(fileURLToPath(import.meta.url));
     const bundled = join(here, 'xenoded.mjs');
     const args = existsSync(bundled) ? [bundled] : ['--import', 'tsx', join(here, '..', 'daemon-main.ts')];
-    const out = openSync(join(this.dirs.base, 'xenoded.out'), 'a');
-    const child = spawn(process.execPath, args, {
-      detached: true,
-      stdio: ['ignore', out, out],
-      env: { ...process.env, XENODE_DIR: this.dirs.base },
-    });
-    child.unref();
-    const deadline = Date.now() + 20_000;
-    let exited: number | null = null;
-    child.on('exit', (c) => {
-      exited = c ?? 1;
-    });
-    while (Date.now() < deadline) {
-      if (exited !== null) {
-        throw new XenodeError('engine', `xenoded failed to start (exit ${exited})`, {
-          hint: `see ${join(this.dirs.base, 'xenoded.out')}`,
-        });
-      }
-      try {
-        await this.raw('GET', '/v1/info');
-        if (!this.o.quiet)
-          process.stderr.write(`xenoded was not running; started it (pid ${child.pid}, dir ${this.dirs.base})\n`);
-        return;
-      } catch {
-        await new Promise((r) => setTimeout(r, 25));
-      }
+    const fd = openSync(out, 'a');
+    try {
+      const child = spawn(process.execPath, args, {
+        detached: true,
+        stdio: ['ignore', fd, fd],
+        env: { ...process.env, XENODE_DIR: this.dirs.base },
+      });
+      child.unref();
+      return child;
+    } finally {
+      closeSync(fd);
     }
-    throw new XenodeError('engine', 'xenoded did not come up within 20 s', { hint: `see ${this.dirs.daemonLog}` });
+  }
+
+  /** A live process other than `ours` named in the pid file: a daemon still starting up. */
+  private otherDaemonStarting(ours: number | undefined): boolean {
+    try {
+      const pid = Number(readFileSync(this.dirs.pidFile, 'utf8'));
+      if (!Number.isInteger(pid) || pid <= 0 || pid === ours) return false;
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   /**

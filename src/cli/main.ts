@@ -60,6 +60,17 @@ export async function runCli(argv: string[]): Promise<number> {
   return exitCode;
 }
 
+// A reader that stopped reading (`xenode list | head -1`) ends the command
+// quietly with success, as ripgrep and git do. Any other failure to write
+// output is one line, never a stack trace.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(0);
+    if (stream === process.stdout) process.stderr.write(`xenode: cannot write output: ${e.message}\n`);
+    process.exit(1);
+  });
+}
+
 // No top-level await: the bundle is CommonJS (bin/xenode-cli.cjs).
 void runCli(process.argv.slice(2)).then((code) => {
   process.exitCode = code;

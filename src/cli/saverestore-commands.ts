@@ -109,7 +109,8 @@ tail and QEMU's machine state, each checksummed. Disk images are not copied.`,
     const c = ctx.client();
     const d = await c.get<DomainView>(`/v1/domains/${enc(dom)}`);
     const path = resolve(file);
-    ctx.err(`Saving domain ${d.domid} (${d.name}) to ${path} (xenode save format 1.0)\n`);
+    // The format version is the daemon's to say: it writes the file.
+    ctx.err(`Saving domain ${d.domid} (${d.name}) to ${path}\n`);
     const line = new ProgressLine(ctx);
     const r = await runOp<SaveResult>(
       c,
@@ -118,7 +119,7 @@ tail and QEMU's machine state, each checksummed. Disk images are not copied.`,
       (p) => line.show(progressText(p)),
     ).finally(() => line.done());
     ctx.err(
-      `Saved ${mib(r.bytes)} MiB in ${secs(r.ms)} s; domain ${d.name} ${r.domain === 'destroyed' ? 'destroyed' : `left ${r.domain}`}\n`,
+      `Saved ${mib(r.bytes)} MiB in ${secs(r.ms)} s; domain ${d.name} ${r.domain === 'destroyed' ? 'destroyed' : `left ${r.domain}`} (xenode save format ${r.format})\n`,
     );
     return 0;
   },

@@ -2,7 +2,7 @@
 // again after a daemon restart.
 
 import { spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync } from 'node:fs';
 import { XenodeError } from '../errors.ts';
 import type { DomainRunPaths } from './paths.ts';
 import type { QemuCommand } from './qemu-args.ts';
@@ -37,10 +37,43 @@ export function isOurQemu(pid: number, runDir: string): boolean {
   try {
     const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
     const state = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.[0];
-    return cmdline.includes(runDir) && state !== 'Z';
+    // The slash: run directory .../domains/1 is not .../domains/10.
+    return cmdline.includes(`${runDir}/`) && cmdline.includes('process=xenode-d') && state !== 'Z';
   } catch {
     return false;
   }
+}
+
+/**
+ * A live QEMU of `runDir` found by its command line alone: for when the pid file
+ * went with the run directory and the table's pid is stale.
+ */
+export function findQemuOf(runDir: string): number | undefined {
+  let entries: string[];
+  try {
+    entries = readdirSync('/proc');
+  } catch {
+    return undefined;
+  }
+  for (const ent of entries) {
+    if (/^\d+$/.test(ent) && Number(ent) !== process.pid && isOurQemu(Number(ent), runDir)) return Number(ent);
+  }
+  return undefined;
+}
+
+/** SIGKILL a QEMU of `runDir`; resolves true once it is gone (a zombie counts as gone). */
+export async function killQemu(pid: number, runDir: string, timeoutMs = 5000): Promise<boolean> {
+  try {
+    if (isOurQemu(pid, runDir)) process.kill(pid, 'SIGKILL');
+  } catch {
+    /* gone already */
+  }
+  const end = Date.now() + timeoutMs;
+  while (isOurQemu(pid, runDir)) {
+    if (Date.now() > end) return false;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return true;
 }
 
 export function readPidFile(paths: DomainRunPaths): number | undefined {

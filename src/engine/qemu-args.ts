@@ -37,6 +37,12 @@ export interface BuildOptions {
   extraArgs?: string[];
 }
 
+/**
+ * Root-bus slot of the pvpanic device: clear of pc/q35 built-ins (0, 1, 0x1f) and of
+ * the slots other features fix (static_shm 0x10-0x17, NIC bridge 0x1d, disk bridge 0x1e).
+ */
+export const PVPANIC_SLOT = 0x1c;
+
 /** QEMU option values are comma-separated; a literal comma is doubled. */
 export function qemuEscape(v: string): string {
   return v.replaceAll(',', ',,');
@@ -83,6 +89,12 @@ export function buildQemuCommand(
     // place) stops the machine instead of exiting, so the toolstack applies on_*.
     '-action',
     `reboot=${cfg.on_reboot === 'restart' ? 'reset' : 'shutdown'},shutdown=pause,panic=pause`,
+    // The guest kernel's panic notifier writes to pvpanic: QEMU emits GUEST_PANICKED
+    // and (panic=pause) stops the vCPUs, so on_crash runs instead of a spinning guest.
+    // The PCI variant on every machine (microvm here has PCIe): the default guest loads
+    // its driver before the ready line, while the ISA one's (pvpanic-mmio) is not there.
+    '-device',
+    `pvpanic-pci,id=pvpanic,addr=0x${PVPANIC_SLOT.toString(16)}`,
     '-chardev',
     `socket,id=ser0,path=${qemuEscape(paths.serialSock)},server=on,wait=off,logfile=${qemuEscape(paths.consoleLog)},logappend=on`,
     '-serial',

@@ -2,10 +2,10 @@
 // and guest events (poweroff, reboot, crash, exit). The toolstack never sees QMP.
 
 import { EventEmitter } from 'node:events';
-import { rmSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { XenodeError } from '../errors.ts';
 import type { DomainRunPaths } from './paths.ts';
-import { isOurQemu, lastQemuError, launchQemu, pidAlive } from './process.ts';
+import { findQemuOf, isOurQemu, lastQemuError, launchQemu, pidAlive } from './process.ts';
 import type { QemuCommand } from './qemu-args.ts';
 import { QmpClient, type QmpEvent } from './qmp.ts';
 
@@ -18,6 +18,14 @@ export type GuestEvent =
   | { type: 'stopped' }
   | { type: 'resumed' }
   | { type: 'exited'; detail: string };
+
+/** What reattaching finds of a domain's QEMU after a daemon restart. */
+export type Reattached =
+  | { kind: 'attached'; machine: QemuMachine }
+  /** No live QEMU of the run directory. */
+  | { kind: 'gone' }
+  /** Ours and alive, but it cannot be controlled: no run directory, no QMP socket, no answer. */
+  | { kind: 'unreachable'; pid: number; why: string };
 
 export interface MachineEvents {
   guest: [GuestEvent];
@@ -79,6 +87,28 @@ export class QemuMachine extends EventEmitter<MachineEvents> {
     const m = new QemuMachine(launched.pid, paths, qmp);
     void launched.exited.then(() => m.emitExited('QEMU exited'));
     return m;
+  }
+
+  /**
+   * Find the QEMU an earlier daemon left for this run directory (by the pids
+   * given, e.g. pid file and table, else by its command line) and reattach to it.
+   */
+  static async reattach(paths: DomainRunPaths, pids: ReadonlyArray<number | undefined>): Promise<Reattached> {
+    const pid =
+      pids.find((p): p is number => p !== undefined && isOurQemu(p, paths.runDir)) ?? findQemuOf(paths.runDir);
+    if (pid === undefined) return { kind: 'gone' };
+    if (!existsSync(paths.runDir)) return { kind: 'unreachable', pid, why: 'its run directory is gone' };
+    if (!existsSync(paths.qmpSock)) return { kind: 'unreachable', pid, why: 'its QMP socket is gone' };
+    const qmp = new QmpClient(paths.qmpSock);
+    try {
+      await qmp.connect({ timeoutMs: 5000 });
+    } catch (e) {
+      qmp.close();
+      // It may have exited meanwhile: then it is simply gone.
+      if (!isOurQemu(pid, paths.runDir)) return { kind: 'gone' };
+      return { kind: 'unreachable', pid, why: `QMP does not answer (${e instanceof Error ? e.message : String(e)})` };
+    }
+    return { kind: 'attached', machine: new QemuMachine(pid, paths, qmp) };
   }
 
   /** Reattach to a QEMU left running by an earlier daemon. */

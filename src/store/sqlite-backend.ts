@@ -85,7 +85,9 @@ export class SqliteBackend {
           hint: 'is another xenoded running?',
         });
       }
-      throw new XenodeError('config', `cannot use control store database ${file}: ${errorText(e)}`);
+      throw new XenodeError('state', `cannot use control store database ${file}: ${errorText(e)}`, {
+        hint: 'run `xenoded --recover`: it keeps the file aside, and the store is rebuilt for the running domains',
+      });
     }
   }
 

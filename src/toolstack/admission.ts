@@ -20,6 +20,8 @@ const HOST_RESERVE_MIB = 1024;
 /** A domain that already holds resources, as admission counts it. */
 export interface Holder {
   sponsor: string;
+  /** static_shm regions the domain owns, MiB: host memory like its RAM. */
+  shmMiB: number;
   /** Boot memory or current target, MiB: what the host backs now. */
   targetMiB: number;
   maxMiB: number;
@@ -150,8 +152,8 @@ function checkQuotas(cfg: DomainConfig, holders: readonly Holder[], limits: Spon
     cfg.sponsor,
     limits,
     'memoryMiB',
-    sum((h) => h.maxMiB),
-    cfg.maxmem,
+    sum((h) => h.maxMiB + h.shmMiB),
+    cfg.maxmem + shmMiB(cfg),
   );
   checkLimit(
     cfg.sponsor,
@@ -162,15 +164,35 @@ function checkQuotas(cfg: DomainConfig, holders: readonly Holder[], limits: Spon
   );
 }
 
+/** The static_shm regions a config owns, in MiB (borrowers map memory someone else backs). */
+export function shmMiB(cfg: DomainConfig): number {
+  const bytes = cfg.static_shm.filter((r) => r.role === 'owner').reduce((n, r) => n + r.size, 0);
+  return Math.ceil(bytes / 1048576);
+}
+
 /** The host refuses a domain whose memory it cannot back. */
 export function checkHostMemory(cfg: DomainConfig, holders: readonly Holder[], host: HostMemory): void {
-  const need = cfg.memory + QEMU_OVERHEAD_MIB;
-  const committed = holders.reduce((n, h) => n + h.targetMiB + QEMU_OVERHEAD_MIB, 0);
+  checkHostRoom(cfg.name, cfg.memory + shmMiB(cfg), holders, host, false);
+}
+
+/**
+ * `wantMiB` more for domain `name` (a new domain's RAM and regions, or what a
+ * mem-set adds) must fit in what the host has and in what it has not promised.
+ */
+export function checkHostRoom(
+  name: string,
+  wantMiB: number,
+  holders: readonly Holder[],
+  host: HostMemory,
+  grow: boolean,
+): void {
+  const need = wantMiB + QEMU_OVERHEAD_MIB;
+  const committed = holders.reduce((n, h) => n + h.targetMiB + h.shmMiB + QEMU_OVERHEAD_MIB, 0);
   const capacity = host.totalMiB - HOST_RESERVE_MIB;
   if (committed + need > capacity || need > host.availableMiB) {
     const free = Math.max(0, Math.min(capacity - committed, host.availableMiB) - QEMU_OVERHEAD_MIB);
-    throw new XenodeError('quota', `this host cannot back ${cfg.memory} MiB for domain ${cfg.name}`, {
-      hint: `about ${free} MiB can be given to one more domain now; lower memory=`,
+    throw new XenodeError('quota', `this host cannot back ${wantMiB} MiB ${grow ? 'more ' : ''}for domain ${name}`, {
+      hint: `about ${free} MiB can be given now; ask for less memory`,
     });
   }
 }

@@ -14,6 +14,7 @@ import { type XenodeDirs, xenodeDirs } from './dirs.ts';
 import { DomainTable } from './domain-table.ts';
 import { DaemonLog } from './log.ts';
 import { createPlugins } from './plugins.ts';
+import { checkStateFiles } from './recover.ts';
 import { SponsorPolicy } from './sponsors.ts';
 import type { DomainStoreSink } from './store-sink.ts';
 import { TokenStore } from './tokens.ts';
@@ -65,6 +66,8 @@ export async function startDaemon(o: DaemonOptions, storeFactory?: StoreFactory)
       throw new XenodeError('conflict', `xenoded is already running (pid ${other}) in ${dirs.base}`);
     }
   }
+  // Before anything opens them: a table or store that is not whole is refused, never started empty.
+  checkStateFiles(dirs);
   writeFileSync(dirs.pidFile, String(process.pid));
   const log = new DaemonLog(dirs.daemonLog, 2000, o.foreground === true);
   const started = Date.now();
@@ -72,7 +75,7 @@ export async function startDaemon(o: DaemonOptions, storeFactory?: StoreFactory)
   log.info(`accelerator: ${hostAccel.accel} (${hostAccel.reason})`);
   const qemuBinary = o.qemuBinary ?? process.env.XENODE_QEMU ?? 'qemu-system-x86_64';
   const qemuVer = qemuVersion(qemuBinary);
-  const table = new DomainTable(dirs.stateDb);
+  const table = new DomainTable(dirs.stateDb, { domainsDir: dirs.domainsDir });
   const tokens = new TokenStore(dirs.stateDb);
   const sponsors = new SponsorPolicy(dirs.stateDb);
   const store = storeFactory?.open(dirs, log);

@@ -41,7 +41,7 @@ export interface GateOptions {
 /** Target side: one listening port that lets through one authenticated connection. */
 export class StreamGate {
   readonly key = randomBytes(STREAM_KEY_BYTES);
-  /** The authenticated connection, paused (not reading), ready to hand to QEMU. */
+  /** The authenticated connection, ready to hand to QEMU (the source sends nothing more until stream-accepted). */
   readonly accepted: Promise<Socket>;
   private resolve!: (s: Socket) => void;
   private reject!: (e: Error) => void;
@@ -169,6 +169,7 @@ export function openStream(host: string, port: number, key: Buffer, timeoutMs = 
         s.removeAllListeners('timeout');
         s.removeAllListeners('error');
         s.on('error', () => undefined);
+        s.resume();
         resolve(s);
       });
     });

@@ -211,7 +211,7 @@ export function receiveMigration(ts: Toolstack, p: Principal, sock: MigrationSoc
           // Running once QEMU says so; if it does not in time, launch sends `cont` itself.
           return { running: (await resumed) !== undefined };
         },
-        { paused: !run, cpu: savedCpuModel(meta), onRunning: confirm },
+        { paused: !run, cpu: savedCpuModel(meta), onRunning: confirm, machineName: cfg.name },
       );
     } catch (e) {
       // Never ran here, so the source resumes its copy on our error: this one must go.

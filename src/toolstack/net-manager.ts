@@ -112,16 +112,16 @@ export class NetManager {
 
   // ---- records --------------------------------------------------------------
 
-  private macOwners(exceptDomid?: number): Map<string, string> {
-    const out = new Map<string, string>();
+  private macOwners(exceptDomid?: number): Map<string, Domain> {
+    const out = new Map<string, Domain>();
     for (const [domid, e] of this.domains) {
       if (domid === exceptDomid) continue;
-      for (const v of e.vifs) out.set(v.mac, e.d.name);
+      for (const v of e.vifs) out.set(v.mac, e.d);
     }
     return out;
   }
 
-  private makeRecord(d: Domain, spec: VifSpec, devid: number, inUse: Map<string, string>): VifRecord {
+  private makeRecord(d: Domain, spec: VifSpec, devid: number, inUse: Map<string, Domain>): VifRecord {
     let backend: VifRecord['backend'] = 'switch';
     if (spec.bridge && !(spec.bridge === DEFAULT_BRIDGE && !isBridge(spec.bridge))) {
       // One answer whether no interface has that name or one has and is not a bridge,
@@ -137,12 +137,14 @@ export class NetManager {
     if (mac) {
       const owner = inUse.get(mac);
       if (owner !== undefined) {
-        throw new XenodeError('conflict', `MAC address ${mac} is already used by domain ${owner}`, {
+        // Another sponsor's domain is not named: a sponsor learns nothing of the others.
+        const by = owner.rec.sponsor === d.rec.sponsor ? `by domain ${owner.name}` : 'on this host';
+        throw new XenodeError('conflict', `MAC address ${mac} is already used ${by}`, {
           hint: 'leave mac= out to get a generated one',
         });
       }
     } else mac = generateMac(d.name, devid, new Set(inUse.keys()));
-    inUse.set(mac, d.name);
+    inUse.set(mac, d);
     const ifname = backend === 'bridge' ? (spec.vifname ?? `vif${d.domid}.${devid}`) : `d${d.domid}.${devid}`;
     const v: VifRecord = { devid, mac, backend, ifname };
     if (spec.bridge) v.bridge = spec.bridge;

@@ -31,9 +31,11 @@ import {
   readSync,
   renameSync,
   rmSync,
+  statfsSync,
   writeSync,
 } from 'node:fs';
 import { open, rm } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { xxh3 } from '@node-rs/xxhash';
 import { XenodeError } from '../errors.ts';
 import { startWriteback } from './writeback.ts';
@@ -140,6 +142,19 @@ export class ChunkedHash implements StreamHash {
   }
 }
 
+/** A write to a save file that failed for lack of space, told as such with the file's name. */
+export function saveWriteError(path: string, e: unknown): XenodeError | undefined {
+  const code = (e as NodeJS.ErrnoException | undefined)?.code;
+  const why = code === 'ENOSPC' ? 'no space left on device' : code === 'EDQUOT' ? 'disk quota exceeded' : undefined;
+  if (!why) return undefined;
+  return new XenodeError('engine', `cannot write save file '${path}': ${why} (${code})`, {
+    hint: 'free space on its file system or save elsewhere',
+  });
+}
+
+/** Less than this free on the file's file system after a failed stream: it filled up. */
+const FULL_BELOW = 1 << 20;
+
 /** Writes a save file: header, sections, then the QEMU stream as it arrives, then the trailer. */
 export class SaveFileWriter {
   private fd: number;
@@ -158,12 +173,15 @@ export class SaveFileWriter {
    * for plain QEMU's `cat`, and the next restore does not compete with that writeback.
    */
   readonly durable: boolean;
+  /** The format version in the header, as "major.minor". */
+  readonly format: string;
 
   constructor(
     readonly path: string,
     opts: { durable?: boolean; version?: { major: number; minor: number } } = {},
   ) {
     const version = opts.version ?? { major: FORMAT_MAJOR, minor: FORMAT_MINOR };
+    this.format = `${version.major}.${version.minor}`;
     this.durable = opts.durable ?? true;
     this.partial = `${path}.partial`;
     try {
@@ -180,13 +198,40 @@ export class SaveFileWriter {
     h.writeUInt16LE(version.major, 16);
     h.writeUInt16LE(version.minor, 18);
     h.writeUInt32LE(0, 20);
-    this.write(h);
+    try {
+      this.write(h);
+    } catch (e) {
+      closeSync(this.fd);
+      rmSync(this.partial, { force: true });
+      throw e;
+    }
   }
 
   private write(b: Buffer): void {
     let off = 0;
-    while (off < b.length) off += writeSync(this.fd, b, off, b.length - off, this.pos + off);
+    try {
+      while (off < b.length) off += writeSync(this.fd, b, off, b.length - off, this.pos + off);
+    } catch (e) {
+      throw saveWriteError(this.path, e) ?? e;
+    }
     this.pos += b.length;
+  }
+
+  /**
+   * What a failed save comes down to when the file's own file system is the
+   * cause. QEMU appends the stream through `cat`, so a full disk reaches it only
+   * as a broken pipe: while the partial file still fills the disk, look at it.
+   */
+  explainFailure(e: unknown): XenodeError | undefined {
+    const direct = saveWriteError(this.path, e);
+    if (direct || !this.streaming) return direct;
+    try {
+      const fs = statfsSync(dirname(this.partial));
+      const free = (process.getuid?.() === 0 ? fs.bfree : fs.bavail) * fs.bsize;
+      return free < FULL_BELOW ? saveWriteError(this.path, { code: 'ENOSPC' }) : undefined;
+    } catch {
+      return undefined;
+    }
   }
 
   addSection(type: number, payload: Buffer, flags = 0): void {
@@ -278,7 +323,11 @@ export class SaveFileWriter {
     this.write(t);
     // Writeback started while the stream came in (writeBehind), so an fsync waits for
     // the tail only; an fsync every few MiB instead slowed the stream down 2x here.
-    if (this.durable) await new Promise<void>((resolve, reject) => fsync(this.fd, (e) => (e ? reject(e) : resolve())));
+    if (this.durable) {
+      await new Promise<void>((resolve, reject) =>
+        fsync(this.fd, (e) => (e ? reject(saveWriteError(this.path, e) ?? e) : resolve())),
+      );
+    }
     closeSync(this.fd);
     this.closed = true;
     // Renaming over an existing save file frees the old one's blocks and pages in the

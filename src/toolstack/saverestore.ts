@@ -66,6 +66,8 @@ export interface SaveResult {
   /** Of `ms`, the final fsync of the file (a save that destroys the domain), or trailer and rename. */
   flushMs: number;
   domain: 'destroyed' | 'running' | 'paused';
+  /** The save file format version written, "major.minor". */
+  format: string;
 }
 
 export interface RestoreRequest {
@@ -189,16 +191,26 @@ export function saveDomain(ts: Toolstack, d: Domain, req: SaveRequest, progress?
         if (stopped && !req.leavePaused) await ts.unpause(d);
         domain = d.rec.state === 'running' ? 'running' : 'paused';
       }
-      return { file: req.file, bytes, streamBytes: w.streamBytes, ms: Date.now() - t0, flushMs, domain };
+      return {
+        file: req.file,
+        bytes,
+        streamBytes: w.streamBytes,
+        ms: Date.now() - t0,
+        flushMs,
+        domain,
+        format: w.format,
+      };
     } catch (e) {
+      // Asked before abort() frees the space a full disk's partial file holds.
+      const cause = w.explainFailure(e) ?? e;
       await w.abort();
       // xl: "Failed to save domain, resuming domain".
       if (stopped && d.machine?.alive) {
         await new Migration(d.machine).settle().catch(() => undefined);
         await ts.unpause(d).catch(() => undefined);
       }
-      ts.log.warn(`save to ${req.file} failed: ${e instanceof Error ? e.message : String(e)}`, d.domid);
-      throw engineError(e, 'save failed');
+      ts.log.warn(`save to ${req.file} failed: ${cause instanceof Error ? cause.message : String(cause)}`, d.domid);
+      throw engineError(cause, 'save failed');
     }
   });
 }

@@ -54,6 +54,12 @@ export class ControlStoreSink implements DomainStoreSink {
     });
   }
 
+  adopt(rec: DomainRecord): boolean {
+    if (this.store.isDomainIntroduced(rec.domid)) return false;
+    this.introduce(rec);
+    return this.store.isDomainIntroduced(rec.domid);
+  }
+
   setState(domid: number, state: DomainState, reason?: ShutdownReason): void {
     this.guard('state', domid, () => {
       if (!this.store.isDomainIntroduced(domid)) return;

@@ -11,6 +11,8 @@ export interface DomainStoreSink {
   /** Write (or, with undefined, remove) a toolstack-owned key under the domain's home, e.g. 'memory/actual'. */
   writeDomainKey(domid: number, rel: string, value: string | undefined): void;
   release(rec: DomainRecord): void;
+  /** Introduce a reattached domain the store does not know (a lost store, rebuilt); true when it did. */
+  adopt?(rec: DomainRecord): boolean;
 }
 
 export const NULL_STORE_SINK: DomainStoreSink = {

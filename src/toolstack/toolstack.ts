@@ -3,18 +3,18 @@
 
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { mkdirSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { checkKernel } from '../config/files.ts';
 import type { DomainConfig, OnEventAction } from '../config/types.ts';
 import type { AccelChoice } from '../engine/accel.ts';
 import { incomingArgs } from '../engine/migration.ts';
 import { domainRunPaths } from '../engine/paths.ts';
-import { readPidFile } from '../engine/process.ts';
+import { killQemu, readPidFile } from '../engine/process.ts';
 import { buildQemuCommand } from '../engine/qemu-args.ts';
 import { type GuestEvent, QemuMachine } from '../engine/qemu-machine.ts';
 import { XenodeError } from '../errors.ts';
-import { admit } from './admission.ts';
+import { admit, checkHostRoom, type Holder, hostMemory, shmMiB } from './admission.ts';
 import { resolveBoot } from './boot-plan.ts';
 import type { XenodeDirs } from './dirs.ts';
 import { Domain } from './domain.ts';
@@ -58,6 +58,11 @@ export interface CreateOptions {
    * plugins' set-up (a migration target confirms the hand-over from here).
    */
   onRunning?: (d: Domain) => void;
+  /**
+   * Migration target: the name QEMU runs under (-name, fixed for its life) when
+   * the table holds a stand-in for the hand-over (NAME--incoming).
+   */
+  machineName?: string;
 }
 
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
@@ -178,6 +183,8 @@ export class Toolstack {
       targetMiB: cfg.memory,
       maxMiB: cfg.maxmem,
     };
+    // A failed create removes the run directory, so it must be one this create makes.
+    if (existsSync(rec.runDir)) throw new XenodeError('internal', `run directory of domid ${domid} already exists`);
     const d = new Domain(rec);
     this.domains.set(domid, d);
     this.save(d);
@@ -200,18 +207,23 @@ export class Toolstack {
     return d;
   }
 
-  /** Quotas, sponsors' keys and files, host memory: synchronous, so racing creates see each other. */
-  private admit(cfg: DomainConfig, p: Principal): DomainConfig {
-    const holders = [...this.domains.values(), ...this.retiring.keys()].map((d) => ({
+  /** What every domain (retiring ones too: their QEMU still runs) holds of the host. */
+  private holders(): Holder[] {
+    return [...this.domains.values(), ...this.retiring.keys()].map((d) => ({
       sponsor: d.rec.sponsor,
+      shmMiB: shmMiB(d.rec.config),
       targetMiB: d.rec.targetMiB,
       maxMiB: d.rec.maxMiB,
       maxvcpus: d.rec.config.maxvcpus,
     }));
+  }
+
+  /** Quotas, sponsors' keys and files, host memory: synchronous, so racing creates see each other. */
+  private admit(cfg: DomainConfig, p: Principal): DomainConfig {
     const admitted = admit({
       cfg,
       principal: p,
-      holders,
+      holders: this.holders(),
       sponsors: this.o.sponsors,
       fileGates: this.fileGates,
     });
@@ -237,7 +249,9 @@ export class Toolstack {
   /** Start a QEMU for the domain and bring it to running (or paused). */
   private async launch(d: Domain, opts: CreateOptions): Promise<void> {
     const rec = d.rec;
-    const { plan, accelReason } = await resolveBoot(rec.config, this.o.hostAccel, opts.onProgress);
+    // The guest's kernel command line (xenode.name=) and QEMU's -name, both fixed for the QEMU's life.
+    const named = opts.machineName ? { ...rec.config, name: opts.machineName } : rec.config;
+    const { plan, accelReason } = await resolveBoot(named, this.o.hostAccel, opts.onProgress);
     if (opts.cpu) plan.cpu = opts.cpu;
     const qemuBinary = rec.config.device_model_override ?? this.o.qemuBinary;
     const paths = domainRunPaths(rec.runDir);
@@ -255,7 +269,7 @@ export class Toolstack {
       for (const p of launched) await p.onTeardown?.(d);
       throw e;
     }
-    const cmd = buildQemuCommand(rec.config, plan, paths, {
+    const cmd = buildQemuCommand(named, plan, paths, {
       domid: rec.domid,
       uuid: rec.uuid,
       startPaused: true,
@@ -312,6 +326,9 @@ export class Toolstack {
       d.expectingExit = true;
       await m.destroy();
       d.console.close();
+      // A restart that fails here leaves the domain without a QEMU, not with a dead one.
+      if (d.machine === m) d.machine = undefined;
+      rec.pid = undefined;
       for (const p of this.plugins) await p.onTeardown?.(d);
       throw e;
     }
@@ -356,7 +373,10 @@ export class Toolstack {
         if (d.expectingExit) return;
         this.o.log.warn(`QEMU exited unexpectedly (${e.detail})`, d.domid);
         d.machine = undefined;
+        d.rec.pid = undefined;
         d.console.close();
+        // A preserved domain's guest had stopped already: it stays as it was, until destroyed.
+        if (d.rec.state === 'shutdown' || d.rec.state === 'crashed') return this.save(d);
         return this.applyAction(d, d.rec.config.on_crash, 'crash');
       default:
         return;
@@ -385,25 +405,37 @@ export class Toolstack {
         this.renameInternal(d, `${oldName}-${stamp}Z`);
         this.setState(d, reason === 'crash' ? 'crashed' : 'shutdown', reason);
         const cfg = { ...d.rec.config, name: oldName, uuid: undefined };
-        await this.create(cfg, { sponsor: d.rec.sponsor, admin: true });
+        // Re-admitted as its sponsor: a revoked bridge or volume, or a full quota, stops the copy.
+        await this.create(cfg, { sponsor: d.rec.sponsor, admin: d.rec.sponsor === 'admin' });
         return;
       }
     }
   }
 
   private async restartInPlace(d: Domain): Promise<void> {
-    if (d.machine?.alive) {
-      d.lastReset = Date.now();
-      await d.machine.resetAndRun();
-      d.rec.startTime = Date.now();
-      this.setState(d, 'running');
-      this.o.log.info('restarted', d.domid);
-      return;
+    try {
+      if (d.machine?.alive) {
+        d.lastReset = Date.now();
+        await d.machine.resetAndRun();
+        d.rec.startTime = Date.now();
+        this.setState(d, 'running');
+        this.o.log.info('restarted', d.domid);
+        return;
+      }
+      // QEMU itself is gone: start a fresh one under the same domid.
+      d.console.close();
+      await this.launch(d, {});
+      this.o.log.info('restarted with a new QEMU process', d.domid);
+    } catch (e) {
+      // Never listed as running without a guest: crashed, kept for `destroy`
+      // (with whatever QEMU is left, for inspection).
+      this.o.log.error(`restart failed: ${e instanceof Error ? e.message : String(e)}`, d.domid);
+      if (!d.machine?.alive) {
+        d.machine = undefined;
+        d.rec.pid = undefined;
+      }
+      if (d.canTransition('crashed')) this.setState(d, 'crashed', 'crash');
     }
-    // QEMU itself is gone: start a fresh one under the same domid.
-    d.console.close();
-    await this.launch(d, {});
-    this.o.log.info('restarted with a new QEMU process', d.domid);
   }
 
   private async coredump(d: Domain): Promise<void> {
@@ -565,6 +597,8 @@ export class Toolstack {
     const mem = this.plugins.find((p): p is MemoryControl => p instanceof MemoryControl);
     if (mem && d.rec.state !== 'running' && d.rec.state !== 'paused')
       throw new XenodeError('state', `domain ${d.name} is not running`, { hint: 'memory targets need a live guest' });
+    // Growing takes host memory like a create: refused when the host cannot back it.
+    if (mib > d.rec.targetMiB) checkHostRoom(d.name, mib - d.rec.targetMiB, this.holders(), hostMemory(), true);
     d.rec.targetMiB = mib;
     this.o.store.setMemory(d.rec);
     this.save(d);
@@ -598,19 +632,27 @@ export class Toolstack {
       const d = new Domain(rec);
       this.domains.set(rec.domid, d);
       const paths = domainRunPaths(rec.runDir);
-      const pid = readPidFile(paths) ?? rec.pid;
-      const m = pid ? await QemuMachine.attach(paths, pid) : undefined;
+      const found = await QemuMachine.reattach(paths, [readPidFile(paths), rec.pid]);
+      if (found.kind === 'unreachable') {
+        // Ours but beyond control: never left running untracked. Then it counts as gone.
+        const killed = await killQemu(found.pid, rec.runDir);
+        this.o.log.warn(
+          `QEMU for ${rec.name} (pid ${found.pid}) is unreachable: ${found.why}; ${killed ? 'killed it' : 'could not kill it'}`,
+          rec.domid,
+        );
+      }
+      const m = found.kind === 'attached' ? found.machine : undefined;
       // A create or incoming migration the old daemon never finished: nobody waits for it.
-      if (m && rec.state === 'creating') {
-        this.o.log.warn(`${rec.name} was still being created when the daemon stopped; destroying it`, rec.domid);
+      // A teardown cut short is finished.
+      if (m && (rec.state === 'creating' || rec.state === 'dying')) {
+        const what = rec.state === 'creating' ? 'being created' : 'being destroyed';
+        this.o.log.warn(`${rec.name} was still ${what} when the daemon stopped; destroying it`, rec.domid);
         d.machine = m;
         await this.teardown(d);
         continue;
       }
       if (!m) {
-        this.o.log.warn(`QEMU for ${rec.name} is gone; removing the domain`, rec.domid);
-        d.rec.state = 'dying';
-        await this.teardown(d);
+        await this.lostWhileDown(d);
         continue;
       }
       d.console.preloadFromLog(paths.consoleLog);
@@ -621,6 +663,8 @@ export class Toolstack {
       }
       d.vcpuTids = (await m.vcpuThreads()).map((v) => v.tid);
       this.bindMachine(d, m);
+      // A lost store was made anew: put the domain back before the plugins write under it.
+      if (this.o.store.adopt?.(d.rec)) this.o.log.warn('store entries were missing; rebuilt them', d.domid);
       for (const p of this.plugins) {
         try {
           await p.afterReattach?.(d, m);
@@ -628,17 +672,61 @@ export class Toolstack {
           this.o.log.warn(`${p.name} reattach: ${e instanceof Error ? e.message : String(e)}`, d.domid);
         }
       }
-      const actual = await m.runState();
-      // Catch up on what happened while no daemon was watching.
-      if (actual === 'shutdown' && rec.state !== 'shutdown' && rec.state !== 'crashed') {
-        await d.serial(() => this.applyAction(d, rec.config.on_poweroff, 'poweroff'));
-      } else if (actual === 'running' && rec.state !== 'running') {
-        this.setState(d, 'running');
-      } else if (actual === 'paused' && rec.state === 'running') {
-        this.setState(d, 'paused');
-      }
-      this.o.log.info(`reattached ${rec.name} (pid ${m.pid}, ${rec.state})`, rec.domid);
+      // Catch up on what happened while no daemon was watching. In the domain's
+      // queue: a panic reported from now on is handled once, before or after this.
+      await d
+        .serial(async () => {
+          if (d.machine !== m) return;
+          const actual = await m.runState();
+          const stopped = rec.state === 'shutdown' || rec.state === 'crashed';
+          if (actual === 'shutdown' && !stopped) {
+            await this.applyAction(d, rec.config.on_poweroff, 'poweroff');
+          } else if (actual === 'crashed' && !stopped) {
+            this.o.log.warn('guest crashed while no daemon was running', d.domid);
+            await this.applyAction(d, rec.config.on_crash, 'crash');
+          } else if (actual === 'running' && rec.state !== 'running') {
+            this.setState(d, 'running');
+          } else if (actual === 'paused' && rec.state === 'running') {
+            this.setState(d, 'paused');
+          }
+        })
+        .catch((e: unknown) =>
+          this.o.log.error(`catching up after restart: ${e instanceof Error ? e.message : String(e)}`, d.domid),
+        );
+      // Not for a domain the catch-up just destroyed.
+      if (this.domains.get(rec.domid) === d)
+        this.o.log.info(`reattached ${rec.name} (pid ${m.pid}, ${rec.state})`, rec.domid);
     }
+  }
+
+  /**
+   * Reattach found no QEMU (or killed one it could not control). A create or
+   * teardown cut short is finished; a preserved domain stays as it was; a guest
+   * that was running died unwatched, which is a crash: on_crash applies.
+   */
+  private async lostWhileDown(d: Domain): Promise<void> {
+    const rec = d.rec;
+    d.rec.pid = undefined;
+    if (rec.state === 'creating' || rec.state === 'dying') {
+      this.o.log.warn(`QEMU for ${rec.name} is gone; removing the domain`, rec.domid);
+      await this.teardown(d);
+      return;
+    }
+    if (rec.state === 'shutdown' || rec.state === 'crashed') {
+      this.o.log.warn(`QEMU for ${rec.name} is gone; keeping the ${rec.state} domain until it is destroyed`, rec.domid);
+      this.save(d);
+      return;
+    }
+    this.o.log.warn(
+      `QEMU for ${rec.name} is gone (it died while no daemon was running); on_crash="${rec.config.on_crash}"`,
+      rec.domid,
+    );
+    if (this.o.store.adopt?.(d.rec)) this.o.log.warn('store entries were missing; rebuilt them', d.domid);
+    await d
+      .serial(() => this.applyAction(d, rec.config.on_crash, 'crash'))
+      .catch((e: unknown) =>
+        this.o.log.error(`on_crash after restart: ${e instanceof Error ? e.message : String(e)}`, d.domid),
+      );
   }
 
   /** Stop supervising without touching QEMU (daemon exit). */

@@ -58,6 +58,16 @@ describe('migration stream gate', () => {
     }
   });
 
+  it("the source sees the gate drop a connection that is not from the control link's address", async () => {
+    const gate = await StreamGate.open({ bindHost: '127.0.0.1', peer: '127.0.0.2' });
+    try {
+      const source = await openStream('127.0.0.1', gate.port, gate.key);
+      await closed(source);
+    } finally {
+      gate.close();
+    }
+  });
+
   it('close() rejects a wait that never got its source', async () => {
     const gate = await StreamGate.open({ bindHost: '127.0.0.1' });
     const waiting = gate.accepted;

@@ -4,9 +4,10 @@
 
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import type { DiskSpec } from '../../src/config/types.ts';
 import { StoragePlugin } from '../../src/features/storage/plugin.ts';
@@ -106,10 +107,81 @@ describe('storage plugin', () => {
     // The base's header now names a host file (as a guest holding it raw could write).
     execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-u', '-b', '/etc/shadow', '-F', 'raw', base2.path, '1M']);
     await assert.rejects(plugin.beforeLaunch(domain('alice', [spec])), /volume p\/top has a backing file outside/);
-    // Declared raw, QEMU reads no header: nothing to refuse. The admin's own files stay free.
-    await plugin.beforeLaunch(domain('alice', [{ ...spec, target: base2.path, format: 'raw' }]));
+    // A qcow2 volume used as raw would let a guest write its metadata: refused.
+    await assert.rejects(
+      plugin.beforeLaunch(domain('alice', [{ ...spec, target: base2.path, format: 'raw' }])),
+      /volume p\/base is a qcow2 volume: it is used only as qcow2/,
+    );
+    // The admin's own files (outside every pool) stay free.
     writeFileSync(join(base, 'admin.qcow2'), '');
     await plugin.beforeLaunch(domain('alice', [{ ...spec, target: join(base, 'admin.qcow2') }]));
     await plugin.beforeLaunch(domain('admin', [spec]));
+  });
+
+  it('a restart refuses a volume its sponsor lost (grant revoked), raw or qcow2', async () => {
+    const raw = await plugin.service.create(ALICE, { pool: 'p', name: 'keep', size: '1M' });
+    const q = await plugin.service.create(ALICE, { pool: 'p', name: 'keepq', size: '1M', format: 'qcow2' });
+    const disk = (target: string, format: 'raw' | 'qcow2'): DiskSpec => ({
+      target,
+      format,
+      vdev: 'xvdb',
+      access: 'rw',
+      devtype: 'disk',
+    });
+    await plugin.beforeLaunch(domain('alice', [disk(raw.path, 'raw')]));
+    plugin.service.revoke(ADMIN, 'p', 'alice');
+    try {
+      for (const [path, format] of [
+        [raw.path, 'raw'],
+        [q.path, 'qcow2'],
+      ] as const) {
+        await assert.rejects(
+          plugin.beforeLaunch(domain('alice', [disk(path, format)])),
+          new RegExp(`^XenodeError: disk '${path}' is no longer a volume of alice's`),
+        );
+      }
+      // A file outside every pool was the admin's doing: still free.
+      writeFileSync(join(base, 'admin.raw'), '');
+      await plugin.beforeLaunch(domain('alice', [disk(join(base, 'admin.raw'), 'raw')]));
+    } finally {
+      plugin.service.grant(ADMIN, 'p', 'alice');
+    }
+  });
+
+  it('an upload counts the qcow2 volumes being created at the same moment', async () => {
+    // qemu-img held until the test lets it go: the create stays pending meanwhile.
+    const bin = join(base, 'bin');
+    mkdirSync(bin);
+    const fifo = join(base, 'go');
+    execFileSync('mkfifo', [fifo]);
+    writeFileSync(join(bin, 'qemu-img'), `#!/bin/sh\nread _ < '${fifo}'\nexec /usr/bin/qemu-img "$@"\n`, {
+      mode: 0o755,
+    });
+    const path = process.env.PATH;
+    process.env.PATH = `${bin}:${path}`;
+    const CAROL: Principal = { sponsor: 'carol', admin: false };
+    plugin.service.grant(ADMIN, 'p', 'carol');
+    policy.set('carol', { diskBytes: 3 * 2 ** 20 });
+    const creating = plugin.service.create(CAROL, { pool: 'p', name: 'big', size: '2M', format: 'qcow2' });
+    try {
+      const img = join(base, 'small.qcow2');
+      execFileSync('/usr/bin/qemu-img', ['create', '-q', '-f', 'qcow2', img, '2M']);
+      const bytes = readFileSync(img);
+      const upload = plugin.service.upload(
+        CAROL,
+        { pool: 'p', name: 'up', length: bytes.length },
+        Readable.from([bytes]),
+      );
+      await assert.rejects(upload, /sponsor carol would hold \d+ bytes of volumes, over its limit of 3145728/);
+    } finally {
+      writeFileSync(fifo, 'go\n');
+      await creating;
+      process.env.PATH = path;
+      policy.remove('carol');
+    }
+    assert.deepEqual(
+      plugin.service.listVolumes(CAROL).map((v) => v.name),
+      ['big'],
+    );
   });
 });

@@ -1,0 +1,291 @@
+// Issue 14, findings 11 and 12 (the smaller ones): CLIs racing to start the
+// daemon, a reader that stops reading (`| head`), a full disk during save, the
+// save banner's format version, a domain destroyed during daemon start, and the
+// QEMU -name of a migrated domain.
+
+import assert from 'node:assert/strict';
+import { execFile, execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, rmSync, writeFileSync } from 'node:fs';
+import { createConnection } from 'node:net';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { ensureDefaultGuest } from '../guest/build.ts';
+import { type CliResult, type ConsoleSession, TestHost, XENODE_BIN } from './helpers/host.ts';
+
+const root = process.getuid?.() === 0;
+const NAME = 'cs';
+
+/** Processes of xenoded whose environment names this XENODE_DIR. */
+function daemonsOf(dir: string): number[] {
+  const out: number[] = [];
+  for (const ent of readdirSync('/proc')) {
+    if (!/^\d+$/.test(ent)) continue;
+    try {
+      const cmd = readFileSync(`/proc/${ent}/cmdline`, 'utf8');
+      if (!cmd.includes('xenoded') && !cmd.includes('daemon-main')) continue;
+      const env = readFileSync(`/proc/${ent}/environ`, 'utf8').split('\0');
+      if (env.includes(`XENODE_DIR=${dir}`)) out.push(Number(ent));
+    } catch {
+      /* gone */
+    }
+  }
+  return out;
+}
+
+function killAll(pids: number[]): void {
+  for (const p of pids) {
+    try {
+      process.kill(p, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }
+}
+
+/** Run a shell pipeline; `rc` is the exit status of its first command, `err` what it wrote to stderr. */
+function pipeline(host: TestHost, script: string): Promise<{ rc: number; err: string; out: string }> {
+  const errFile = join(host.dir, `pipe-${Date.now()}-${Math.random().toString(36).slice(2)}.err`);
+  return new Promise((resolve, reject) => {
+    execFile(
+      'bash',
+      [
+        '-c',
+        `${script.replace('XN', `'${XENODE_BIN}'`).replace('|', `2>'${errFile}' |`)}; echo "rc=\${PIPESTATUS[0]}"`,
+      ],
+      { env: host.env, timeout: 60_000 },
+      (e, stdout) => {
+        if (e) return reject(e);
+        const m = /rc=(\d+)\s*$/.exec(stdout);
+        const err = readFileSync(errFile, 'utf8');
+        rmSync(errFile, { force: true });
+        resolve({ rc: Number(m?.[1] ?? -1), err, out: stdout.replace(/rc=\d+\s*$/, '') });
+      },
+    );
+  });
+}
+
+/** One QMP conversation straight with QEMU (no daemon): run `until` on its messages. */
+function qmp(
+  sock: string,
+  until: (msg: Record<string, unknown>, send: (cmd: string) => void) => boolean,
+): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const c = createConnection(sock);
+    let buf = '';
+    const send = (cmd: string) => c.write(`${JSON.stringify({ execute: cmd })}\n`);
+    const timer = setTimeout(() => {
+      c.destroy();
+      reject(new Error('QMP: no answer in 60 s'));
+    }, 60_000);
+    c.on('data', (d: Buffer) => {
+      buf += d.toString('utf8');
+      for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
+        const line = buf.slice(0, i);
+        buf = buf.slice(i + 1);
+        if (!line.trim()) continue;
+        const msg = JSON.parse(line) as Record<string, unknown>;
+        if ('QMP' in msg) send('qmp_capabilities');
+        else if (until(msg, send)) {
+          clearTimeout(timer);
+          c.end();
+          resolve();
+          return;
+        }
+      }
+    });
+    c.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+  });
+}
+
+describe('CLIs starting the daemon at once', () => {
+  const hosts: TestHost[] = [];
+  after(async () => {
+    for (const h of hosts) {
+      killAll(daemonsOf(h.dir));
+      await h.cleanup();
+    }
+  });
+
+  it('eight CLIs against a fresh directory all succeed and name the one live daemon', async () => {
+    for (let round = 0; round < 4; round++) {
+      const h = new TestHost();
+      hosts.push(h);
+      const results: CliResult[] = await Promise.all(Array.from({ length: 8 }, () => h.xl(['list'])));
+      const live = daemonsOf(h.dir);
+      assert.equal(live.length, 1, `round ${round}: one xenoded runs for the directory, found ${live.join(', ')}`);
+      const pid = live[0] as number;
+      assert.equal(h.daemonPid(), pid, 'the pid file names the live daemon');
+      const reported = new Set<number>();
+      for (const r of results) {
+        assert.equal(r.code, 0, `round ${round}: every CLI succeeds: ${r.stderr}`);
+        assert.match(r.stdout, /^Name\s+ID\s+Mem/m);
+        for (const m of r.stderr.matchAll(/pid (\d+)/g)) reported.add(Number(m[1]));
+      }
+      assert.ok(reported.size > 0, 'the CLIs that found no daemon say which one they got');
+      assert.deepEqual([...reported], [pid], `round ${round}: every pid printed is the live daemon's`);
+      // The daemon started by one CLI and found by the others answers for all.
+      assert.equal(Number((await h.ok(['info', 'xenoded_pid'])).trim()), pid);
+    }
+  });
+
+  it('a start lock left by a CLI that was killed does not stop the next one', async () => {
+    const h = new TestHost();
+    hosts.push(h);
+    // The pid of a process that has exited: a CLI killed while it started the daemon.
+    const dead = await new Promise<number>((resolve) => {
+      const c = execFile('true');
+      c.on('exit', () => resolve(c.pid as number));
+    });
+    writeFileSync(join(h.dir, 'xenoded.start.lock'), String(dead));
+    const r = await h.xl(['list'], { timeoutMs: 30_000 });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /xenoded was not running; started it \(pid (\d+)/);
+    assert.deepEqual(daemonsOf(h.dir), [h.daemonPid()]);
+    assert.ok(!existsSync(join(h.dir, 'xenoded.start.lock')), 'the lock is released');
+  });
+});
+
+describe('a guest through save, migration and a daemon restart', () => {
+  let src: TestHost;
+  let dst: TestHost;
+  let con: ConsoleSession | undefined;
+  const tmpfs = '/tmp/xn-full-disk';
+  let mounted = false;
+
+  before(async () => {
+    await ensureDefaultGuest();
+    src = new TestHost({ XENODE_NET_HOSTPORT: 'none' });
+    dst = new TestHost({ XENODE_NET_HOSTPORT: 'none' });
+  });
+
+  after(async () => {
+    con?.close();
+    if (mounted) execFileSync('umount', ['-l', tmpfs]);
+    rmSync(tmpfs, { recursive: true, force: true });
+    await src?.cleanup();
+    await dst?.cleanup();
+  });
+
+  it('a reader that stops reading ends the CLI quietly, without a stack trace', async () => {
+    await src.ok(['list']);
+    for (const script of [
+      'XN store ls / | true',
+      'XN list | true',
+      'XN dmesg | true',
+      'XN store ls / | head -1',
+      'XN list | head -1',
+      'XN dmesg | head -1',
+    ]) {
+      const r = await pipeline(src, script);
+      assert.equal(r.err, '', `${script}: nothing on stderr`);
+      assert.equal(r.rc, 0, `${script}: exit status`);
+    }
+    const r = await pipeline(src, 'XN list | head -1');
+    assert.match(r.out, /^Name\s+ID/, 'head still got the first line');
+  });
+
+  it('boots a guest', async () => {
+    const cfg = src.writeConfig('cs.cfg', `name = "${NAME}"\nmemory = 256\non_poweroff = "destroy"\n`);
+    const r = await src.xl(['create', cfg]);
+    assert.equal(r.code, 0, r.stderr);
+    con = await src.console(NAME);
+    await con.expect(new RegExp(`${NAME}:/# `), 120_000);
+    await con.run('i=0; while true; do i=$((i+1)); echo $i > /tmp/c.n; mv /tmp/c.n /tmp/c; sleep 0.1; done & :');
+  });
+
+  it('a full disk during save says so, naming the file; no .partial is left and the guest runs on', {
+    skip: !root && 'mounting a small tmpfs needs root',
+  }, async () => {
+    mkdirSync(tmpfs, { recursive: true });
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', tmpfs]);
+    mounted = true;
+    const file = join(tmpfs, 'cs.save');
+    const r = await src.xl(['save', NAME, file]);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /no space left on device/i);
+    assert.match(r.stderr, /ENOSPC/);
+    assert.ok(r.stderr.includes(file), `names the file: ${r.stderr}`);
+    assert.doesNotMatch(r.stderr, /Broken pipe/i);
+    assert.doesNotMatch(r.stderr, /\n\s+at /);
+    assert.deepEqual(readdirSync(tmpfs), [], 'nothing left on the full file system');
+    assert.match(await src.ok(['list', NAME]), new RegExp(`^${NAME}\\s+\\d+\\s+256\\s+1\\s+[rb-]{2}----`, 'm'));
+    const c = con as ConsoleSession;
+    const before = Number(await c.run('cat /tmp/c'));
+    const later = Number(await c.run(`while [ "$(cat /tmp/c)" -le ${before} ]; do sleep 0.05; done; cat /tmp/c`));
+    assert.ok(later > before, 'the guest keeps running');
+    execFileSync('umount', [tmpfs]);
+    mounted = false;
+  });
+
+  it('the save banner names the format version the file has', async () => {
+    const file = join(src.dir, 'cs-checkpoint.save');
+    const r = await src.xl(['save', '-c', NAME, file]);
+    assert.equal(r.code, 0, r.stderr);
+    const fd = openSync(file, 'r');
+    const h = Buffer.alloc(24);
+    readSync(fd, h, 0, 24, 0);
+    const version = `${h.readUInt16LE(16)}.${h.readUInt16LE(18)}`;
+    assert.match(r.stderr, /xenode save format (\d+\.\d+)/);
+    for (const m of r.stderr.matchAll(/xenode save format (\d+\.\d+)/g)) assert.equal(m[1], version);
+    rmSync(file, { force: true });
+  });
+
+  it('a migrated QEMU runs under the domain name, not the hand-over name', async () => {
+    const token = (await dst.ok(['token', 'create', 'admin', '--admin'])).trim();
+    con?.close();
+    con = undefined;
+    const r = await src.xl(['migrate', NAME, `127.0.0.1:${dst.tcpPort()}`, '--token', token]);
+    assert.equal(r.code, 0, r.stderr);
+    const id = (await dst.ok(['domid', NAME])).trim();
+    const pid = Number(readFileSync(join(dst.dir, 'domains', id, 'qemu.pid'), 'utf8'));
+    const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    const name = argv[argv.indexOf('-name') + 1] ?? '';
+    assert.match(name, new RegExp(`^${NAME},`), `QEMU's -name: ${name}`);
+    assert.doesNotMatch(argv.join(' '), /--incoming/);
+  });
+
+  it('a guest that powered off while the daemon was down is destroyed on start, and not called reattached', async () => {
+    const id = (await dst.ok(['domid', NAME])).trim();
+    const run = join(dst.dir, 'domains', id);
+    dst.killDaemon('SIGKILL');
+    // With no daemon, QEMU's sockets are free: watch for the power-off and type it.
+    let shutdown = false;
+    const watched = qmp(join(run, 'qmp.sock'), (msg, send) => {
+      if (msg.event === 'SHUTDOWN') {
+        shutdown = true;
+        send('query-status');
+      }
+      const ret = msg.return as { status?: string } | undefined;
+      return shutdown && ret?.status === 'shutdown';
+    });
+    await new Promise((r) => setTimeout(r, 0));
+    const serial = createConnection(join(run, 'serial.sock'));
+    await new Promise<void>((resolve, reject) => {
+      serial.once('connect', () => resolve());
+      serial.once('error', reject);
+    });
+    serial.write('\npoweroff -f\n');
+    await watched;
+    serial.destroy();
+
+    const list = await dst.ok(['list']);
+    assert.ok(!list.split('\n').some((l) => l.startsWith(`${NAME} `)), list);
+    const lines = readFileSync(join(dst.dir, 'xenoded.log'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { msg: string; domid?: number })
+      .filter((e) => e.domid === Number(id))
+      .map((e) => e.msg);
+    const destroyed = lines.lastIndexOf(`destroyed ${NAME}`);
+    assert.ok(destroyed >= 0, lines.join('\n'));
+    assert.deepEqual(
+      lines.slice(destroyed + 1).filter((l) => l.startsWith('reattached')),
+      [],
+      'nothing reattached after it was destroyed',
+    );
+    assert.ok(!existsSync(run), 'its run directory is gone');
+  });
+});
