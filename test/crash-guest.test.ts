@@ -53,13 +53,16 @@ class EventLog {
     });
   }
 
-  static open(h: TestHost): Promise<EventLog> {
-    return new Promise((resolve, reject) => {
-      const ws = new WebSocket(`ws+unix://${h.socket}:/v1/events`);
-      const log = new EventLog(ws);
+  /** Opened once the snapshot of the current domains is in. */
+  static async open(h: TestHost): Promise<EventLog> {
+    const ws = new WebSocket(`ws+unix://${h.socket}:/v1/events`);
+    const log = new EventLog(ws);
+    await new Promise((resolve, reject) => {
       ws.once('error', reject);
-      ws.once('open', () => resolve(log));
+      ws.once('open', resolve);
     });
+    await log.waitFor((m) => m.type === 'snapshot', 10_000);
+    return log;
   }
 
   /** The first message from index `from` on that satisfies `pred`, with its arrival time. */
@@ -287,6 +290,24 @@ describe('a guest kernel panic applies on_crash', () => {
     events.close();
     con.close();
   });
+
+  for (const machine of ['pc', 'microvm']) {
+    it(`machine="${machine}" reports a panic too (pvpanic on every machine)`, async (t) => {
+      const name = `p${machine}`;
+      const { id, con } = await createReady(name, `machine="${machine}"\non_crash="preserve"\n`);
+      const events = await EventLog.open(host);
+      const p = await panic(con);
+      const crashed = await events.waitFor(
+        (m) => m.type === 'change' && m.domain.domid === id && m.domain.state === 'crashed',
+        15_000,
+      );
+      t.diagnostic(`panic line -> crashed: ${Math.round(crashed.at - p.at)} ms`);
+      assert.ok(crashed.at - p.at < PANIC_TO_ACTION_MS);
+      await host.ok(['destroy', name]);
+      events.close();
+      con.close();
+    });
+  }
 });
 
 describe('daemon start catches up on what happened while it was down', () => {
@@ -359,7 +380,7 @@ describe('daemon start catches up on what happened while it was down', () => {
   });
 });
 
-describe('a restart that cannot start QEMU', () => {
+describe('a restart that fails or is cut short', () => {
   it('ends in crashed, not running without a QEMU; destroy removes it', async () => {
     // A QEMU that starts once, then fails while the flag file exists.
     const flag = join(host.dir, 'qemu-fails');
@@ -384,5 +405,34 @@ describe('a restart that cannot start QEMU', () => {
     await host.ok(['destroy', 'fr']);
     assert.equal(await row('fr'), undefined);
     events.close();
+  });
+
+  it('a restart cut short by the daemon dying (its new QEMU never ran the guest) is done over on start', async () => {
+    // The second QEMU's start kills the daemon first, as a crash mid-restart would.
+    const flag = join(host.dir, 'kill-daemon');
+    const wrapper = join(host.dir, 'qemu-killer');
+    writeFileSync(
+      wrapper,
+      `#!/bin/sh\nif [ -e '${flag}' ]; then rm -f '${flag}'; kill -9 $(cat '${join(host.dir, 'xenoded.pid')}'); fi\nexec qemu-system-x86_64 "$@"\n`,
+      { mode: 0o755 },
+    );
+    const { id, con } = await createReady('cut', `on_crash="restart"\ndevice_model_override="${wrapper}"\n`);
+    con.close();
+    const [qemu] = qemusOf(id);
+    assert.ok(qemu);
+    const daemon = host.daemonPid();
+    assert.ok(daemon);
+    writeFileSync(flag, '');
+    process.kill(qemu, 'SIGKILL');
+    await until(() => !running(daemon), 'the daemon to die mid-restart');
+    const qmpSock = join(host.dir, 'domains', String(id), 'qmp.sock');
+    await until(() => existsSync(qmpSock) && qemusOf(id).some((p) => p !== qemu), 'the new QEMU to listen');
+    assert.equal(readyLines(id), 1, 'the new QEMU waits at -S');
+    assert.equal((await host.xl(['list'])).code, 0);
+    await until(() => readyLines(id) === 2, 'the guest to boot again', 60_000);
+    assert.equal(qemusOf(id).length, 1, 'one QEMU for the domain');
+    assert.match((await row('cut')) ?? '', new RegExp(`^cut\\s+${id}\\s.*\\s(r-----|-b----)\\s`));
+    assert.match(await host.ok(['dmesg']), /restart was cut short/);
+    await host.ok(['destroy', 'cut']);
   });
 });

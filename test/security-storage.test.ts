@@ -284,8 +284,10 @@ describe('finding 1: a sponsor names nothing but its own volumes', () => {
   });
 
   it('a qcow2 volume whose backing file (or data file) is outside her area is refused', async () => {
-    // Her volume "q", rewritten on the host (as a guest could write a header into a raw disk).
-    const q = (await ok(undefined, ['volume', 'create', 'tenants/q', '1M', '--sponsor', 'alice'])).trim();
+    // Her qcow2 volume "q", rewritten on the host (a guest cannot: it writes only inside the virtual disk).
+    const q = (
+      await ok(undefined, ['volume', 'create', 'tenants/q', '1M', '--format', 'qcow2', '--sponsor', 'alice'])
+    ).trim();
     sh('qemu-img', ['create', '-q', '-f', 'qcow2', '-u', '-b', '/etc/shadow', '-F', 'raw', q, '1M']);
     await createRefused(
       'q1',

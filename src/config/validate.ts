@@ -50,6 +50,8 @@ export type FileCheck = (
   kind: 'kernel' | 'ramdisk' | 'disk' | 'device_model_override',
   path: string,
   write: boolean,
+  /** A disk's format (raw when the spec gives none). */
+  format?: 'raw' | 'qcow2',
 ) => void;
 
 interface Item {
@@ -458,7 +460,7 @@ export function validateConfig(raw: RawConfig, opts: ValidateOptions): DomainCon
     const diskItems = set.list('disk') ?? [];
     disk.forEach((d, i) => {
       const write = d.access === 'rw' && d.devtype === 'disk';
-      if (d.target !== '') at(() => check('disk', d.target, write), (diskItems[i] as Item).loc);
+      if (d.target !== '') at(() => check('disk', d.target, write, d.format), (diskItems[i] as Item).loc);
     });
   } else if (checkFiles) {
     if (kernel) checkKernel(kernel.value, kernel.loc);

@@ -36,8 +36,22 @@ export interface DiskIo {
   aio: AioMode;
 }
 
+/**
+ * One image of a disk's chain as a gate checked it, top first. QEMU is handed
+ * the whole chain, so it never follows a backing or data file name it reads
+ * from a header when it opens the image.
+ */
+export interface PinnedImage {
+  path: string;
+  format: DiskSpec['format'];
+  /** A qcow2 image's external data file (guest data, plain bytes). */
+  dataFile?: string;
+}
+
 export interface PlacedDisk {
   spec: DiskSpec;
+  /** The checked chain (its first image is spec's target); without it QEMU follows the headers. */
+  chain?: readonly PinnedImage[];
   /** Xen device number (xvda = 51712), the disk's identity everywhere. */
   devnum: number;
   kind: 'virtio-blk' | 'scsi-cd';
@@ -113,24 +127,51 @@ export const DEFAULT_DISK_IO: Readonly<DiskIo> = Object.freeze({ direct: false, 
 /** The -blockdev / blockdev-add object of an image; undefined for an empty CD-ROM. */
 export function blockdevOptions(p: PlacedDisk, io: DiskIo): Record<string, unknown> | undefined {
   if (p.spec.target === '') return undefined;
-  const readOnly = p.spec.access === 'ro';
+  const chain = p.chain;
+  if (chain && (chain[0]?.path !== p.spec.target || chain[0].format !== p.spec.format)) {
+    throw new XenodeError('internal', `the checked chain of ${p.spec.vdev} does not start at its image`);
+  }
+  const node = imageNode(p.spec.target, p.spec.format, p.spec.access === 'ro', io, chain);
+  return { driver: node.driver, 'node-name': diskIds(p.devnum).node, ...node };
+}
+
+/**
+ * A format node over its file node. Given a chain, a qcow2 node also gets its
+ * data file and its backing node from it (read-only, as QEMU opens backing
+ * files), or `backing: null` at the chain's end: nothing is left for QEMU to
+ * look up by a name written in the image.
+ */
+function imageNode(
+  path: string,
+  format: DiskSpec['format'],
+  readOnly: boolean,
+  io: DiskIo,
+  chain: readonly PinnedImage[] | undefined,
+): Record<string, unknown> {
   // no-flush stays off: a guest's flush (sync, fsync) reaches the host file.
   const cache = { direct: io.direct, 'no-flush': false };
-  return {
-    driver: p.spec.format,
-    'node-name': diskIds(p.devnum).node,
+  const file = (filename: string) => ({
+    driver: 'file',
+    filename,
+    'read-only': readOnly,
+    aio: io.aio,
+    discard: 'unmap',
+    cache,
+  });
+  const node: Record<string, unknown> = {
+    driver: format,
     'read-only': readOnly,
     discard: 'unmap',
     cache,
-    file: {
-      driver: 'file',
-      filename: p.spec.target,
-      'read-only': readOnly,
-      aio: io.aio,
-      discard: 'unmap',
-      cache,
-    },
+    file: file(path),
   };
+  if (chain && format === 'qcow2') {
+    const self = chain[0];
+    if (self?.dataFile !== undefined) node['data-file'] = file(self.dataFile);
+    const below = chain[1];
+    node.backing = below ? imageNode(below.path, below.format, true, io, chain.slice(1)) : null;
+  }
+  return node;
 }
 
 /** The -device / device_add object of a disk. */

@@ -87,9 +87,9 @@ export function sponsorVif(v: VifSpec, limits: SponsorLimits): VifSpec {
  * refusals point at the config line; admission checks them again in any case.
  */
 export function sponsorFileCheck(sponsor: string, gates: readonly SponsorFileGate[]): FileCheck {
-  return (kind, path, write) => {
+  return (kind, path, write, format = 'raw') => {
     if (kind === 'device_model_override') refuse(DM_REFUSAL, 'leave it out');
-    sponsorFile(gates, sponsor, path, { kind, write });
+    sponsorFile(gates, sponsor, path, kind === 'disk' ? { kind, write, format } : { kind, write });
   };
 }
 

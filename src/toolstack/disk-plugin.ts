@@ -14,6 +14,7 @@ import {
   devnumOf,
   diskArgs,
   guestDeviceName,
+  type PinnedImage,
   type PlacedDisk,
   placeDisks,
 } from '../engine/disk-args.ts';
@@ -69,6 +70,15 @@ export interface BlockEntry {
 export interface DiskStatsView extends DiskStats {
   vdev: string;
   devid: number;
+}
+
+/**
+ * Who vouches for a sponsor's disk images (the storage gate): the chain it
+ * checked, top first, for QEMU to be given as it is; undefined for a file that
+ * is no volume (one the admin gave); throws to refuse.
+ */
+export interface DiskChainSource {
+  diskChain(sponsor: string, path: string, format: DiskSpec['format']): PinnedImage[] | undefined;
 }
 
 interface OpenImages {
@@ -150,6 +160,15 @@ export class DiskPlugin implements ToolstackPlugin {
   /** Domains whose config changed before the toolstack was reachable (daemon restart). */
   private dirty = new Set<Domain>();
 
+  constructor(private readonly chains?: DiskChainSource) {}
+
+  /** A disk with its checked chain where its domain's sponsor has one. */
+  private pin(d: Domain, p: PlacedDisk): PlacedDisk {
+    if (!this.chains || p.spec.target === '') return p;
+    const chain = this.chains.diskChain(d.rec.sponsor, p.spec.target, p.spec.format);
+    return chain ? { ...p, chain } : p;
+  }
+
   async start(host: PluginHost): Promise<void> {
     this.log = host.log;
     this.store = new DiskStore(host.store instanceof ControlStoreSink ? host.store.store : undefined, host.log);
@@ -166,8 +185,8 @@ export class DiskPlugin implements ToolstackPlugin {
 
   async beforeLaunch(d: Domain): Promise<LaunchContribution | undefined> {
     const disks = d.rec.config.disk;
-    const placed = placeDisks(disks);
     for (const spec of disks) checkImage(spec);
+    const placed = placeDisks(disks).map((p) => this.pin(d, p));
     this.checkSharing(d, disks);
     this.open.set(d.domid, { d, disks: new Map(placed.map((p) => [p.devnum, p.spec])) });
     this.detaching.delete(d.domid);
@@ -319,7 +338,7 @@ export class DiskPlugin implements ToolstackPlugin {
       this.checkSharing(d, [...(this.open.get(d.domid)?.disks.values() ?? []), spec]);
       const kind = spec.devtype === 'cdrom' ? 'scsi-cd' : 'virtio-blk';
       const slot = kind === 'scsi-cd' ? await freeScsiTarget(m) : await freeDiskSlot(m);
-      await plugDisk(m, { spec, devnum, kind, slot }, DEFAULT_DISK_IO);
+      await plugDisk(m, this.pin(d, { spec, devnum, kind, slot }), DEFAULT_DISK_IO);
       let o = this.open.get(d.domid);
       if (!o) {
         o = { d, disks: new Map() };
@@ -447,6 +466,6 @@ export class DiskPlugin implements ToolstackPlugin {
   }
 }
 
-export function diskPlugin(): DiskPlugin {
-  return new DiskPlugin();
+export function diskPlugin(chains?: DiskChainSource): DiskPlugin {
+  return new DiskPlugin(chains);
 }

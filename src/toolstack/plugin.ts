@@ -29,12 +29,14 @@ export interface PluginHost {
 }
 
 /** How a sponsor's config uses a host file. */
-export interface FileUse {
-  kind: 'disk' | 'kernel' | 'ramdisk';
-  write: boolean;
-  /** A disk's format when known: QEMU never reads a raw disk's header, so neither need the gate. */
-  format?: 'raw' | 'qcow2';
-}
+export type FileUse =
+  | {
+      kind: 'disk';
+      write: boolean;
+      /** The format QEMU is told: a volume is used only in the format it was made with. */
+      format: 'raw' | 'qcow2';
+    }
+  | { kind: 'kernel' | 'ramdisk'; write: boolean };
 
 /**
  * The gate between a sponsor and host files: a sponsor may name only files this

@@ -9,5 +9,7 @@ import type { ToolstackPlugin } from './plugin.ts';
 import { saveRestorePlugin } from './saverestore-plugin.ts';
 
 export function createPlugins(): ToolstackPlugin[] {
-  return [metricsPlugin(), ...memoryPlugins(), netPlugin(), storagePlugin(), diskPlugin(), saveRestorePlugin()];
+  const storage = storagePlugin();
+  // Disks get their images' chains from the storage gate that checked them.
+  return [metricsPlugin(), ...memoryPlugins(), netPlugin(), storage, diskPlugin(storage.fileGate), saveRestorePlugin()];
 }

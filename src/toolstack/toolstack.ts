@@ -636,10 +636,14 @@ export class Toolstack {
       if (found.kind === 'unreachable') {
         // Ours but beyond control: never left running untracked. Then it counts as gone.
         const killed = await killQemu(found.pid, rec.runDir);
-        this.o.log.warn(
-          `QEMU for ${rec.name} (pid ${found.pid}) is unreachable: ${found.why}; ${killed ? 'killed it' : 'could not kill it'}`,
-          rec.domid,
-        );
+        const what = `QEMU for ${rec.name} (pid ${found.pid}) is unreachable: ${found.why}`;
+        if (!killed) {
+          // Still running: a second QEMU for the domain (restart) must not join it.
+          this.o.log.error(`${what}; could not kill it, so nothing is restarted`, rec.domid);
+          if (d.canTransition('crashed')) this.setState(d, 'crashed', 'crash');
+          continue;
+        }
+        this.o.log.warn(`${what}; killed it`, rec.domid);
       }
       const m = found.kind === 'attached' ? found.machine : undefined;
       // A create or incoming migration the old daemon never finished: nobody waits for it.
@@ -652,7 +656,10 @@ export class Toolstack {
         continue;
       }
       if (!m) {
-        await this.lostWhileDown(d);
+        await this.lostWhileDown(
+          d,
+          found.kind === 'unreachable' ? 'killed as unreachable' : 'it died while no daemon ran',
+        );
         continue;
       }
       d.console.preloadFromLog(paths.consoleLog);
@@ -684,6 +691,13 @@ export class Toolstack {
           } else if (actual === 'crashed' && !stopped) {
             this.o.log.warn('guest crashed while no daemon was running', d.domid);
             await this.applyAction(d, rec.config.on_crash, 'crash');
+          } else if (actual === 'prelaunch' && rec.state === 'running') {
+            // A restart with a new QEMU, cut short before the guest ran: start it over.
+            this.o.log.warn('a restart was cut short by the daemon stopping; restarting again', d.domid);
+            d.expectingExit = true;
+            await m.destroy();
+            d.machine = undefined;
+            await this.restartInPlace(d);
           } else if (actual === 'running' && rec.state !== 'running') {
             this.setState(d, 'running');
           } else if (actual === 'paused' && rec.state === 'running') {
@@ -704,7 +718,7 @@ export class Toolstack {
    * teardown cut short is finished; a preserved domain stays as it was; a guest
    * that was running died unwatched, which is a crash: on_crash applies.
    */
-  private async lostWhileDown(d: Domain): Promise<void> {
+  private async lostWhileDown(d: Domain, cause: string): Promise<void> {
     const rec = d.rec;
     d.rec.pid = undefined;
     if (rec.state === 'creating' || rec.state === 'dying') {
@@ -717,10 +731,7 @@ export class Toolstack {
       this.save(d);
       return;
     }
-    this.o.log.warn(
-      `QEMU for ${rec.name} is gone (it died while no daemon was running); on_crash="${rec.config.on_crash}"`,
-      rec.domid,
-    );
+    this.o.log.warn(`QEMU for ${rec.name} is gone (${cause}); on_crash="${rec.config.on_crash}"`, rec.domid);
     if (this.o.store.adopt?.(d.rec)) this.o.log.warn('store entries were missing; rebuilt them', d.domid);
     await d
       .serial(() => this.applyAction(d, rec.config.on_crash, 'crash'))

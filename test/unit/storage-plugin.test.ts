@@ -9,9 +9,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
+import Database from 'better-sqlite3';
 import type { DiskSpec } from '../../src/config/types.ts';
 import { StoragePlugin } from '../../src/features/storage/plugin.ts';
 import { xenodeDirs } from '../../src/toolstack/dirs.ts';
+import { diskPlugin } from '../../src/toolstack/disk-plugin.ts';
 import type { Domain } from '../../src/toolstack/domain.ts';
 import { DaemonLog } from '../../src/toolstack/log.ts';
 import type { Principal } from '../../src/toolstack/principal.ts';
@@ -52,7 +54,7 @@ describe('storage plugin', () => {
   it('the gate vouches for a sponsor’s own volume only, by its canonical path', async () => {
     const v = await plugin.service.create(ALICE, { pool: 'p', name: 'd', size: '1M' });
     assert.equal(v.path, join(pool, 'alice', 'd'));
-    const use = { kind: 'disk' as const, write: true };
+    const use = { kind: 'disk' as const, write: true, format: 'raw' as const };
     assert.equal(plugin.fileGate.sponsorFile('alice', `${pool}/alice/./d`, use), v.path);
     for (const [who, path] of [
       ['bob', v.path],
@@ -183,5 +185,79 @@ describe('storage plugin', () => {
       plugin.service.listVolumes(CAROL).map((v) => v.name),
       ['big'],
     );
+  });
+
+  it('the disk plugin hands QEMU the chain the gate checked; the admin’s disks are left as they were', async () => {
+    const base3 = await plugin.service.create(ALICE, { pool: 'p', name: 'base3', size: '1M' });
+    const top3 = join(pool, 'alice', 'top3');
+    await plugin.service.create(ALICE, { pool: 'p', name: 'top3', size: '1M', format: 'qcow2' });
+    execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-u', '-b', 'base3', '-F', 'raw', top3, '1M']);
+    const spec: DiskSpec = { target: top3, format: 'qcow2', vdev: 'xvdb', access: 'rw', devtype: 'disk' };
+    const blockdev = async (sponsor: string) => {
+      const c = await diskPlugin(plugin.fileGate).beforeLaunch(domain(sponsor, [spec]));
+      const args = c?.qemuArgs ?? [];
+      return JSON.parse(args[args.indexOf('-blockdev') + 1] as string) as { backing?: unknown };
+    };
+    const pinned = (await blockdev('alice')).backing as { driver: string; file: { filename: string } };
+    assert.deepEqual([pinned.driver, pinned.file.filename], ['raw', base3.path]);
+    assert.ok(!('backing' in (await blockdev('admin'))), 'the admin’s disk got a chain');
+    // A chain the gate refuses never reaches QEMU.
+    execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-u', '-b', '/etc/shadow', '-F', 'raw', top3, '1M']);
+    await assert.rejects(blockdev('alice'), /volume p\/top3 has a backing file outside/);
+  });
+});
+
+describe('storage records made before sizes were recorded', () => {
+  it('get the size their file states, once, when the daemon starts', async () => {
+    const dir = realpathSync(mkdtempSync(join(tmpdir(), 'xn-stor-old-')));
+    try {
+      const area = join(dir, 'pool', 'alice');
+      mkdirSync(area, { recursive: true });
+      execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', join(area, 'q'), '2M']);
+      writeFileSync(join(area, 'r'), Buffer.alloc(4096));
+      const dirs = xenodeDirs(dir);
+      // The tables as the first version of this feature made them: no size column.
+      const old = new Database(dirs.stateDb);
+      old.exec(`
+        CREATE TABLE storage_pools (name TEXT PRIMARY KEY, dir TEXT NOT NULL UNIQUE, created INTEGER NOT NULL);
+        CREATE TABLE storage_grants (pool TEXT NOT NULL, sponsor TEXT NOT NULL, PRIMARY KEY (pool, sponsor));
+        CREATE TABLE storage_volumes (pool TEXT NOT NULL, sponsor TEXT NOT NULL, name TEXT NOT NULL,
+          format TEXT NOT NULL, created INTEGER NOT NULL, PRIMARY KEY (pool, sponsor, name));`);
+      old.prepare('INSERT INTO storage_pools VALUES (?, ?, 0)').run('p', join(dir, 'pool'));
+      old.prepare("INSERT INTO storage_grants VALUES ('p', 'alice')").run();
+      for (const [name, format] of [
+        ['q', 'qcow2'],
+        ['r', 'raw'],
+      ])
+        old.prepare("INSERT INTO storage_volumes VALUES ('p', 'alice', ?, ?, 0)").run(name, format);
+      old.close();
+      const pol = new SponsorPolicy(dirs.stateDb);
+      const p = new StoragePlugin();
+      await p.start({ dirs, log: new DaemonLog(undefined), store: NULL_STORE_SINK, sponsors: pol });
+      try {
+        // A later header rewrite does not change the recorded size.
+        execFileSync('qemu-img', ['resize', '-q', '-f', 'qcow2', join(area, 'q'), '1G']);
+        assert.deepEqual(
+          p.service.listVolumes(ALICE).map((v) => [v.name, v.format, v.size]),
+          [
+            ['q', 'qcow2', 2 * 2 ** 20],
+            ['r', 'raw', 4096],
+          ],
+        );
+        const spec: DiskSpec = {
+          target: join(area, 'q'),
+          format: 'qcow2',
+          vdev: 'xvdb',
+          access: 'rw',
+          devtype: 'disk',
+        };
+        await assert.rejects(p.beforeLaunch(domain('alice', [spec])), /claims a virtual size of 1G, more than the 2M/);
+      } finally {
+        await p.stop();
+        pol.close();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

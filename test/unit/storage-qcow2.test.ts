@@ -1,14 +1,21 @@
 // The storage gate's own qcow2 header reader and backing-chain check: images made
 // by qemu-img read as QEMU reads them, and crafted hostile headers (huge offsets
-// and lengths, names with NULs or protocols, loops, relative escapes) refused.
+// and lengths, names with NULs or protocols, loops, relative escapes) refused;
+// every image used only in the format, and within the size, it was made with.
 
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, openSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { checkImageChain, ImageRefusal, imageFiles, MAX_CHAIN } from '../../src/features/storage/gate.ts';
+import {
+  checkImageChain,
+  ImageRefusal,
+  imageFiles,
+  MAX_CHAIN,
+  type RecordOf,
+} from '../../src/features/storage/gate.ts';
 import { formatSize, parseSize } from '../../src/features/storage/names.ts';
 import { parseQcow2Header, Qcow2Error, readQcow2Header } from '../../src/features/storage/qcow2.ts';
 
@@ -204,20 +211,25 @@ describe('qcow2 header reader: crafted headers', () => {
 
 describe('backing chain check', () => {
   let area: string;
-  const isVolume = (p: string) => {
+  /** Sizes recorded for some images; without one, no size is checked. */
+  const sizes = new Map<string, number>();
+  /** The area's records: every plain file in it is a volume, made raw if its name ends in .raw, else qcow2. */
+  const recordOf: RecordOf = (p) => {
     try {
-      return dirname(p) === area && realpathSync(p) === p;
+      if (dirname(p) !== area || realpathSync(p) !== p) return undefined;
     } catch {
-      return false;
+      return undefined;
     }
+    const size = sizes.get(basename(p));
+    return { format: p.endsWith('.raw') ? 'raw' : 'qcow2', ...(size === undefined ? {} : { size }) };
   };
   const image = (name: string, o: Crafted) => {
     writeFileSync(join(area, name), craft(o));
     return join(area, name);
   };
-  const chainRefused = (path: string, re: RegExp, format: 'qcow2' | undefined = 'qcow2') =>
+  const chainRefused = (path: string, re: RegExp, format: 'qcow2' | 'raw' = 'qcow2') =>
     assert.throws(
-      () => checkImageChain(path, format, isVolume),
+      () => checkImageChain(path, format, recordOf),
       (e: unknown) => e instanceof ImageRefusal && re.test(e.message),
     );
 
@@ -229,12 +241,16 @@ describe('backing chain check', () => {
     writeFileSync(join(dir, 'pool', 'bob', 'secret'), 'bob');
   });
 
-  it('accepts a chain inside the area: relative and absolute names, raw and qcow2 backing', () => {
+  it('accepts a chain inside the area and returns it, top first, as QEMU is to be given it', () => {
     const mid = image('mid.qcow2', { backing: 'base.raw', exts: [[BACKING_FORMAT, 'raw']] });
     const top = image('top.qcow2', { backing: mid, exts: [[BACKING_FORMAT, 'qcow2']] });
-    checkImageChain(top, 'qcow2', isVolume);
-    checkImageChain(top, undefined, isVolume);
-    assert.deepEqual(imageFiles(top), [mid, join(area, 'base.raw')]);
+    assert.deepEqual(checkImageChain(top, 'qcow2', recordOf), [
+      { path: top, format: 'qcow2' },
+      { path: mid, format: 'qcow2' },
+      { path: join(area, 'base.raw'), format: 'raw' },
+    ]);
+    assert.deepEqual(imageFiles(top, 'qcow2'), [mid, join(area, 'base.raw')]);
+    assert.deepEqual(imageFiles(top, 'raw'), [], 'a raw disk names no files');
   });
 
   it('refuses a backing file outside the area, however it is named', () => {
@@ -268,7 +284,7 @@ describe('backing chain check', () => {
     image('loop-b', { backing: 'loop-a', exts: [[BACKING_FORMAT, 'qcow2']] });
     chainRefused(join(area, 'loop-a'), /loops/);
     chainRefused(image('self', { backing: 'self', exts: [[BACKING_FORMAT, 'qcow2']] }), /loops/);
-    assert.ok(imageFiles(join(area, 'loop-a')).length <= 2);
+    assert.ok(imageFiles(join(area, 'loop-a'), 'qcow2').length <= 2);
     let prev = 'base.raw';
     let fmt = 'raw';
     for (let i = 0; i <= MAX_CHAIN + 1; i++) {
@@ -282,24 +298,52 @@ describe('backing chain check', () => {
   it('refuses a symbolic link as a backing file or as the image itself', () => {
     symlinkSync('/etc/shadow', join(area, 'link'));
     chainRefused(image('vialink.qcow2', { backing: 'link', exts: [[BACKING_FORMAT, 'raw']] }), /outside/);
-    assert.throws(() => checkImageChain(join(area, 'link'), 'raw', () => true), ImageRefusal);
+    assert.throws(() => checkImageChain(join(area, 'link'), 'raw', () => ({ format: 'raw' })), ImageRefusal);
   });
 
-  it('refuses an external data file outside the area, relative, or missing from the header', () => {
+  it('takes an external data file only as a raw volume of the area, named absolutely', () => {
     chainRefused(image('df1', { exts: [[DATA_FILE, '/etc/shadow']], incompatible: 4n }), /data file outside/);
     chainRefused(image('df2', { exts: [[DATA_FILE, 'base.raw']], incompatible: 4n }), /data file outside/);
     chainRefused(image('df3', { incompatible: 4n }), /does not name/);
-    checkImageChain(image('df4', { exts: [[DATA_FILE, join(area, 'base.raw')]], incompatible: 4n }), 'qcow2', isVolume);
+    // Guest data would land as bytes in a volume made qcow2: refused.
+    chainRefused(image('df5', { exts: [[DATA_FILE, join(area, 'mid.qcow2')]], incompatible: 4n }), /not a raw volume/);
+    const df4 = image('df4', { exts: [[DATA_FILE, join(area, 'base.raw')]], incompatible: 4n });
+    assert.deepEqual(checkImageChain(df4, 'qcow2', recordOf), [
+      { path: df4, format: 'qcow2', dataFile: join(area, 'base.raw') },
+    ]);
   });
 
-  it('reads no header of a disk declared raw, but does of one whose format is unknown', () => {
+  it('uses every image only in the format it was made with', () => {
+    // A raw volume holding a hostile header (as a guest can write): read as bytes, never as a header.
     const hostile = image('hostile.raw', { backing: '/etc/shadow', exts: [[BACKING_FORMAT, 'raw']] });
-    checkImageChain(hostile, 'raw', isVolume);
-    chainRefused(hostile, /outside your storage area/, undefined);
+    assert.deepEqual(checkImageChain(hostile, 'raw', recordOf), [{ path: hostile, format: 'raw' }]);
+    chainRefused(hostile, /^is a raw volume: it is used only as raw$/, 'qcow2');
+    const benign = image('benign.raw', {});
+    chainRefused(benign, /^is a raw volume: it is used only as raw$/, 'qcow2');
     const broken = image('broken.raw', { version: 9 });
-    checkImageChain(broken, 'raw', isVolume);
-    chainRefused(broken, /cannot use safely/, undefined);
-    chainRefused(join(area, 'base.raw'), /not a qcow2 image/, 'qcow2');
+    checkImageChain(broken, 'raw', recordOf);
+    // A qcow2 volume handed to a guest raw would let it write the metadata.
+    chainRefused(join(area, 'mid.qcow2'), /^is a qcow2 volume: it is used only as qcow2$/, 'raw');
+    // A backing file's stated format must be the one its volume was made with, both ways.
+    chainRefused(
+      image('over-raw.qcow2', { backing: 'benign.raw', exts: [[BACKING_FORMAT, 'qcow2']] }),
+      /^has a backing file stated as qcow2, but that volume is raw$/,
+    );
+    chainRefused(
+      image('over-q.qcow2', { backing: 'mid.qcow2', exts: [[BACKING_FORMAT, 'raw']] }),
+      /^has a backing file stated as raw, but that volume is qcow2$/,
+    );
+    chainRefused(join(area, 'base.raw'), /is a raw volume/, 'qcow2');
+  });
+
+  it('refuses a qcow2 whose header claims more virtual size than recorded, anywhere in the chain', () => {
+    sizes.set('small.qcow2', 2 ** 20);
+    const small = image('small.qcow2', { size: 1n << 40n });
+    chainRefused(small, /^claims a virtual size of 1T, more than the 1M it was made with$/);
+    const over = image('over-small.qcow2', { backing: 'small.qcow2', exts: [[BACKING_FORMAT, 'qcow2']] });
+    chainRefused(over, /^has a backing file that claims a virtual size of 1T/);
+    image('small.qcow2', { size: 1n << 20n });
+    checkImageChain(over, 'qcow2', recordOf);
   });
 });
 

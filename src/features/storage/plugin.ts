@@ -11,6 +11,7 @@ import type { PluginHost, ToolstackPlugin } from '../../toolstack/plugin.ts';
 import { LOCAL_ADMIN } from '../../toolstack/principal.ts';
 import type { Toolstack } from '../../toolstack/toolstack.ts';
 import { imageFiles, StorageGate } from './gate.ts';
+import type { VolumeFormat } from './names.ts';
 import { registerStorageRoutes } from './routes.ts';
 import { StorageDb } from './storage-db.ts';
 import { VolumeService } from './volumes.ts';
@@ -41,18 +42,23 @@ export class StoragePlugin implements ToolstackPlugin {
   }
 
   /**
-   * A sponsor's qcow2 volume is checked again whenever a QEMU is about to open it
-   * (a restart with a new QEMU, rename-restart): a backing file may have been
-   * rewritten since admission, by a guest that had it as a raw disk meanwhile.
-   * Files that are not the sponsor's volumes are the admin's doing and stay free.
+   * A sponsor's files are checked again whenever a new QEMU is about to open
+   * them (restart with a new QEMU, restore): a volume whose grant was revoked
+   * or whose record is gone is refused, not skipped, so the restart fails
+   * with that message. Files outside every pool are the admin's doing and stay
+   * free. (The disk plugin asks the gate again for each disk's chain, to hand
+   * it to QEMU.)
    */
   async beforeLaunch(d: Domain): Promise<undefined> {
     const sponsor = d.rec.sponsor;
     if (sponsor === 'admin') return undefined;
-    for (const spec of d.rec.config.disk) {
-      if (spec.target === '' || spec.format !== 'qcow2') continue;
-      const v = this.fileGate.lookup(sponsor, spec.target);
-      if (v) this.fileGate.checkVolume(v, { kind: 'disk', write: spec.access === 'rw', format: spec.format });
+    const cfg = d.rec.config;
+    if (cfg.kernel) this.fileGate.atLaunch(sponsor, cfg.kernel, { kind: 'kernel', write: false });
+    if (cfg.ramdisk) this.fileGate.atLaunch(sponsor, cfg.ramdisk, { kind: 'ramdisk', write: false });
+    for (const spec of cfg.disk) {
+      if (spec.target === '') continue;
+      const write = spec.access === 'rw' && spec.devtype === 'disk';
+      this.fileGate.atLaunch(sponsor, spec.target, { kind: 'disk', write, format: spec.format });
     }
     return undefined;
   }
@@ -77,14 +83,15 @@ export class StoragePlugin implements ToolstackPlugin {
     const out: Array<{ name: string; sponsor: string }> = [];
     for (const d of this.ts?.list(LOCAL_ADMIN) ?? []) {
       const cfg = d.rec.config;
-      const files = [cfg.kernel, cfg.ramdisk, ...cfg.disk.map((s) => s.target)].filter(
-        (f): f is string => f !== undefined && f !== '',
-      );
+      const files: Array<[string, VolumeFormat]> = [
+        ...[cfg.kernel, cfg.ramdisk].map((f): [string | undefined, VolumeFormat] => [f, 'raw']),
+        ...cfg.disk.map((s): [string, VolumeFormat] => [s.target, s.format]),
+      ].filter((x): x is [string, VolumeFormat] => x[0] !== undefined && x[0] !== '');
       const open = new Set<string>();
-      for (const f of files) {
+      for (const [f, format] of files) {
         const real = realOrSelf(f);
         open.add(real);
-        for (const g of imageFiles(real)) open.add(realOrSelf(g));
+        for (const g of imageFiles(real, format)) open.add(realOrSelf(g));
       }
       if (open.has(path)) out.push({ name: d.name, sponsor: d.rec.sponsor });
     }

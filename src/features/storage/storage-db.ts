@@ -17,9 +17,17 @@ export interface VolumeRow {
   pool: string;
   sponsor: string;
   name: string;
+  /** The format it was made with: the only one it is ever used as. */
   format: VolumeFormat;
+  /**
+   * Disk size the guest sees, fixed when it was made (a raw file's length, a
+   * qcow2's virtual size); null only for a record older than this column.
+   */
+  size: number | null;
   created: number;
 }
+
+const VOLUME_COLUMNS = 'pool, sponsor, name, format, size, created';
 
 /** A grant to `*` lets every sponsor use the pool. */
 export const EVERY_SPONSOR = '*';
@@ -34,7 +42,9 @@ export class StorageDb {
       CREATE TABLE IF NOT EXISTS storage_pools (name TEXT PRIMARY KEY, dir TEXT NOT NULL UNIQUE, created INTEGER NOT NULL);
       CREATE TABLE IF NOT EXISTS storage_grants (pool TEXT NOT NULL, sponsor TEXT NOT NULL, PRIMARY KEY (pool, sponsor));
       CREATE TABLE IF NOT EXISTS storage_volumes (pool TEXT NOT NULL, sponsor TEXT NOT NULL, name TEXT NOT NULL,
-        format TEXT NOT NULL, created INTEGER NOT NULL, PRIMARY KEY (pool, sponsor, name));`);
+        format TEXT NOT NULL, created INTEGER NOT NULL, size INTEGER, PRIMARY KEY (pool, sponsor, name));`);
+    const cols = this.db.prepare('PRAGMA table_info(storage_volumes)').all() as Array<{ name: string }>;
+    if (!cols.some((c) => c.name === 'size')) this.db.exec('ALTER TABLE storage_volumes ADD COLUMN size INTEGER');
   }
 
   pools(): PoolRow[] {
@@ -93,7 +103,7 @@ export class StorageDb {
 
   volumes(filter: { pool?: string; sponsor?: string } = {}): VolumeRow[] {
     const all = this.db
-      .prepare('SELECT pool, sponsor, name, format, created FROM storage_volumes ORDER BY pool, sponsor, name')
+      .prepare(`SELECT ${VOLUME_COLUMNS} FROM storage_volumes ORDER BY pool, sponsor, name`)
       .all() as VolumeRow[];
     return all.filter(
       (v) =>
@@ -104,16 +114,21 @@ export class StorageDb {
 
   volume(pool: string, sponsor: string, name: string): VolumeRow | undefined {
     return this.db
-      .prepare(
-        'SELECT pool, sponsor, name, format, created FROM storage_volumes WHERE pool = ? AND sponsor = ? AND name = ?',
-      )
+      .prepare(`SELECT ${VOLUME_COLUMNS} FROM storage_volumes WHERE pool = ? AND sponsor = ? AND name = ?`)
       .get(pool, sponsor, name) as VolumeRow | undefined;
   }
 
   addVolume(v: VolumeRow): void {
     this.db
-      .prepare('INSERT INTO storage_volumes (pool, sponsor, name, format, created) VALUES (?, ?, ?, ?, ?)')
-      .run(v.pool, v.sponsor, v.name, v.format, v.created);
+      .prepare(`INSERT INTO storage_volumes (${VOLUME_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)`)
+      .run(v.pool, v.sponsor, v.name, v.format, v.size, v.created);
+  }
+
+  /** Record the size of a volume made before sizes were recorded. */
+  setSize(pool: string, sponsor: string, name: string, size: number): void {
+    this.db
+      .prepare('UPDATE storage_volumes SET size = ? WHERE pool = ? AND sponsor = ? AND name = ? AND size IS NULL')
+      .run(size, pool, sponsor, name);
   }
 
   removeVolume(pool: string, sponsor: string, name: string): void {

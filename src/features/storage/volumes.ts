@@ -18,6 +18,7 @@ import {
   openSync,
   readSync,
   realpathSync,
+  type Stats,
   statfsSync,
   statSync,
   unlinkSync,
@@ -31,8 +32,8 @@ import type { Principal } from '../../toolstack/principal.ts';
 import { checkLimit, type SponsorPolicy } from '../../toolstack/sponsors.ts';
 import { areaDir, CHAIN_HINT, checkImageChain, ImageRefusal, type StorageGate } from './gate.ts';
 import { checkFormat, checkName, MAX_VOLUME_BYTES, parseSize, SPONSOR_RE, type VolumeFormat } from './names.ts';
-import { hasQcow2Magic, readQcow2Header } from './qcow2.ts';
-import { EVERY_SPONSOR, type PoolRow, type StorageDb } from './storage-db.ts';
+import { hasQcow2Magic, Qcow2Error, readQcow2Header } from './qcow2.ts';
+import { EVERY_SPONSOR, type PoolRow, type StorageDb, type VolumeRow } from './storage-db.ts';
 
 const execFileP = promisify(execFile);
 const CREATE_FLAGS = constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY | constants.O_NOFOLLOW;
@@ -105,23 +106,41 @@ function removeQuietly(path: string): void {
   }
 }
 
-/** Size for quotas and listings: a qcow2 counts its virtual size, or its file if that is larger. */
-function sizes(path: string): { size: number; used: number; apparent: number } {
+/**
+ * Size for quotas and listings, from the record, never from a header (a guest
+ * may have written any header into a raw volume): a raw file's length, a
+ * qcow2's virtual size as made, or its file's length if that is larger.
+ */
+function sizes(
+  path: string,
+  row: Pick<VolumeRow, 'format' | 'size'>,
+): { size: number; used: number; apparent: number } {
+  let st: Stats;
+  try {
+    st = lstatSync(path);
+  } catch {
+    return { size: row.size ?? 0, used: 0, apparent: row.size ?? 0 };
+  }
+  const size = row.format === 'qcow2' ? (row.size ?? st.size) : st.size;
+  return { size, used: st.blocks * 512, apparent: Math.max(st.size, size) };
+}
+
+/** The size to record for a volume made before sizes were recorded: what its file says now. */
+function sizeNow(path: string, format: VolumeFormat): number | undefined {
   let fd: number;
   try {
     fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   } catch {
-    return { size: 0, used: 0, apparent: 0 };
+    return undefined;
   }
   try {
-    const st = fstatSync(fd);
-    let virtual = st.size;
+    const size = fstatSync(fd).size;
+    if (format === 'raw') return size;
     try {
-      virtual = readQcow2Header(fd)?.size ?? st.size;
+      return readQcow2Header(fd)?.size ?? size;
     } catch {
-      /* a bad header counts its file size */
+      return size;
     }
-    return { size: virtual, used: st.blocks * 512, apparent: Math.max(st.size, virtual) };
   } finally {
     closeSync(fd);
   }
@@ -136,7 +155,20 @@ export class VolumeService {
     private readonly gate: StorageGate,
     private readonly policy: SponsorPolicy | undefined,
     private readonly users: FileUsers,
-  ) {}
+  ) {
+    this.recordSizes();
+  }
+
+  /** Records older than the size column get the size their files state now, once. */
+  private recordSizes(): void {
+    const pools = new Map(this.db.pools().map((x) => [x.name, x]));
+    for (const v of this.db.volumes()) {
+      const pool = pools.get(v.pool);
+      if (v.size !== null || !pool) continue;
+      const size = sizeNow(posix.join(areaDir(pool, v.sponsor), v.name), v.format);
+      if (size !== undefined) this.db.setSize(v.pool, v.sponsor, v.name, size);
+    }
+  }
 
   // ---- pools (admin) --------------------------------------------------------
 
@@ -218,7 +250,7 @@ export class VolumeService {
     } catch {
       /* directory gone: nothing free */
     }
-    const bytes = vols.reduce((n, v) => n + sizes(posix.join(areaDir(pool, v.sponsor), v.name)).apparent, 0);
+    const bytes = vols.reduce((n, v) => n + sizes(posix.join(areaDir(pool, v.sponsor), v.name), v).apparent, 0);
     return {
       name: pool.name,
       dir: pool.dir,
@@ -240,7 +272,7 @@ export class VolumeService {
       .filter((v) => p.admin || this.mayUse(v.sponsor, pools.get(v.pool)))
       .map((v) => {
         const path = posix.join(areaDir(pools.get(v.pool) as PoolRow, v.sponsor), v.name);
-        const s = sizes(path);
+        const s = sizes(path, v);
         return { pool: v.pool, sponsor: v.sponsor, name: v.name, format: v.format, size: s.size, used: s.used, path };
       });
   }
@@ -274,7 +306,7 @@ export class VolumeService {
         }
         chmodSync(tmp, 0o600);
       }
-      this.publish(tmp, pool, sponsor, req.name, format);
+      this.publish(tmp, pool, sponsor, req.name, format, size);
     } finally {
       removeQuietly(tmp);
       release();
@@ -298,13 +330,15 @@ export class VolumeService {
     const tmp = posix.join(area, `.new-${randomBytes(6).toString('hex')}`);
     try {
       await this.receive(body, tmp, req.length);
-      const format = this.checkUpload(tmp, declared, pool, sponsor);
+      const { format, size } = this.checkUpload(tmp, declared, pool, sponsor);
       if (!p.admin && this.policy) {
-        // A qcow2 counts its virtual size, known only now.
-        const used = this.usage(sponsor);
-        checkLimit(sponsor, this.policy.limits(sponsor), 'diskBytes', used.diskBytes, sizes(tmp).apparent);
+        // A qcow2 counts its virtual size, known only now; so do volumes others are making meanwhile.
+        const held = this.usage(sponsor).diskBytes;
+        const others = (this.pending.get(sponsor)?.bytes ?? 0) - req.length;
+        const apparent = sizes(tmp, { format, size }).apparent;
+        checkLimit(sponsor, this.policy.limits(sponsor), 'diskBytes', held + others, apparent);
       }
-      this.publish(tmp, pool, sponsor, req.name, format);
+      this.publish(tmp, pool, sponsor, req.name, format, size);
     } finally {
       removeQuietly(tmp);
       release();
@@ -340,7 +374,7 @@ export class VolumeService {
     let diskBytes = 0;
     for (const v of vols) {
       const pool = pools.get(v.pool);
-      if (pool) diskBytes += sizes(posix.join(areaDir(pool, v.sponsor), v.name)).apparent;
+      if (pool) diskBytes += sizes(posix.join(areaDir(pool, v.sponsor), v.name), v).apparent;
     }
     return { volumes: vols.length, diskBytes };
   }
@@ -434,8 +468,8 @@ export class VolumeService {
     return area;
   }
 
-  /** Give the finished file its name (never over an existing one) and record it. */
-  private publish(tmp: string, pool: PoolRow, sponsor: string, name: string, format: VolumeFormat): void {
+  /** Give the finished file its name (never over an existing one) and record it with its format and size. */
+  private publish(tmp: string, pool: PoolRow, sponsor: string, name: string, format: VolumeFormat, size: number): void {
     const path = posix.join(areaDir(pool, sponsor), name);
     try {
       linkSync(tmp, path);
@@ -449,7 +483,7 @@ export class VolumeService {
     }
     removeQuietly(tmp);
     try {
-      this.db.addVolume({ pool: pool.name, sponsor, name, format, created: Date.now() });
+      this.db.addVolume({ pool: pool.name, sponsor, name, format, size, created: Date.now() });
     } catch (e) {
       removeQuietly(path);
       throw e;
@@ -474,35 +508,58 @@ export class VolumeService {
     if (got !== length) throw new XenodeError('usage', `the upload ended after ${got} of ${length} bytes`);
   }
 
-  /** The uploaded image's format, after the gate's own check of what its header names. */
-  private checkUpload(tmp: string, declared: VolumeFormat | undefined, pool: PoolRow, sponsor: string): VolumeFormat {
+  /**
+   * The uploaded image's format and the size to record, after the gate's own
+   * check of what a qcow2 header names. A raw upload's bytes are never read as
+   * a header: it is used only as raw.
+   */
+  private checkUpload(
+    tmp: string,
+    declared: VolumeFormat | undefined,
+    pool: PoolRow,
+    sponsor: string,
+  ): { format: VolumeFormat; size: number } {
     const head = Buffer.alloc(4);
     const fd = openSync(tmp, constants.O_RDONLY | constants.O_NOFOLLOW);
+    let header: ReturnType<typeof readQcow2Header>;
+    let length: number;
     try {
       readSync(fd, head, 0, 4, 0);
+      length = fstatSync(fd).size;
+      const format = declared ?? (hasQcow2Magic(head) ? 'qcow2' : 'raw');
+      if (format === 'raw') return { format, size: length };
+      header = readQcow2Header(fd);
+    } catch (e) {
+      if (!(e instanceof Qcow2Error)) throw e;
+      throw new XenodeError(
+        'permission',
+        `upload refused: the image has a qcow2 header QEMU cannot use safely (${e.message})`,
+      );
     } finally {
       closeSync(fd);
     }
-    const magic = hasQcow2Magic(head);
-    const format = declared ?? (magic ? 'qcow2' : 'raw');
+    if (!header)
+      throw new XenodeError('usage', 'upload refused: the image is not a qcow2 image', {
+        hint: 'upload it with --format raw',
+      });
+    const area = this.gate.inArea(pool, sponsor);
+    const size = header.size;
     try {
-      // A header is checked even on a raw upload: a use that does not state the format reads it.
-      const readAs: VolumeFormat | undefined = format === 'qcow2' ? 'qcow2' : magic ? undefined : 'raw';
-      checkImageChain(tmp, readAs, this.gate.inArea(pool, sponsor));
+      checkImageChain(tmp, 'qcow2', (p) => (p === tmp ? { format: 'qcow2', size } : area(p)));
     } catch (e) {
       if (!(e instanceof ImageRefusal)) throw e;
       throw new XenodeError('permission', `upload refused: the image ${e.message}`, {
-        hint: e.chain ? CHAIN_HINT : undefined,
+        hint: e.hint ?? (e.chain ? CHAIN_HINT : undefined),
       });
     }
-    return format;
+    return { format: 'qcow2', size };
   }
 
   private view(pool: PoolRow, sponsor: string, name: string): VolumeView {
     const row = this.db.volume(pool.name, sponsor, name);
     if (!row) throw this.noVolume(pool.name, name);
     const path = posix.join(areaDir(pool, sponsor), name);
-    const s = sizes(path);
+    const s = sizes(path, row);
     return { pool: pool.name, sponsor, name, format: row.format, size: s.size, used: s.used, path };
   }
 }
