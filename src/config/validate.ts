@@ -14,6 +14,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { TSchema } from 'typebox';
+import { XenodeError } from '../errors.ts';
 import { configRuleProblem } from './config-rules.ts';
 import { parseDiskSpec, vdevNumber } from './disk.ts';
 import { DomainConfigSchema, propertyOrder } from './domain-schema.ts';
@@ -447,11 +448,13 @@ export function validateConfig(raw: RawConfig, opts: ValidateOptions): DomainCon
   // 7. Host files: the caller's own check (a sponsor's storage pools), or the host's.
   if (opts.fileCheck) {
     const check = opts.fileCheck;
+    // The check's refusal (permission, not-found) keeps its kind and gains the line.
     const at = (f: () => void, loc: Loc) => {
       try {
         f();
       } catch (e) {
-        throw withLocation(e, loc);
+        if (!(e instanceof XenodeError) || e.location) throw e;
+        throw new XenodeError(e.kind, e.message, { location: loc, hint: e.hint, exitCode: e.exitCode });
       }
     };
     if (kernel) at(() => check('kernel', kernel.value, false), kernel.loc);

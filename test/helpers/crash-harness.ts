@@ -13,7 +13,7 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
-import { type ConsoleSession, TestHost } from './host.ts';
+import { ConsoleSession, TestHost } from './host.ts';
 
 export interface DomainView {
   domid: number;
@@ -227,7 +227,8 @@ export async function settle(hosts: CrashHost[], ms = 90_000): Promise<string[]>
 export async function answers(h: CrashHost, dom: string, timeoutMs = 30_000): Promise<boolean> {
   let con: ConsoleSession | undefined;
   try {
-    con = await h.console(dom);
+    // No scroll-back: earlier sessions' answers must not match this one's.
+    con = await ConsoleSession.open(`ws+unix://${h.socket}:/v1/domains/${dom}/console?scrollback=0`);
     const n = Math.floor(Math.random() * 1e6);
     return (await con.run(`echo alive-$((${n}+1))`, timeoutMs)) === `alive-${n + 1}`;
   } catch {
