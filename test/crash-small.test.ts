@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, rmSync, writeFileSync } from 'node:fs';
-import { createConnection } from 'node:net';
+import { createConnection, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ensureDefaultGuest } from '../guest/build.ts';
@@ -64,40 +64,78 @@ function pipeline(host: TestHost, script: string): Promise<{ rc: number; err: st
   });
 }
 
-/** One QMP conversation straight with QEMU (no daemon): run `until` on its messages. */
-function qmp(
-  sock: string,
-  until: (msg: Record<string, unknown>, send: (cmd: string) => void) => boolean,
-): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const c = createConnection(sock);
-    let buf = '';
-    const send = (cmd: string) => c.write(`${JSON.stringify({ execute: cmd })}\n`);
-    const timer = setTimeout(() => {
-      c.destroy();
-      reject(new Error('QMP: no answer in 60 s'));
-    }, 60_000);
+/** QMP straight with QEMU (no daemon): commands and events, capabilities negotiated first. */
+class Qmp {
+  private buf = '';
+  private readonly pending: Array<(ret: unknown) => void> = [];
+  private readonly events: string[] = [];
+  private eventWaiters: Array<() => void> = [];
+  readonly ready: Promise<void>;
+
+  constructor(private readonly c: Socket) {
+    this.ready = new Promise((resolve, reject) => {
+      c.once('error', reject);
+      this.pending.push(() => resolve());
+    });
     c.on('data', (d: Buffer) => {
-      buf += d.toString('utf8');
-      for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
-        const line = buf.slice(0, i);
-        buf = buf.slice(i + 1);
-        if (!line.trim()) continue;
-        const msg = JSON.parse(line) as Record<string, unknown>;
-        if ('QMP' in msg) send('qmp_capabilities');
-        else if (until(msg, send)) {
-          clearTimeout(timer);
-          c.end();
-          resolve();
-          return;
-        }
+      this.buf += d.toString('utf8');
+      for (let i = this.buf.indexOf('\n'); i >= 0; i = this.buf.indexOf('\n')) {
+        const line = this.buf.slice(0, i).trim();
+        this.buf = this.buf.slice(i + 1);
+        if (!line) continue;
+        const msg = JSON.parse(line) as { QMP?: unknown; event?: string; return?: unknown; error?: unknown };
+        if (msg.QMP) c.write('{"execute":"qmp_capabilities"}\n');
+        else if (msg.event) {
+          this.events.push(msg.event);
+          for (const w of this.eventWaiters.splice(0)) w();
+        } else this.pending.shift()?.(msg.return ?? msg.error);
       }
     });
-    c.on('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
+  }
+
+  static open(sock: string): Qmp {
+    return new Qmp(createConnection(sock));
+  }
+
+  execute(cmd: string): Promise<unknown> {
+    return new Promise((resolve) => {
+      this.pending.push(resolve);
+      this.c.write(`${JSON.stringify({ execute: cmd })}\n`);
     });
-  });
+  }
+
+  async event(name: string, timeoutMs = 60_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!this.events.includes(name)) {
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`no QMP event ${name} in ${timeoutMs} ms`);
+      await new Promise<void>((r) => {
+        const t = setTimeout(r, left);
+        this.eventWaiters.push(() => {
+          clearTimeout(t);
+          r();
+        });
+      });
+    }
+  }
+
+  close(): void {
+    this.c.destroy();
+  }
+}
+
+/** TestHost.cleanup, also when the test killed the daemon and left its pid file. */
+async function cleanup(h: TestHost | undefined): Promise<void> {
+  if (!h) return;
+  const pid = h.daemonPid();
+  if (pid) {
+    try {
+      process.kill(pid, 0);
+    } catch {
+      rmSync(join(h.dir, 'xenoded.pid'), { force: true });
+    }
+  }
+  await h.cleanup();
 }
 
 describe('CLIs starting the daemon at once', () => {
@@ -105,7 +143,7 @@ describe('CLIs starting the daemon at once', () => {
   after(async () => {
     for (const h of hosts) {
       killAll(daemonsOf(h.dir));
-      await h.cleanup();
+      await cleanup(h);
     }
   });
 
@@ -165,8 +203,8 @@ describe('a guest through save, migration and a daemon restart', () => {
     con?.close();
     if (mounted) execFileSync('umount', ['-l', tmpfs]);
     rmSync(tmpfs, { recursive: true, force: true });
-    await src?.cleanup();
-    await dst?.cleanup();
+    await cleanup(src);
+    await cleanup(dst);
   });
 
   it('a reader that stops reading ends the CLI quietly, without a stack trace', async () => {
@@ -245,6 +283,13 @@ describe('a guest through save, migration and a daemon restart', () => {
     const name = argv[argv.indexOf('-name') + 1] ?? '';
     assert.match(name, new RegExp(`^${NAME},`), `QEMU's -name: ${name}`);
     assert.doesNotMatch(argv.join(' '), /--incoming/);
+    // And the guest runs on there.
+    con = await dst.console(NAME);
+    const n = Number(await con.run('cat /tmp/c'));
+    const later = Number(await con.run(`while [ "$(cat /tmp/c)" -le ${n} ]; do sleep 0.05; done; cat /tmp/c`));
+    assert.ok(later > n, 'the migrated guest keeps counting');
+    con.close();
+    con = undefined;
   });
 
   it('a guest that powered off while the daemon was down is destroyed on start, and not called reattached', async () => {
@@ -252,24 +297,21 @@ describe('a guest through save, migration and a daemon restart', () => {
     const run = join(dst.dir, 'domains', id);
     dst.killDaemon('SIGKILL');
     // With no daemon, QEMU's sockets are free: watch for the power-off and type it.
-    let shutdown = false;
-    const watched = qmp(join(run, 'qmp.sock'), (msg, send) => {
-      if (msg.event === 'SHUTDOWN') {
-        shutdown = true;
-        send('query-status');
-      }
-      const ret = msg.return as { status?: string } | undefined;
-      return shutdown && ret?.status === 'shutdown';
-    });
-    await new Promise((r) => setTimeout(r, 0));
+    const q = Qmp.open(join(run, 'qmp.sock'));
     const serial = createConnection(join(run, 'serial.sock'));
-    await new Promise<void>((resolve, reject) => {
-      serial.once('connect', () => resolve());
-      serial.once('error', reject);
-    });
-    serial.write('\npoweroff -f\n');
-    await watched;
-    serial.destroy();
+    try {
+      await q.ready;
+      await new Promise<void>((resolve, reject) => {
+        serial.once('connect', () => resolve());
+        serial.once('error', reject);
+      });
+      serial.write('\npoweroff -f\n');
+      await q.event('SHUTDOWN');
+      assert.equal(((await q.execute('query-status')) as { status?: string }).status, 'shutdown');
+    } finally {
+      q.close();
+      serial.destroy();
+    }
 
     const list = await dst.ok(['list']);
     assert.ok(!list.split('\n').some((l) => l.startsWith(`${NAME} `)), list);

@@ -5,8 +5,8 @@ import type { FastifyInstance } from 'fastify';
 import { parseDiskSpec } from '../config/disk.ts';
 import type { DiskSpec } from '../config/types.ts';
 import { XenodeError } from '../errors.ts';
-import type { DiskPlugin } from '../toolstack/disk-plugin.ts';
-import type { ApiContext } from './server.ts';
+import type { DiskOps } from '../toolstack/disk-views.ts';
+import type { ApiContext } from './context.ts';
 
 interface DomParams {
   dom: string;
@@ -34,7 +34,7 @@ export function parseApiDiskSpec(spec: string, warn: (w: string) => void): DiskS
   return a;
 }
 
-export function registerBlockRoutes(app: FastifyInstance, ctx: ApiContext, disks: DiskPlugin): void {
+export function registerBlockRoutes(app: FastifyInstance, ctx: ApiContext, disks: DiskOps): void {
   const ts = ctx.toolstack;
 
   app.get<{ Params: DomParams }>('/v1/domains/:dom/block', async (req) => {

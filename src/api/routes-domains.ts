@@ -7,9 +7,9 @@ import { loadConfigText } from '../config/load.ts';
 import type { DomainConfig } from '../config/types.ts';
 import { XenodeError } from '../errors.ts';
 import { sponsorFileCheck } from '../toolstack/admission.ts';
-import type { SponsorFileGate } from '../toolstack/plugin.ts';
+import type { SponsorFileGate } from '../toolstack/lifecycle-hooks.ts';
 import { LOCAL_ADMIN, type Principal } from '../toolstack/principal.ts';
-import type { ApiContext } from './server.ts';
+import type { ApiContext } from './context.ts';
 import { domainView } from './views.ts';
 
 /** Largest console input message (a paste); bigger ones close the socket with 1009. */

@@ -3,7 +3,7 @@
 import type { FastifyInstance } from 'fastify';
 import { XenodeError } from '../errors.ts';
 import { publicPrincipal } from '../toolstack/principal.ts';
-import type { ApiContext } from './server.ts';
+import type { ApiContext } from './context.ts';
 
 function requireAdmin(admin: boolean): void {
   if (!admin) throw new XenodeError('permission', 'only the admin may do this');

@@ -6,7 +6,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Domain } from '../toolstack/domain.ts';
 import type { MetricsSample, MetricsSampler } from '../toolstack/metrics.ts';
 import { canSeeSponsor } from '../toolstack/principal.ts';
-import type { ApiContext } from './server.ts';
+import type { ApiContext } from './context.ts';
 import { type DomainView, domainView } from './views.ts';
 
 /** Messages on /v1/events (JSON text frames, server to client). */

@@ -13,7 +13,7 @@ import { plainAddress } from '../toolstack/migrate-stream.ts';
 import { mayReceiveMigrations, RECEIVE_REFUSAL, receiveMigration } from '../toolstack/migrate-target.ts';
 import type { Principal } from '../toolstack/principal.ts';
 import { type OpProgress, restoreFromFile, saveDomain } from '../toolstack/saverestore.ts';
-import type { ApiContext } from './server.ts';
+import type { ApiContext } from './context.ts';
 
 interface OpCall {
   params: Record<string, string>;

@@ -6,7 +6,7 @@ import { parseVifSpec } from '../config/vif.ts';
 import { XenodeError } from '../errors.ts';
 import { sponsorVif } from '../toolstack/admission.ts';
 import type { NetManager } from '../toolstack/net-manager.ts';
-import type { ApiContext } from './server.ts';
+import type { ApiContext } from './context.ts';
 
 interface DomParams {
   dom: string;

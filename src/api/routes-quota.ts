@@ -5,7 +5,7 @@
 import type { FastifyInstance } from 'fastify';
 import { XenodeError } from '../errors.ts';
 import { DEFAULT_SPONSOR, LIMIT_KEYS, type SponsorLimits } from '../toolstack/sponsors.ts';
-import type { ApiContext } from './server.ts';
+import type { ApiContext } from './context.ts';
 
 export interface QuotaView {
   sponsor: string;

@@ -17,7 +17,7 @@ import {
   TOOLSTACK,
 } from '../store/index.ts';
 import type { Domain } from '../toolstack/domain.ts';
-import type { ApiContext } from './server.ts';
+import type { ApiContext } from './context.ts';
 
 interface StoreQuery {
   path?: string;

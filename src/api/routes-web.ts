@@ -11,7 +11,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { XenodeError } from '../errors.ts';
 import { publicPrincipal } from '../toolstack/principal.ts';
 import { type AuthLimiter, tooManyFailures } from './auth-limit.ts';
-import type { ApiContext } from './server.ts';
+import type { ApiContext } from './context.ts';
 import type { SocketRegistry } from './socket-registry.ts';
 import {
   clearSessionCookie,

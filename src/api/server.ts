@@ -8,35 +8,15 @@ import websocket from '@fastify/websocket';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { WebSocket } from 'ws';
 import { type WireError, XenodeError } from '../errors.ts';
-import type { DaemonLog } from '../toolstack/log.ts';
 import { LOCAL_ADMIN, type Principal } from '../toolstack/principal.ts';
-import type { SponsorPolicy } from '../toolstack/sponsors.ts';
-import type { TokenStore } from '../toolstack/tokens.ts';
-import type { Toolstack } from '../toolstack/toolstack.ts';
 import { AuthLimiter, tooManyFailures } from './auth-limit.ts';
+import type { ApiContext } from './context.ts';
 import { registerDomainRoutes } from './routes-domains.ts';
 import { registerHostRoutes } from './routes-host.ts';
 import { registerQuotaRoutes } from './routes-quota.ts';
 import { registerWebRoutes } from './routes-web.ts';
 import { SocketRegistry } from './socket-registry.ts';
-import type { HostInfo } from './views.ts';
 import { crossSiteRefusal, isPublicRoute, sessionIdOf } from './web-auth.ts';
-
-export interface ApiContext {
-  toolstack: Toolstack;
-  tokens: TokenStore;
-  sponsors: SponsorPolicy;
-  log: DaemonLog;
-  hostInfo: () => HostInfo;
-  /** Extra route groups (store, ...) registered by the daemon. */
-  extraRoutes?: Array<(app: FastifyInstance, ctx: ApiContext) => void>;
-}
-
-declare module 'fastify' {
-  interface FastifyRequest {
-    principal: Principal;
-  }
-}
 
 export function sendError(reply: FastifyReply, e: unknown): FastifyReply {
   if (e instanceof XenodeError) return reply.code(e.httpStatus).send({ error: e.toJSON() });

@@ -4,8 +4,8 @@
 import { parseDiskSpec } from '../config/disk.ts';
 import type { DiskSpec } from '../config/types.ts';
 import { errorMessage, XenodeError } from '../errors.ts';
-import type { BlockEntry, DiskStatsView } from '../toolstack/disk-plugin.ts';
-import type { CommandSpec } from './commands.ts';
+import type { BlockEntry, DiskStatsView } from '../toolstack/disk-views.ts';
+import type { CommandSpec } from './command-spec.ts';
 
 const enc = encodeURIComponent;
 

@@ -4,7 +4,7 @@
 import type { SponsorPair } from '../net/policy.ts';
 import type { NetStatus, VifView } from '../toolstack/net-manager.ts';
 import type { ApiClient } from './client.ts';
-import type { CommandSpec } from './commands.ts';
+import type { CommandSpec } from './command-spec.ts';
 
 const enc = encodeURIComponent;
 

@@ -8,38 +8,12 @@ import { XenodeError } from '../errors.ts';
 import type { LogEntry } from '../toolstack/log.ts';
 import { formatLogEntry } from '../toolstack/log.ts';
 import type { ApiClient } from './client.ts';
+import type { CommandSpec } from './command-spec.ts';
 import { attachConsole } from './console-attach.ts';
 import { FEATURE_COMMANDS } from './feature-commands.ts';
 import { formatInfo, formatList, formatUptimeTable, formatVcpuList, parseMemSizeMiB, type VcpuRow } from './format.ts';
 import { storeCommands } from './store-commands.ts';
 import { topCommand } from './top.ts';
-
-export interface CmdContext {
-  client: () => ApiClient;
-  out: (s: string) => void;
-  err: (s: string) => void;
-}
-
-export interface OptionSpec {
-  flags: string; // commander syntax, e.g. '-c, --console'
-  help: string;
-  default?: string | boolean;
-}
-
-export interface CommandSpec {
-  name: string;
-  args: string; // commander syntax, e.g. '<domain> [size]'
-  summary: string;
-  help?: string;
-  /** A typical invocation, shown in help and docs. */
-  example?: string;
-  options?: OptionSpec[];
-  run: (
-    ctx: CmdContext,
-    args: string[],
-    opts: Record<string, string | boolean | undefined>,
-  ) => Promise<number | undefined>;
-}
 
 const enc = encodeURIComponent;
 

@@ -4,7 +4,7 @@
 import { storageCommands } from '../features/storage/commands.ts';
 import { blockCommands } from './cmd-block.ts';
 import { netCommands } from './cmd-net.ts';
-import type { CommandSpec } from './commands.ts';
+import type { CommandSpec } from './command-spec.ts';
 import { memoryCommands } from './memory-commands.ts';
 import { quotaCommands } from './quota-commands.ts';
 import { saveRestoreCommands } from './saverestore-commands.ts';

@@ -3,7 +3,8 @@
 import { Command, CommanderError } from 'commander';
 import { errorMessage, XenodeError } from '../errors.ts';
 import { ApiClient } from './client.ts';
-import { type CmdContext, COMMANDS } from './commands.ts';
+import type { CmdContext } from './command-spec.ts';
+import { COMMANDS } from './commands.ts';
 
 export async function runCli(argv: string[]): Promise<number> {
   let client: ApiClient | undefined;

@@ -5,7 +5,7 @@ import { XenodeError } from '../errors.ts';
 import type { MemoryStatus, MemSetResult } from '../toolstack/memory.ts';
 import { type MemoryVerdict, parseDeadlineMs } from '../toolstack/memory-policy.ts';
 import type { ShmRegionView } from '../toolstack/static-shm.ts';
-import type { CommandSpec } from './commands.ts';
+import type { CommandSpec } from './command-spec.ts';
 import { parseMemSizeMiB } from './format.ts';
 
 const enc = encodeURIComponent;

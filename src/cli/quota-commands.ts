@@ -2,7 +2,7 @@
 
 import type { QuotaView } from '../api/routes-quota.ts';
 import { XenodeError } from '../errors.ts';
-import type { CommandSpec } from './commands.ts';
+import type { CommandSpec } from './command-spec.ts';
 import { parseMemSizeMiB } from './format.ts';
 
 const enc = encodeURIComponent;

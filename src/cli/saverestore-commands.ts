@@ -7,7 +7,7 @@ import { type WireError, XenodeError } from '../errors.ts';
 import type { MigrateResult } from '../toolstack/migrate.ts';
 import type { OpProgress, RestoreResult, SaveResult } from '../toolstack/saverestore.ts';
 import type { ApiClient } from './client.ts';
-import type { CmdContext, CommandSpec } from './commands.ts';
+import type { CmdContext, CommandSpec } from './command-spec.ts';
 
 const enc = encodeURIComponent;
 const MiB = 1048576;

@@ -2,7 +2,7 @@
 
 import { XenodeError } from '../errors.ts';
 import type { ApiClient } from './client.ts';
-import type { CommandSpec } from './commands.ts';
+import type { CommandSpec } from './command-spec.ts';
 
 const q = (path: string, as: unknown) =>
   `path=${encodeURIComponent(path)}${typeof as === 'string' ? `&as=${encodeURIComponent(as)}` : ''}`;

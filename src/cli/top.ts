@@ -2,7 +2,7 @@
 
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { DomainView, HostInfo } from '../api/views.ts';
-import type { CommandSpec } from './commands.ts';
+import type { CommandSpec } from './command-spec.ts';
 
 function header(info: HostInfo, doms: DomainView[]): string {
   const count = (pred: (d: DomainView) => boolean) => doms.filter(pred).length;

@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { XenodeError } from '../errors.ts';
-import type { CommandSpec } from './commands.ts';
+import type { CommandSpec } from './command-spec.ts';
 
 function webUrl(tcpInfoFile: string): string {
   if (process.env.XENODE_URL) return new URL('/', process.env.XENODE_URL).href;

@@ -47,6 +47,18 @@ export interface MigrationTuning {
   maxBandwidthBytes?: number;
   /** Longest pause of the guest QEMU aims for at switch-over. */
   downtimeLimitMs?: number;
+  /**
+   * Source of a live migration: QEMU completes only once the target's QEMU says
+   * it loaded every byte (over the stream's return path), and resumes its guest
+   * if the target fails instead.
+   */
+  returnPath?: boolean;
+  /**
+   * Source of a live migration: QEMU stops the guest for the last copy, then
+   * waits for follow()'s onPreSwitchover before it sends the device state. Until
+   * then a cancel is always safe (the target cannot have the whole state).
+   */
+  pauseBeforeSwitchover?: boolean;
 }
 
 /** QEMU's default max-bandwidth is 128 MiB/s; saves and local moves should not be capped by it. */
@@ -183,8 +195,14 @@ export class Migration {
   async configure(t: MigrationTuning = {}): Promise<void> {
     const params: Record<string, number> = { 'max-bandwidth': Math.round(t.maxBandwidthBytes ?? UNLIMITED_BYTES) };
     if (t.downtimeLimitMs !== undefined) params['downtime-limit'] = Math.round(t.downtimeLimitMs);
+    // Always set: QEMU keeps capabilities from one migration to the next (a save to a file has no return path).
+    const capabilities = [
+      { capability: 'events', state: true },
+      { capability: 'return-path', state: t.returnPath === true },
+      { capability: 'pause-before-switchover', state: t.pauseBeforeSwitchover === true },
+    ];
     await Promise.all([
-      this.qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'events', state: true }] }),
+      this.qmp.execute('migrate-set-capabilities', { capabilities }),
       this.qmp.execute('migrate-set-parameters', params),
     ]);
   }
@@ -238,6 +256,12 @@ export class Migration {
        * (times and byte counts may still change; query after settle() for those).
        */
       finalize?: boolean;
+      /**
+       * With pauseBeforeSwitchover: called once QEMU waits before the switch-over;
+       * QEMU is told to go on when it resolves. From then on `abort` no longer
+       * cancels: the device state is on its way and QEMU's own outcome decides.
+       */
+      onPreSwitchover?: () => Promise<void> | void;
     } = {},
   ): Promise<MigrationStats> {
     const qmp = this.qmp;
@@ -247,6 +271,7 @@ export class Migration {
       poked = true;
     };
     let completedEvent = false;
+    let switchedOver = false;
     let last: MigrationStats | undefined;
     const onEvent = (e: QmpEvent) => {
       if (e.event === 'STOP') this.stoppedAt = eventTime(e);
@@ -261,7 +286,7 @@ export class Migration {
     opts.abort?.addEventListener('abort', onAbort);
     try {
       for (;;) {
-        if (opts.abort?.aborted) {
+        if (opts.abort?.aborted && !switchedOver) {
           await this.cancel();
           const why = opts.abort.reason instanceof Error ? opts.abort.reason.message : String(opts.abort.reason);
           throw new MigrationError(why, 'cancelled');
@@ -281,6 +306,13 @@ export class Migration {
         }
         if (s.status === 'failed' || s.status === 'cancelled') {
           throw new MigrationError(s.error ?? `migration ${s.status}`, s.status);
+        }
+        if (s.status === 'pre-switchover' && !switchedOver) {
+          if (opts.abort?.aborted) continue;
+          await opts.onPreSwitchover?.();
+          switchedOver = true;
+          await qmp.execute('migrate-continue', { state: 'pre-switchover' });
+          continue;
         }
         if (s.status !== 'none') opts.onProgress?.(s);
         if (poked) {
@@ -306,6 +338,27 @@ export class Migration {
     }
   }
 
+  /**
+   * End an outgoing migration nobody follows any more: cancelled while QEMU has
+   * not begun sending the device state (then the target cannot complete, so this
+   * is always safe), else waited for, since the target may have it all by now.
+   * Returns QEMU's run state and the migration's outcome.
+   */
+  async end(timeoutMs = 60_000): Promise<{ runState: string; stats: MigrationStats }> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const s = await this.query();
+      if (s.status === 'setup' || s.status === 'active' || s.status === 'pre-switchover') {
+        await this.cancel();
+        break;
+      }
+      if ((s.status !== 'device' && s.status !== 'cancelling') || Date.now() > deadline) break;
+      await sleep(10);
+    }
+    const runState = await this.settle();
+    return { runState, stats: await this.query() };
+  }
+
   /** Cancel an outgoing migration and wait until QEMU has given up on it. */
   async cancel(timeoutMs = 10_000): Promise<void> {
     try {
@@ -316,7 +369,8 @@ export class Migration {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const s = await this.query();
-      if (s.status !== 'active' && s.status !== 'setup' && s.status !== 'cancelling') break;
+      if (s.status !== 'active' && s.status !== 'setup' && s.status !== 'cancelling' && s.status !== 'pre-switchover')
+        break;
       if (Date.now() > deadline) break;
       await sleep(5);
     }
@@ -408,6 +462,7 @@ export class Migration {
       qmp.on('event', onEvent);
       qmp.on('close', onClose);
       abort?.addEventListener('abort', onAbort);
+      if (abort?.aborted) onAbort();
       if (qmp.isClosed) onClose();
     });
   }

@@ -248,7 +248,17 @@ export class QemuMachine extends EventEmitter<MachineEvents> {
     }
   }
 
-  /** Raw QMP for engine-internal helpers (balloon, migration) added later. */
+  /** Write the guest's memory to `file` as an ELF core (on_crash=coredump-*). */
+  async dumpGuestMemory(file: string, timeoutMs = 60_000): Promise<void> {
+    await this.qmp.execute('dump-guest-memory', { paging: false, protocol: `file:${file}` }, timeoutMs);
+  }
+
+  /** Let go of QMP without touching QEMU (daemon exit: the domain keeps running). */
+  detach(): void {
+    this.qmp.close();
+  }
+
+  /** Raw QMP for engine-internal helpers (balloon, migration); outside src/engine, use the methods above. */
   get qmpClient(): QmpClient {
     return this.qmp;
   }

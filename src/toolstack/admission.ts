@@ -8,7 +8,7 @@ import { cpus } from 'node:os';
 import type { DomainConfig, VifSpec } from '../config/types.ts';
 import type { FileCheck } from '../config/validate.ts';
 import { XenodeError } from '../errors.ts';
-import type { FileUse, SponsorFileGate } from './plugin.ts';
+import type { FileUse, SponsorFileGate } from './lifecycle-hooks.ts';
 import type { Principal } from './principal.ts';
 import { checkLimit, type SponsorLimits, type SponsorPolicy } from './sponsors.ts';
 

@@ -4,7 +4,8 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, freemem, hostname, release, totalmem, version } from 'node:os';
 import type { FastifyInstance } from 'fastify';
-import { type ApiContext, buildApi } from '../api/server.ts';
+import type { ApiContext } from '../api/context.ts';
+import { buildApi } from '../api/server.ts';
 import type { HostInfo } from '../api/views.ts';
 import { warmConfigCheck } from '../config/config-check.ts';
 import { type AccelChoice, probeAccelerator } from '../engine/accel.ts';
@@ -16,7 +17,7 @@ import { DaemonLog } from './log.ts';
 import { createPlugins } from './plugins.ts';
 import { checkStateFiles } from './recover.ts';
 import { SponsorPolicy } from './sponsors.ts';
-import type { DomainStoreSink } from './store-sink.ts';
+import type { StoreFactory } from './store-factory.ts';
 import { TokenStore } from './tokens.ts';
 import { Toolstack } from './toolstack.ts';
 
@@ -51,10 +52,6 @@ function qemuVersion(bin: string): string {
   } catch {
     return 'not found';
   }
-}
-
-export interface StoreFactory {
-  open(dirs: XenodeDirs, log: DaemonLog): { sink: DomainStoreSink; routes?: ApiContext['extraRoutes']; close(): void };
 }
 
 export async function startDaemon(o: DaemonOptions, storeFactory?: StoreFactory): Promise<RunningDaemon> {

@@ -4,8 +4,8 @@
 
 import { closeSync, constants, accessSync as fsAccess, openSync, readSync, realpathSync, statSync } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
+import type { ApiContext } from '../api/context.ts';
 import { registerBlockRoutes } from '../api/routes-block.ts';
-import type { ApiContext } from '../api/server.ts';
 import { vdevNumber } from '../config/disk.ts';
 import type { DiskSpec } from '../config/types.ts';
 import {
@@ -14,12 +14,10 @@ import {
   devnumOf,
   diskArgs,
   guestDeviceName,
-  type PinnedImage,
   type PlacedDisk,
   placeDisks,
 } from '../engine/disk-args.ts';
 import {
-  type DiskStats,
   diskStats,
   freeDiskSlot,
   freeScsiTarget,
@@ -33,9 +31,10 @@ import {
 import type { QemuMachine } from '../engine/qemu-machine.ts';
 import { XenodeError } from '../errors.ts';
 import { DiskStore, vbdBackendPath, XENBUS } from './disk-store.ts';
+import type { BlockEntry, DiskOps, DiskStatsView } from './disk-views.ts';
 import type { Domain } from './domain.ts';
+import type { DiskChainSource, IoCounters } from './lifecycle-hooks.ts';
 import type { DaemonLog } from './log.ts';
-import type { IoCounters } from './metrics.ts';
 import type { LaunchContribution, PluginHost, ToolstackPlugin } from './plugin.ts';
 import { ControlStoreSink } from './store-factory.ts';
 import type { Toolstack } from './toolstack.ts';
@@ -45,41 +44,6 @@ export const DETACH_TIMEOUT_MS = 30_000;
 const XVDB = vdevNumber('xvdb') as number;
 const NULL_LOG: Pick<DaemonLog, 'info' | 'warn'> = { info() {}, warn() {} };
 const QCOW2_MAGIC = Buffer.from('QFI\xfb', 'latin1');
-
-/** One row of block-list (xl's columns plus what Xenode knows). */
-export interface BlockEntry {
-  vdev: string;
-  /** Xen device number: xl's Vdev column. */
-  devid: number;
-  /** Backend domain (always 0: QEMU serves the disk for the toolstack). */
-  backendId: number;
-  /** Frontend domain: xl's handle column. */
-  handle: number;
-  /** XenbusState: 4 connected, 5 closing (waiting for the guest to let go). */
-  state: number;
-  /** No event channels or grant rings under QEMU: -1 as xl prints for absent ones. */
-  evtch: number;
-  ringRef: number;
-  backendPath: string;
-  target: string;
-  format: DiskSpec['format'];
-  access: DiskSpec['access'];
-  devtype: DiskSpec['devtype'];
-}
-
-export interface DiskStatsView extends DiskStats {
-  vdev: string;
-  devid: number;
-}
-
-/**
- * Who vouches for a sponsor's disk images (the storage gate): the chain it
- * checked, top first, for QEMU to be given as it is; undefined for a file that
- * is no volume (one the admin gave); throws to refuse.
- */
-export interface DiskChainSource {
-  diskChain(sponsor: string, path: string, format: DiskSpec['format']): PinnedImage[] | undefined;
-}
 
 interface OpenImages {
   d: Domain;
@@ -149,7 +113,7 @@ function dataDiskWords(d: Domain, placed: readonly PlacedDisk[]): string[] {
   return [`xenode.data=${p ? guestDeviceName(p) : ''}`];
 }
 
-export class DiskPlugin implements ToolstackPlugin {
+export class DiskPlugin implements ToolstackPlugin, DiskOps {
   readonly name = 'disk';
   private store = new DiskStore(undefined, NULL_LOG);
   private log: Pick<DaemonLog, 'info' | 'warn'> = NULL_LOG;

@@ -2,46 +2,11 @@
 // restarted daemon finds the same domids, names and QEMU processes.
 
 import Database from 'better-sqlite3';
-import type { DomainConfig } from '../config/types.ts';
 import { XenodeError } from '../errors.ts';
+import type { DomainRecord } from './domain-record.ts';
 import { domidsInUse, writeRunRecord } from './run-dirs.ts';
 
-export type DomainState = 'creating' | 'running' | 'paused' | 'shutdown' | 'crashed' | 'dying';
-export type ShutdownReason = 'poweroff' | 'reboot' | 'crash' | 'watchdog' | 'suspend';
-
-export interface BootInfo {
-  accel: 'kvm' | 'tcg';
-  accelReason: string;
-  machine: string;
-  /** QEMU -cpu model; absent in records from before it was kept. */
-  cpu?: string;
-  kernel: string;
-  initrd?: string;
-  cmdline: string;
-  qemuBinary: string;
-}
-
-export interface DomainRecord {
-  domid: number;
-  uuid: string;
-  name: string;
-  sponsor: string;
-  config: DomainConfig;
-  state: DomainState;
-  shutdownReason?: ShutdownReason;
-  pid?: number;
-  runDir: string;
-  /** ms since epoch when the current QEMU started running the guest. */
-  startTime: number;
-  /** How often the domain was restarted in place (on_reboot=restart). */
-  restarts?: number;
-  boot?: BootInfo;
-  /** mem-set target and mem-max in MiB. */
-  targetMiB: number;
-  maxMiB: number;
-  /** What the guest really has (balloon + hot-plugged), KiB; kept current by the memory controller. */
-  actualKiB?: number;
-}
+export type { BootInfo, DomainRecord, DomainState, ShutdownReason } from './domain-record.ts';
 
 export interface DomainTableOptions {
   /**

@@ -5,13 +5,14 @@
 // (~/memory/target, ~/memory/actual, KiB) so anything can watch them.
 
 import type { FastifyInstance } from 'fastify';
-import type { ApiContext } from '../api/server.ts';
+import type { ApiContext } from '../api/context.ts';
 import { balloonArgs, hotplugArgs, hotplugRegionMiB } from '../engine/memory-args.ts';
 import { type GuestMemoryStats, MemoryDevicesQmp } from '../engine/memory-qmp.ts';
 import type { QemuMachine } from '../engine/qemu-machine.ts';
 import { XenodeError } from '../errors.ts';
 import type { Domain } from './domain.ts';
 import { type ProcessMemory, processMemory } from './host-memory.ts';
+import { clearIntent, type MemSetIntent, recordStep } from './intents.ts';
 import type { DaemonLog } from './log.ts';
 import {
   complies,
@@ -144,6 +145,11 @@ export class MemoryControl implements ToolstackPlugin {
   async afterReattach(d: Domain, m: QemuMachine): Promise<void> {
     const st = this.attach(d, m);
     await this.refresh(st);
+    // A daemon killed between recording a target and driving the devices there (or
+    // while a shrink waited for virtio-mem to unplug before the balloon) left the
+    // domain short of its target: drive it there again. What was last sent is
+    // unknown after a restart, so both devices are told.
+    if (!this.settled(st)) await this.drive(st, d.rec.targetMiB);
   }
 
   async onTeardown(d: Domain): Promise<void> {
@@ -178,30 +184,70 @@ export class MemoryControl implements ToolstackPlugin {
     const targetKiB = d.rec.targetMiB * KiB;
     if (st.pending) this.finish(st, { complied: false, action: 'none', note: 'superseded by a later mem-set' });
     this.store?.writeDomainKey(d.domid, 'memory/noncompliance', undefined);
+    // Only a deadline needs a journal entry: the target itself is in the domain's record.
+    const actualAtStart = this.actualKiB(st);
+    let intent: MemSetIntent | undefined;
+    if (o.deadlineMs !== undefined) {
+      intent = recordStep<MemSetIntent>(
+        d.rec.runDir,
+        {
+          op: 'mem-set',
+          targetKiB,
+          direction: directionOf(targetKiB, actualAtStart),
+          deadlineMs: o.deadlineMs,
+          started,
+        },
+        'recorded',
+      );
+    } else clearIntent(d.rec.runDir, 'mem-set');
     // Sizes are kept current by QEMU's events and polling: command the devices
     // first, so the guest starts at once.
-    const actualAtStart = this.actualKiB(st);
     await this.drive(st, d.rec.targetMiB);
     const result: MemSetResult = { domid: d.domid, targetKiB, actualKiB: this.actualKiB(st) };
-    if (o.deadlineMs === undefined) return result;
-    const verdict = await new Promise<MemoryVerdict>((resolve) => {
+    if (!intent) return result;
+    intent = recordStep(d.rec.runDir, intent, 'driven');
+    const verdict = await this.await(st, intent, actions);
+    return { ...result, actualKiB: verdict.actualKiB, verdict };
+  }
+
+  /** Wait for the deadline of a recorded mem-set (early compliance ends it at once). */
+  private await(st: DomainMemory, it: MemSetIntent, actions: MemoryActions): Promise<MemoryVerdict> {
+    return new Promise<MemoryVerdict>((resolve) => {
       const pending: Pending = {
-        targetKiB,
-        direction: directionOf(targetKiB, actualAtStart),
-        deadlineMs: o.deadlineMs ?? 0,
-        started,
+        targetKiB: it.targetKiB,
+        direction: it.direction,
+        deadlineMs: it.deadlineMs,
+        started: it.started,
         actions,
         resolve,
         // The deadline counts from the mem-set, not from when the devices were told.
         timer: setTimeout(
           () => void this.atDeadline(st, pending),
-          Math.max(0, started + (o.deadlineMs ?? 0) - Date.now()),
+          Math.max(0, it.started + it.deadlineMs - Date.now()),
         ),
       };
       st.pending = pending;
       this.checkEarly(st);
     });
-    return { ...result, actualKiB: verdict.actualKiB, verdict };
+  }
+
+  /**
+   * A mem-set with a deadline the daemon was killed in: the devices were driven
+   * to the target again at reattach, and the deadline counts on from the
+   * original mem-set; a deadline that passed meanwhile is judged at once.
+   */
+  async resumeDeadline(d: Domain, actions: MemoryActions, it: MemSetIntent): Promise<string | undefined> {
+    const st = this.doms.get(d.domid);
+    this.toolstack ??= actions;
+    // A later mem-set replaced the target: this deadline is moot.
+    if (!st || d.rec.targetMiB * KiB !== it.targetKiB) {
+      clearIntent(d.rec.runDir, 'mem-set');
+      return undefined;
+    }
+    const left = it.started + it.deadlineMs - Date.now();
+    // Not awaited: the verdict has no caller any more; it is logged and recorded as any other.
+    void this.await(st, it, actions);
+    return `mem-set to ${mib(it.targetKiB)} MiB was cut short; its deadline ${left > 0 ? `runs on (${(left / 1000).toFixed(1)} s left)` : 'has passed: judged now'}`;
   }
 
   /** Check a new maximum against what the domain's devices can hold. */
@@ -419,6 +465,8 @@ export class MemoryControl implements ToolstackPlugin {
         d.domid,
       );
     }
+    // Only now: a daemon killed before the consequence is in place judges the deadline again.
+    clearIntent(d.rec.runDir, 'mem-set');
     p.resolve(verdict);
   }
 
@@ -427,6 +475,7 @@ export class MemoryControl implements ToolstackPlugin {
     const p = st.pending;
     if (!p) return;
     const verdict = this.settle(st, v);
+    clearIntent(st.d.rec.runDir, 'mem-set');
     if (v.complied)
       this.log?.info(
         `memory target ${mib(p.targetKiB)} MiB met after ${(verdict.elapsedMs / 1000).toFixed(2)} s (deadline ${p.deadlineMs / 1000} s)`,

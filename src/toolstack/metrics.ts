@@ -4,6 +4,7 @@
 
 import { EventEmitter } from 'node:events';
 import type { Domain } from './domain.ts';
+import type { IoCounterSource, IoCounters } from './lifecycle-hooks.ts';
 import { LOCAL_ADMIN, type Principal } from './principal.ts';
 import { processRssKiB } from './proc-stats.ts';
 
@@ -12,22 +13,6 @@ export interface SampledDomains {
   list(p: Principal): Domain[];
   readonly plugins: readonly object[];
   readonly events: { on(ev: 'gone', fn: (d: Domain) => void): unknown };
-}
-
-/** Cumulative byte counters of one domain's devices (since its QEMU started). */
-export interface IoCounters {
-  diskReadBytes?: number;
-  diskWriteBytes?: number;
-  netRxBytes?: number;
-  netTxBytes?: number;
-}
-
-/**
- * Optional interface a plugin (disk backend, switch) implements to feed the
- * charts; the sampler finds it by duck typing, so plugin.ts needs no change.
- */
-export interface IoCounterSource {
-  ioCounters(d: Domain): Promise<IoCounters | undefined> | IoCounters | undefined;
 }
 
 export function isIoCounterSource(p: object): p is IoCounterSource {

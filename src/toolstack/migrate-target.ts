@@ -5,6 +5,7 @@
 // says it has stopped its copy (`go`).
 
 import { Migration } from '../engine/migration.ts';
+import type { QemuMachine } from '../engine/qemu-machine.ts';
 import { type WireError, XenodeError } from '../errors.ts';
 import type { Domain } from './domain.ts';
 import {
@@ -17,6 +18,9 @@ import {
   pinMachine,
   savedCpuModel,
 } from './domain-transfer.ts';
+import type { IntentHost } from './intent-recovery.ts';
+import { clearIntent, type MigrateInIntent, readIntent, recordStep } from './intents.ts';
+import type { DaemonLog } from './log.ts';
 import { INCOMING_SUFFIX, parseMessage, type ToSource, type ToTarget } from './migrate-protocol.ts';
 import { StreamGate } from './migrate-stream.ts';
 import type { Principal } from './principal.ts';
@@ -72,16 +76,28 @@ export function receiveMigration(ts: Toolstack, p: Principal, sock: MigrationSoc
     return;
   }
   const abort = new AbortController();
-  let go: ((m: Extract<ToTarget, { type: 'go' }>) => void) | undefined;
-  const goMsg = new Promise<Extract<ToTarget, { type: 'go' }>>((resolve, reject) => {
-    go = resolve;
+  /**
+   * How the hand-over ends: the source's `go`, or the source gone once its stream
+   * was accepted. Then the stream itself decides: a state that loads completely was
+   * handed over (the source QEMU completes only then), one that breaks off was not.
+   */
+  let decide: ((h: Handover) => void) | undefined;
+  const decided = new Promise<Handover>((resolve, reject) => {
+    decide = resolve;
     abort.signal.addEventListener('abort', () => reject(abort.signal.reason));
   });
-  goMsg.catch(() => undefined);
+  decided.catch(() => undefined);
   let committed = false;
   let prepared = false;
+  /** The migration is over here, one way or the other. */
+  let over = false;
   /** The incoming QEMU holds the source's authenticated stream connection. */
   let streamAccepted = false;
+  /** The incoming domain and its journal entry, once they exist. */
+  let incoming: { d: Domain; intent: MigrateInIntent } | undefined;
+  const step = (name: string) => {
+    if (incoming) incoming.intent = recordStep(incoming.d.rec.runDir, incoming.intent, name);
+  };
   const send = (m: ToSource) => {
     try {
       sock.send(JSON.stringify(m));
@@ -96,8 +112,12 @@ export function receiveMigration(ts: Toolstack, p: Principal, sock: MigrationSoc
     if (m.type === 'prepare' && !prepared) {
       prepared = true;
       void take(m).then(
-        () => sock.close(1000, 'done'),
+        () => {
+          over = true;
+          sock.close(1000, 'done');
+        },
         (e: unknown) => {
+          over = true;
           send({ type: 'error', error: wire(e) });
           sock.close(1000, 'failed');
         },
@@ -108,13 +128,23 @@ export function receiveMigration(ts: Toolstack, p: Principal, sock: MigrationSoc
         return;
       }
       committed = true;
-      go?.(m);
+      decide?.({ kind: 'go', go: m });
     } else if (m.type === 'abort') {
+      // The source keeps the guest: whatever arrived here must not run. Journaled
+      // first, so that a restart does not take a state that loaded for a hand-over.
+      if (!committed) step('refused');
       abort.abort(new XenodeError('engine', `the source gave up: ${m.reason}`));
     }
   });
   sock.on('close', () => {
-    if (!committed) abort.abort(new XenodeError('engine', 'the source went away before the hand-over'));
+    if (committed || over) return;
+    if (streamAccepted) {
+      ts.log.warn(
+        'the source went away after its stream was accepted; the stream decides the hand-over',
+        incoming?.d.domid,
+      );
+      decide?.({ kind: 'orphaned' });
+    } else abort.abort(new XenodeError('engine', 'the source went away before the hand-over'));
   });
 
   /** Listen for the state stream, let the source's authenticated connection through to QEMU. */
@@ -132,6 +162,7 @@ export function receiveMigration(ts: Toolstack, p: Principal, sock: MigrationSoc
       send({ type: 'listening', port: gate.port, domid: nd.domid, key: gate.key.toString('hex') });
       const conn = await gate.accepted;
       await mig.listen(await mig.adoptSocket(conn, STREAM_FD_NAME));
+      step('accepted');
     } finally {
       abort.signal.removeEventListener('abort', stop);
       gate.close();
@@ -170,6 +201,7 @@ export function receiveMigration(ts: Toolstack, p: Principal, sock: MigrationSoc
           nd.domid,
         );
       }
+      step('running');
       ts.log.info(`migrated in from ${meta.sourceHost} (its domid ${meta.sourceDomid})`, nd.domid);
       confirmed = (resumed ?? Promise.resolve(undefined)).then((resumedAt) =>
         send({ type: 'running', domid: nd.domid, name: nd.name, paused: nd.rec.state === 'paused', resumedAt }),
@@ -182,14 +214,35 @@ export function receiveMigration(ts: Toolstack, p: Principal, sock: MigrationSoc
         p,
         async (nd, qm) => {
           d = nd;
-          // `go` usually arrives while QEMU still loads the last of the state: take
-          // the store and console then, and, for a guest that ran, send `cont`
-          // already. QEMU's answer to a `cont` during a load is to start the guest
-          // the moment the load completes, as plain QEMU without -S does; a load
-          // that fails never starts it. The source's copy is stopped for good by
-          // `go`, so the guest never runs twice.
-          const handover = goMsg.then(async (g) => {
-            adoptState(ts, nd, meta, g.store, Buffer.from(g.console, 'base64'), note);
+          // Before the stream can come: a restarted daemon keeps this domain only
+          // if its QEMU has loaded a state (intent-recovery.ts).
+          incoming = {
+            d: nd,
+            intent: recordStep<MigrateInIntent>(
+              nd.rec.runDir,
+              {
+                op: 'migrate-in',
+                name: cfg.name,
+                source: `${meta.sourceHost} (domid ${meta.sourceDomid})`,
+                run,
+                targetMiB: meta.targetMiB,
+                maxMiB: meta.maxMiB,
+              },
+              'prepared',
+            ),
+          };
+          // `go` comes once the source QEMU completed, which with its return path is
+          // after this QEMU loaded the state; a source without one (or a source gone)
+          // may be decided while QEMU still loads: then `cont` goes in at once, and
+          // QEMU starts the guest the moment the load completes, as plain QEMU
+          // without -S does; a load that fails never starts it.
+          const handover = decided.then(async (h) => {
+            if (h.kind === 'go') {
+              step('go');
+              adoptState(ts, nd, meta, h.go.store, Buffer.from(h.go.console, 'base64'), note);
+            } else {
+              adoptState(ts, nd, meta, undefined, undefined, `${note}; its daemon went away before the hand-over`);
+            }
             if (!run) return false;
             resumed = new Migration(qm).whenResumed(RESUME_WAIT_MS);
             await qm.resume();
@@ -207,6 +260,9 @@ export function receiveMigration(ts: Toolstack, p: Principal, sock: MigrationSoc
             INCOMING_TIMEOUT_MS,
             abort.signal,
           );
+          // The commit: the whole state is here, and the source QEMU has stopped its
+          // copy for good (it completes, with its return path, only now).
+          step('loaded');
           if (!(await handover)) return undefined;
           // Running once QEMU says so; if it does not in time, launch sends `cont` itself.
           return { running: (await resumed) !== undefined };
@@ -223,5 +279,78 @@ export function receiveMigration(ts: Toolstack, p: Principal, sock: MigrationSoc
     // Left paused (xl migrate -p, or a guest paused on the source): confirm now.
     confirm(d);
     await confirmed;
+    clearIntent(d.rec.runDir, 'migrate-in');
   }
+}
+
+type Handover = { kind: 'go'; go: Extract<ToTarget, { type: 'go' }> } | { kind: 'orphaned' };
+
+/** How long a restarted daemon waits for an incoming QEMU still loading a state its source sends. */
+const RESTART_LOAD_WAIT_MS = 60_000;
+
+/**
+ * At reattach, for a domain still being created: true when it is an incoming
+ * migration whose QEMU has loaded the whole state (waiting, within a bound,
+ * for a load still under way), so that it is kept and taken over rather than
+ * torn down. A state that loaded completely was handed over: the source QEMU
+ * completes only once this one has it.
+ */
+export async function incomingLoaded(d: Domain, m: QemuMachine, log: DaemonLog): Promise<boolean> {
+  const it = readIntent<MigrateInIntent>(d.rec.runDir, 'migrate-in');
+  if (!it || it.step === 'refused') return false;
+  const mig = new Migration(m);
+  const deadline = Date.now() + RESTART_LOAD_WAIT_MS;
+  let waiting = false;
+  try {
+    for (;;) {
+      const rs = await mig.rawRunState();
+      if (rs !== 'inmigrate' && rs !== 'prelaunch') return true;
+      const { status } = await mig.query();
+      // Nothing came (no stream was handed to QEMU), or what came broke off.
+      if (status === 'none' || status === 'failed' || status === 'cancelled') return false;
+      if (Date.now() > deadline) {
+        log.warn(`the incoming state from ${it.source} did not finish loading in time; giving it up`, d.domid);
+        return false;
+      }
+      if (!waiting) log.info(`the incoming QEMU still loads the state from ${it.source}; waiting for it`, d.domid);
+      waiting = true;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  } catch {
+    // QEMU exited: the load failed.
+    return false;
+  }
+}
+
+/**
+ * After reattach: an incoming migration the daemon was killed in, whose QEMU
+ * has the whole state (reattach kept the domain): the guest is this host's
+ * now. It takes its name and runs if it ran on the source.
+ */
+export async function resolveMigrateIn(host: IntentHost, d: Domain | undefined, it: MigrateInIntent): Promise<string> {
+  const what = `incoming migration from ${it.source}`;
+  if (!d) return `${what} undone (killed at ${it.step}); nothing of it is left`;
+  const m = d.machine;
+  if (!m?.alive) {
+    clearIntent(d.rec.runDir, 'migrate-in');
+    return `${what}: its QEMU is gone`;
+  }
+  if (d.name !== it.name) {
+    try {
+      host.ts.rename(d, it.name);
+    } catch (e) {
+      host.ts.log.warn(`kept the name ${d.name}: ${e instanceof Error ? e.message : String(e)}`, d.domid);
+    }
+  }
+  // Killed before the record had it: reattach found this QEMU by its run directory.
+  d.rec.pid = m.pid;
+  // What `go` would have brought: the memory target (the store subtree and console tail it carried are lost).
+  if (it.maxMiB >= d.rec.config.memory) d.rec.maxMiB = it.maxMiB;
+  if (it.targetMiB <= d.rec.maxMiB) d.rec.targetMiB = it.targetMiB;
+  host.ts.store.setMemory(d.rec);
+  if (it.run) await host.resume(d);
+  else if (d.rec.state === 'creating') host.setState(d, (await m.runState()) === 'running' ? 'running' : 'paused');
+  host.ts.touch(d);
+  clearIntent(d.rec.runDir, 'migrate-in');
+  return `${what} had loaded the guest (killed at ${it.step}): taken over here, ${it.run ? 'running' : 'paused'}`;
 }

@@ -8,6 +8,8 @@ import { Migration, type MigrationStats } from '../engine/migration.ts';
 import { XenodeError } from '../errors.ts';
 import type { Domain } from './domain.ts';
 import { consoleTail, exportDomainStore, transferableConfig, transferMeta } from './domain-transfer.ts';
+import type { IntentHost } from './intent-recovery.ts';
+import { clearIntent, type MigrateOutIntent, type MigrationPrint, recordStep } from './intents.ts';
 import { MIGRATE_PATH, MIGRATED_SUFFIX, parseMessage, type ToSource, type ToTarget } from './migrate-protocol.ts';
 import { openStream, STREAM_KEY_BYTES } from './migrate-stream.ts';
 import { exclusive, type ProgressFn } from './saverestore.ts';
@@ -172,18 +174,28 @@ export function migrateDomain(
     }
     const { cfg, m, meta } = checked;
     const name = d.name;
+    const runDir = d.rec.runDir;
     const mig = new Migration(m);
     // Tune the source while the link opens and the target prepares (these only
-    // apply to the next migration: harmless if the target refuses).
+    // apply to the next migration: harmless if the target refuses). The return
+    // path makes QEMU complete only once the target's QEMU has loaded every byte:
+    // that completion is the commit point both daemons judge by. The pause before
+    // the switch-over keeps a cancel safe until the device state goes out.
     const tuned = mig.configure({
       maxBandwidthBytes: req.bandwidthMbps ? (req.bandwidthMbps * 1e6) / 8 : undefined,
       downtimeLimitMs: req.downtimeMs,
+      returnPath: true,
+      pauseBeforeSwitchover: true,
     });
     tuned.catch(() => undefined);
     const link = await linking;
+    // Before the target hears of it: a restarted daemon finds the migration and settles it.
+    let intent = recordStep<MigrateOutIntent>(
+      runDir,
+      { op: 'migrate-out', name, target: where, wasRunning: meta.wasRunning },
+      'begin',
+    );
     let started = false;
-    /** Set once `go` went out with no answer: the guest may run on the target. */
-    let ambiguous = false;
     try {
       link.send({ type: 'prepare', config: cfg, meta, paused: req.paused === true });
       // The target may first build the default guest image; allow for that.
@@ -204,22 +216,31 @@ export function migrateDomain(
         ),
       );
       dropped.catch(() => undefined);
+      const running = d.rec.state === 'running';
       let uri: string;
       try {
         const accepted = await Promise.race([link.next(30_000), dropped]);
         if (accepted.type !== 'stream-accepted') throw refusal(accepted, where);
         await tuned;
+        // A paused QEMU may still show a completed migration of an earlier save: a
+        // restarted daemon must not take that one for this one.
+        const prior = running ? undefined : migrationPrint(await mig.query());
+        intent = recordStep(runDir, { ...intent, prior }, 'streaming');
         started = true;
         uri = await mig.adoptSocket(stream, STREAM_FD_NAME);
       } finally {
         stream.destroy();
       }
-      await mig.start(uri, { running: d.rec.state === 'running' });
+      await mig.start(uri, { running });
       // Hand over the moment QEMU reports completed: the target has every byte then;
       // the source's own finalizing (and its final statistics) overlaps the target's start.
       await mig.follow({
         finalize: false,
+        // Lost before the switch-over: cancelled, the guest stays here. After it QEMU's outcome decides.
         abort: link.lost.signal,
+        onPreSwitchover: () => {
+          intent = recordStep(runDir, intent, 'switchover');
+        },
         onProgress: (s) =>
           progress?.({
             phase: 'migrate',
@@ -232,38 +253,46 @@ export function migrateDomain(
           }),
       });
       const tDone = Date.now();
-      // The source QEMU is stopped now. From here the guest must run on exactly one host.
+      // Committed: the source QEMU is stopped for good and the target's holds the guest.
+      intent = recordStep(runDir, intent, 'completed');
       link.send({ type: 'go', store: exportDomainStore(ts, d.domid), console: consoleTail(d).toString('base64') });
       const finalStats = mig.settle().then(() => mig.query());
       finalStats.catch(() => undefined);
       // xl's rename dance, off the guest's downtime: the target is already starting it.
       ts.rename(d, `${name}${MIGRATED_SUFFIX}`);
-      let answer: ToSource;
+      let answer: ToSource | undefined;
+      let why = '';
       try {
         answer = await link.next(120_000);
       } catch (e) {
-        // No word after `go`: the guest may be running there. Never run it twice.
-        const why = e instanceof Error ? e.message : String(e);
-        ambiguous = true;
-        ts.log.error(`migration to ${where}: no confirmation after hand-over (${why}); copy kept paused`, d.domid);
+        why = e instanceof Error ? e.message : String(e);
+      }
+      if (answer?.type !== 'running') {
+        // Whatever the target's daemon says now, or not: its QEMU has the guest, and
+        // that daemon (or the next one it starts as) runs it. Never two copies.
+        const said = answer
+          ? `the target answered ${answer.type === 'error' ? answer.error.message : `'${answer.type}'`}`
+          : why;
+        ts.log.error(
+          `migration to ${where}: no confirmation after the hand-over (${said}); the guest is the target's`,
+          d.domid,
+        );
+        ts.retire(d);
         throw new XenodeError(
           'engine',
-          `migration to ${where}: the target did not confirm the hand-over (${why}); the domain may be running there`,
+          `migration to ${where}: the target's QEMU loaded the guest, but its daemon did not confirm (${said})`,
           {
-            hint: `the source copy is kept paused as ${d.name}: check the target, then destroy or unpause it here`,
+            hint: `the guest belongs to ${where} now (its daemon runs it, after its restart if it stopped); nothing is left here`,
           },
         );
       }
-      if (answer.type !== 'running') {
-        ts.rename(d, name);
-        throw refusal(answer, where);
-      }
+      intent = recordStep(runDir, intent, 'confirmed');
       const switchoverMs = Date.now() - tDone;
       link.close();
       // Only statistics: a QEMU that cannot say any more does not undo the migration.
       // (Normally settled long before: QEMU finalized while the target started the guest.)
       const stats: MigrationStats | undefined = await finalStats.catch(() => undefined);
-      // Gone from this host's list at once; its stopped QEMU exits right after the answer.
+      // Gone from this host's list at once; its stopped QEMU (and this journal entry) go right after the answer.
       ts.retire(d);
       ts.log.info(`migrated to ${where} as domid ${answer.domid}`, d.domid);
       return {
@@ -281,23 +310,83 @@ export function migrateDomain(
         transferredBytes: stats?.transferredBytes ?? 0,
       };
     } catch (e) {
-      if (ambiguous) throw e;
-      // The target did not take it: the source is authoritative, make it whole again.
-      if (!link.closed) link.send({ type: 'abort', reason: e instanceof Error ? e.message : String(e) });
-      link.close();
+      if (intent.step === 'completed' || intent.step === 'confirmed') {
+        // Past the commit nothing brings the guest back here.
+        ts.retire(d);
+        throw e;
+      }
+      // Not committed: stop QEMU sending. If it completed all the same (the cancel came
+      // too late), the target's QEMU has the guest and it is the target's.
+      let handedOver = false;
       if (started && d.machine?.alive) {
         try {
-          const q = await mig.query();
-          if (q.status === 'active' || q.status === 'setup') await mig.cancel();
-          if (meta.wasRunning) await mig.resumeIfStopped();
-          else await mig.settle();
+          const after = await mig.end();
+          handedOver = after.stats.status === 'completed' && after.runState === 'postmigrate';
+          if (!handedOver && meta.wasRunning) await mig.resumeIfStopped();
         } catch (re) {
           ts.log.error(`could not resume after a failed migration: ${(re as Error).message}`, d.domid);
         }
       }
+      const why = e instanceof Error ? e.message : String(e);
+      if (handedOver) {
+        link.close();
+        ts.log.error(`migration to ${where}: ${why}, but QEMU had handed the guest over; it is the target's`, d.domid);
+        ts.retire(d);
+        throw new XenodeError('engine', `migration to ${where}: ${why}; the guest had been handed over all the same`, {
+          hint: `the guest belongs to ${where} now (its daemon runs it, after its restart if it stopped); nothing is left here`,
+        });
+      }
+      // The target did not take it: the source is authoritative, make it whole again.
+      if (!link.closed) link.send({ type: 'abort', reason: why });
+      link.close();
       if (d.name !== name) ts.rename(d, name);
-      ts.log.warn(`migration to ${where} failed: ${e instanceof Error ? e.message : String(e)}`, d.domid);
+      clearIntent(runDir, 'migrate-out');
+      ts.log.warn(`migration to ${where} failed: ${why}`, d.domid);
       throw e instanceof XenodeError ? e : new XenodeError('engine', `migration failed: ${(e as Error).message}`);
     }
   });
+}
+
+function migrationPrint(s: MigrationStats): MigrationPrint {
+  return { status: s.status, totalMs: s.totalMs, transferredBytes: s.transferredBytes };
+}
+
+/**
+ * A migration to another host the daemon was killed in. Committed once the
+ * source QEMU completed it (it does only after the target's QEMU loaded every
+ * byte): the copy here goes. Otherwise a migration QEMU still runs is
+ * cancelled, and the guest runs here again under its own name.
+ */
+export async function resolveMigrateOut(
+  host: IntentHost,
+  d: Domain | undefined,
+  it: MigrateOutIntent,
+): Promise<string> {
+  const what = `migration to ${it.target}`;
+  if (!d) return `${what}: the domain is gone`;
+  let committed = false;
+  if (d.machine?.alive) {
+    // Cancelled if no device state went out yet; else QEMU's outcome is waited for.
+    const { runState, stats } = await new Migration(d.machine).end();
+    const older =
+      it.prior !== undefined &&
+      stats.status === it.prior.status &&
+      stats.totalMs === it.prior.totalMs &&
+      stats.transferredBytes === it.prior.transferredBytes;
+    committed = it.step !== 'begin' && stats.status === 'completed' && runState === 'postmigrate' && !older;
+  }
+  if (committed) {
+    await host.ts.destroy(d);
+    return `${what} had completed (killed at ${it.step}; the target's QEMU has the guest): removed the copy here`;
+  }
+  if (d.name !== it.name) {
+    try {
+      host.ts.rename(d, it.name);
+    } catch (e) {
+      host.ts.log.warn(`kept the name ${d.name}: ${e instanceof Error ? e.message : String(e)}`, d.domid);
+    }
+  }
+  if (it.wasRunning) await host.resume(d);
+  clearIntent(d.rec.runDir, 'migrate-out');
+  return `${what} undone (killed at ${it.step}); the guest ${it.wasRunning ? 'runs here again' : 'stays here'}`;
 }

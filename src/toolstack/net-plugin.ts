@@ -3,7 +3,7 @@
 // domain, NIC hotplug and the sponsor isolation policy.
 
 import { registerNetRoutes } from '../api/routes-net.ts';
-import type { IoCounterSource } from './metrics.ts';
+import type { IoCounterSource } from './lifecycle-hooks.ts';
 import { NetManager } from './net-manager.ts';
 import type { ToolstackPlugin } from './plugin.ts';
 

@@ -1,80 +1,16 @@
-// Extension points for features that add devices or host resources to a
-// domain (disks, networks, memory devices, shared memory, migration). Each
-// feature is a plugin; the lifecycle core stays small and feature-agnostic.
+// The feature contract. Each feature (disks, networks, memory, shared memory,
+// save/restore and migration, metrics, storage) is a plugin: lifecycle hooks
+// the core calls (lifecycle-hooks.ts) plus the API routes it adds. The
+// lifecycle core stays small and feature-agnostic; the one list of plugins is
+// plugins.ts.
 
 import type { FastifyInstance } from 'fastify';
-import type { ApiContext } from '../api/server.ts';
-import type { DomainConfig } from '../config/types.ts';
-import type { QemuMachine } from '../engine/qemu-machine.ts';
-import type { XenodeDirs } from './dirs.ts';
-import type { Domain } from './domain.ts';
-import type { DaemonLog } from './log.ts';
-import type { Principal } from './principal.ts';
-import type { SponsorPolicy } from './sponsors.ts';
-import type { DomainStoreSink } from './store-sink.ts';
+import type { ApiContext } from '../api/context.ts';
+import type { LifecycleHooks } from './lifecycle-hooks.ts';
 
-export interface LaunchContribution {
-  /** Extra QEMU arguments (built by src/engine helpers, never by string here). */
-  qemuArgs?: string[];
-  /** Extra kernel command-line words for the guest. */
-  cmdline?: string[];
-}
+export type { FileUse, LaunchContribution, PluginHost, SponsorFileGate } from './lifecycle-hooks.ts';
 
-export interface PluginHost {
-  dirs: XenodeDirs;
-  log: DaemonLog;
-  store: DomainStoreSink;
-  /** The admin's per-sponsor limits (quotas, bridge allow-lists). */
-  sponsors: SponsorPolicy;
-}
-
-/** How a sponsor's config uses a host file. */
-export type FileUse =
-  | {
-      kind: 'disk';
-      write: boolean;
-      /** The format QEMU is told: a volume is used only in the format it was made with. */
-      format: 'raw' | 'qcow2';
-    }
-  | { kind: 'kernel' | 'ramdisk'; write: boolean };
-
-/**
- * The gate between a sponsor and host files: a sponsor may name only files this
- * gate vouches for (volumes in its storage pools). Without a gate, none.
- */
-export interface SponsorFileGate {
-  /** The canonical path of `path` if `sponsor` may use it so; else a permission or not-found error. */
-  sponsorFile(sponsor: string, path: string, use: FileUse): string;
-}
-
-export interface ToolstackPlugin {
-  readonly name: string;
-  /**
-   * Before anything is made for a new domain (create, restore, incoming
-   * migration), with the config already checked by the core: refuse what the
-   * principal may not have (quotas, names). Synchronous, so racing creates
-   * cannot both pass a limit. Throw to refuse.
-   */
-  admit?(cfg: DomainConfig, p: Principal): void;
-  /** A plugin that owns sponsors' host files (storage pools) offers this gate. */
-  readonly fileGate?: SponsorFileGate;
-  /** What a sponsor holds of this plugin's resources, for `quota-list`. */
-  usage?(sponsor: string): Partial<Record<'volumes' | 'diskBytes', number>>;
-  /** Once at daemon start (start helper processes, open files). */
-  start?(host: PluginHost): Promise<void>;
-  /** Before QEMU starts for a domain (create, restart with a new QEMU, restore). Throw to refuse. */
-  beforeLaunch?(d: Domain): Promise<LaunchContribution | undefined>;
-  /**
-   * After QEMU is up and attached: before the guest runs on create; after it
-   * runs again on restore and migration (failures there are only logged).
-   */
-  afterLaunch?(d: Domain, m: QemuMachine): Promise<void>;
-  /** After a restarted daemon reattached to a running QEMU. */
-  afterReattach?(d: Domain, m: QemuMachine): Promise<void>;
-  /** When the domain is destroyed (QEMU already gone). Must not throw. */
-  onTeardown?(d: Domain): Promise<void>;
-  /** API routes of the feature. */
+export interface ToolstackPlugin extends LifecycleHooks {
+  /** API routes of the feature, mounted on both listeners (Unix socket and TCP). */
   routes?(app: FastifyInstance, ctx: ApiContext): void;
-  /** Daemon exit (domains keep running). */
-  stop?(): Promise<void>;
 }

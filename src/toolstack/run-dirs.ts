@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFile
 import { join } from 'node:path';
 import { configProblem } from '../config/config-check.ts';
 import { findQemus } from '../engine/qemu-scan.ts';
-import type { DomainRecord } from './domain-table.ts';
+import type { DomainRecord } from './domain-record.ts';
 
 export const RECORD_FILE = 'domain.json';
 

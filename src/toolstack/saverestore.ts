@@ -2,8 +2,14 @@
 // console tail into one checksummed file (save-format.ts), and back into a new
 // domain. QEMU moves the machine state; everything around it is ours.
 
-import { closeSync, readFileSync, rmSync } from 'node:fs';
-import { appendToFileUri, FIRST_PASSED_FD, inheritedFdUri, Migration, MigrationError } from '../engine/migration.ts';
+import { closeSync, existsSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
+import {
+  appendToFileUri,
+  FIRST_PASSED_FD,
+  inheritedFdUri,
+  Migration,
+  MigrationError,
+} from '../engine/migration.ts';
 import type { QemuMachine } from '../engine/qemu-machine.ts';
 import { XenodeError } from '../errors.ts';
 import type { Domain } from './domain.ts';
@@ -24,6 +30,8 @@ import {
   transferableConfig,
   transferMeta,
 } from './domain-transfer.ts';
+import type { IntentHost } from './intent-recovery.ts';
+import { clearIntent, crashPoint, recordStep, type SaveIntent } from './intents.ts';
 import type { Principal } from './principal.ts';
 import {
   FLAG_OPTIONAL,
@@ -124,9 +132,35 @@ export function saveDomain(ts: Toolstack, d: Domain, req: SaveRequest, progress?
     // Only a save that destroys the domain leaves the file as its sole copy: that one
     // waits for the disk (xl waits for none); with -c and -p the domain lives on.
     const destroying = !req.checkpoint && !req.leavePaused;
-    const w = new SaveFileWriter(req.file, { durable: destroying });
+    const runDir = d.rec.runDir;
+    // Journaled before anything exists: a restarted daemon removes what this save made
+    // and resumes the guest, or, once the file is whole under its name, finishes it.
+    const partial = `${req.file}.partial`;
+    let intent = recordStep<SaveIntent>(
+      runDir,
+      {
+        op: 'save',
+        file: req.file,
+        partial,
+        status: `${partial}.status`,
+        ino: 0,
+        aside: `${req.file}.replaced-${process.pid}`,
+        destroying,
+        leavePaused: req.leavePaused === true,
+        wasRunning,
+      },
+      'begin',
+    );
+    let w: SaveFileWriter;
+    try {
+      w = new SaveFileWriter(req.file, { durable: destroying });
+    } catch (e) {
+      clearIntent(runDir, 'save');
+      throw e;
+    }
     let stopped = false;
     try {
+      intent = recordStep(runDir, { ...intent, ino: statSync(w.partial).ino }, 'paused');
       if (wasRunning) {
         await ts.pause(d);
         stopped = true;
@@ -140,10 +174,11 @@ export function saveDomain(ts: Toolstack, d: Domain, req: SaveRequest, progress?
       const mig = new Migration(m);
       await mig.configure();
       // QEMU appends the stream to the file itself; we hash it just behind.
-      const status = `${w.partial}.status`;
+      const status = intent.status;
       rmSync(status, { force: true });
       const stop = new AbortController();
       try {
+        intent = recordStep(runDir, intent, 'streaming');
         await mig.start(appendToFileUri(w.partial, status));
         // Complete once the shell has written cat's status and its newline.
         let code: string | undefined;
@@ -176,20 +211,26 @@ export function saveDomain(ts: Toolstack, d: Domain, req: SaveRequest, progress?
       }
       progress?.({ phase: 'save', bytes: w.streamBytes });
       const tStream = Date.now();
+      intent = recordStep(runDir, intent, 'finishing');
       const bytes = await w.finish();
       const flushMs = Date.now() - tStream;
+      // The commit: the file is whole under its name. From here the save is done, whatever happens.
+      intent = recordStep(runDir, intent, 'written');
       ts.log.info(
         `saved to ${req.file} (${(bytes / 1048576).toFixed(1)} MiB) in ${Date.now() - t0} ms, ${destroying ? 'flush to disk' : 'finish'} ${flushMs} ms`,
         d.domid,
       );
       let domain: SaveResult['domain'];
       if (destroying) {
-        await ts.destroy(d);
+        // Gone from the list at once; its QEMU, store entries and run directory (with
+        // this journal entry) go right after the answer, as a migrated-away domain's.
+        ts.retire(d);
         domain = 'destroyed';
       } else {
         await mig.settle();
         if (stopped && !req.leavePaused) await ts.unpause(d);
         domain = d.rec.state === 'running' ? 'running' : 'paused';
+        clearIntent(runDir, 'save');
       }
       return {
         file: req.file,
@@ -209,10 +250,49 @@ export function saveDomain(ts: Toolstack, d: Domain, req: SaveRequest, progress?
         await new Migration(d.machine).settle().catch(() => undefined);
         await ts.unpause(d).catch(() => undefined);
       }
+      clearIntent(runDir, 'save');
       ts.log.warn(`save to ${req.file} failed: ${cause instanceof Error ? cause.message : String(cause)}`, d.domid);
       throw engineError(cause, 'save failed');
     }
   });
+}
+
+function inodeOf(path: string): number | undefined {
+  try {
+    return statSync(path).ino;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A save the daemon was killed in. Committed once its file is whole under its
+ * name (the partial file renamed): then it is finished (the domain destroyed,
+ * or left running or paused as asked); before that it is undone: the partial
+ * file goes, a file it was replacing comes back, and the guest runs again.
+ */
+export async function resolveSave(host: IntentHost, d: Domain | undefined, it: SaveIntent): Promise<string> {
+  // QEMU may still be writing the file: stop it before the files are judged.
+  if (d?.machine?.alive) await new Migration(d.machine).end().catch(() => undefined);
+  const committed = it.ino !== 0 && inodeOf(it.file) === it.ino;
+  rmSync(it.partial, { force: true });
+  rmSync(it.status, { force: true });
+  if (existsSync(it.aside)) {
+    if (committed || existsSync(it.file)) rmSync(it.aside, { force: true });
+    else renameSync(it.aside, it.file);
+  }
+  const what = `save to ${it.file}`;
+  if (!d) return `${what}: the domain is gone; ${committed ? 'the file is complete' : 'its partial file removed'}`;
+  if (committed && it.destroying) {
+    await host.ts.destroy(d);
+    return `${what} had completed: destroyed the domain`;
+  }
+  const run = committed ? it.wasRunning && !it.leavePaused : it.wasRunning;
+  if (run) await host.resume(d);
+  clearIntent(d.rec.runDir, 'save');
+  return committed
+    ? `${what} had completed; domain ${run ? 'running' : 'left paused'}`
+    : `${what} undone (killed at ${it.step}); ${run ? 'the guest runs again' : 'domain left as it was'}`;
 }
 
 /**
@@ -228,6 +308,8 @@ export async function loadIncoming(
   abort?: AbortSignal,
 ): Promise<void> {
   const mig = new Migration(m);
+  // Aborted before the wait below listens for it: it would never hear of it.
+  if (abort?.aborted) throw abort.reason;
   d.expectingExit = true;
   try {
     // Sent ahead of run()'s commands (QMP keeps their order): events are on before the load starts.
@@ -258,6 +340,8 @@ export async function restoreFromFile(
   progress?: ProgressFn,
 ): Promise<RestoreResult> {
   const t0 = Date.now();
+  // A domain just saved may still be leaving (its QEMU holds its disks' locks).
+  await ts.finishRetiring();
   const f = readSaveFileHeader(req.file);
   const where = `save file '${req.file}'`;
   const meta = parseMeta(jsonSection(f, SECTION.meta), where);
@@ -302,6 +386,7 @@ export async function restoreFromFile(
           m,
           async (mig) => {
             await mig.listen(inheritedFdUri(FIRST_PASSED_FD));
+            crashPoint('restore.loading');
             progress?.({ phase: 'restore', bytes: 0, totalBytes: f.stream.length });
             // The store and console while QEMU loads. (No early `cont` as a migration
             // target sends: the state of a save was taken stopped, and QEMU keeps a

@@ -2,9 +2,10 @@
 // xenstore layout: ~/name, ~/memory/{target,static-max} (KiB), /vm/<uuid>/...,
 // plus Xenode's ~/state and ~/sponsor so anything can watch them.
 
+import type { RouteGroup } from '../api/context.ts';
 import { registerStoreRoutes } from '../api/routes-store.ts';
 import { ControlStore, domainPath, readOnlyPerms, TOOLSTACK } from '../store/index.ts';
-import type { StoreFactory } from './daemon.ts';
+import type { XenodeDirs } from './dirs.ts';
 import type { DomainRecord, DomainState, ShutdownReason } from './domain-table.ts';
 import type { DaemonLog } from './log.ts';
 import type { DomainStoreSink } from './store-sink.ts';
@@ -108,6 +109,11 @@ export class ControlStoreSink implements DomainStoreSink {
       if (this.store.tryRead(TOOLSTACK, `/vm/${rec.uuid}`) !== undefined) this.store.rm(TOOLSTACK, `/vm/${rec.uuid}`);
     });
   }
+}
+
+/** Opens the daemon's store: the sink the lifecycle writes to, and the store's API routes. */
+export interface StoreFactory {
+  open(dirs: XenodeDirs, log: DaemonLog): { sink: DomainStoreSink; routes?: RouteGroup[]; close(): void };
 }
 
 export const controlStoreFactory: StoreFactory = {

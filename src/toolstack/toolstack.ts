@@ -19,9 +19,11 @@ import { resolveBoot } from './boot-plan.ts';
 import type { XenodeDirs } from './dirs.ts';
 import { Domain } from './domain.ts';
 import type { DomainRecord, DomainState, DomainTable, ShutdownReason } from './domain-table.ts';
+import { collectIntents, IntentHost, incomingLoaded, resolveIntents } from './intent-recovery.ts';
+import { crashPoint } from './intents.ts';
+import type { LifecycleHooks, SponsorFileGate } from './lifecycle-hooks.ts';
 import type { DaemonLog } from './log.ts';
 import { MemoryControl, type MemSetOptions, type MemSetResult } from './memory.ts';
-import type { SponsorFileGate, ToolstackPlugin } from './plugin.ts';
 import { canSeeSponsor, type Principal } from './principal.ts';
 import { checkLimit, type SponsorPolicy } from './sponsors.ts';
 import type { DomainStoreSink } from './store-sink.ts';
@@ -34,7 +36,7 @@ export interface ToolstackOptions {
   hostAccel: AccelChoice;
   qemuBinary: string;
   tcgTbSizeMiB?: number;
-  plugins?: ToolstackPlugin[];
+  plugins?: LifecycleHooks[];
   /** The admin's per-sponsor limits; none means no limits (unit tests). */
   sponsors?: SponsorPolicy;
 }
@@ -85,7 +87,7 @@ export class Toolstack {
     mkdirSync(o.dirs.domainsDir, { recursive: true });
   }
 
-  get plugins(): ToolstackPlugin[] {
+  get plugins(): LifecycleHooks[] {
     return this.o.plugins ?? [];
   }
 
@@ -189,8 +191,10 @@ export class Toolstack {
     this.domains.set(domid, d);
     this.save(d);
     this.o.store.introduce(rec);
+    crashPoint('create.recorded');
     try {
       await this.launch(d, opts);
+      crashPoint('create.running');
     } catch (e) {
       this.domains.delete(domid);
       this.events.emit('gone', d);
@@ -257,7 +261,7 @@ export class Toolstack {
     const paths = domainRunPaths(rec.runDir);
     mkdirSync(rec.runDir, { recursive: true });
     const extraArgs: string[] = opts.incoming ? incomingArgs() : [];
-    const launched: ToolstackPlugin[] = [];
+    const launched: LifecycleHooks[] = [];
     try {
       for (const p of this.plugins) {
         const c = await p.beforeLaunch?.(d);
@@ -296,6 +300,7 @@ export class Toolstack {
       for (const p of this.plugins) await p.onTeardown?.(d);
       throw e;
     }
+    crashPoint('create.started');
     try {
       const [, vcpus] = await Promise.all([d.console.attachSerial(paths.serialSock), m.vcpuThreads()]);
       d.vcpuTids = vcpus.map((v) => v.tid);
@@ -444,7 +449,7 @@ export class Toolstack {
     mkdirSync(this.o.dirs.dumpDir, { recursive: true });
     const file = join(this.o.dirs.dumpDir, `${d.name}-${Date.now()}.core`);
     try {
-      await m.qmpClient.execute('dump-guest-memory', { paging: false, protocol: `file:${file}` }, 60_000);
+      await m.dumpGuestMemory(file);
       this.o.log.info(`core dumped to ${file}`, d.domid);
     } catch (e) {
       this.o.log.warn(`core dump failed: ${e instanceof Error ? e.message : String(e)}`, d.domid);
@@ -456,8 +461,10 @@ export class Toolstack {
     if (!this.domains.has(d.domid) && !this.retiring.has(d)) return;
     // Recorded even for a retired domain: a daemon that dies now finds it dying, not running.
     if (d.rec.state !== 'dying') this.setState(d, 'dying');
+    crashPoint('teardown.dying');
     d.expectingExit = true;
     await d.machine?.destroy();
+    crashPoint('teardown.stopped');
     d.console.close();
     d.machine = undefined;
     this.domains.delete(d.domid);
@@ -628,6 +635,8 @@ export class Toolstack {
 
   /** Reattach to every QEMU an earlier daemon left running. */
   async reattachAll(): Promise<void> {
+    // Operations an earlier daemon left unfinished, read before a teardown below takes its run directory.
+    const intents = collectIntents(this.o.table.all(), (msg, domid) => this.o.log.warn(msg, domid));
     for (const rec of this.o.table.all()) {
       const d = new Domain(rec);
       this.domains.set(rec.domid, d);
@@ -646,9 +655,10 @@ export class Toolstack {
         this.o.log.warn(`${what}; killed it`, rec.domid);
       }
       const m = found.kind === 'attached' ? found.machine : undefined;
-      // A create or incoming migration the old daemon never finished: nobody waits for it.
+      // A create or incoming migration the old daemon never finished: nobody waits for it
+      // (but an incoming state that loaded was handed over: kept, taken over below).
       // A teardown cut short is finished.
-      if (m && (rec.state === 'creating' || rec.state === 'dying')) {
+      if (m && (rec.state === 'dying' || (rec.state === 'creating' && !(await incomingLoaded(d, m, this.o.log))))) {
         const what = rec.state === 'creating' ? 'being created' : 'being destroyed';
         this.o.log.warn(`${rec.name} was still ${what} when the daemon stopped; destroying it`, rec.domid);
         d.machine = m;
@@ -711,6 +721,7 @@ export class Toolstack {
       if (this.domains.get(rec.domid) === d)
         this.o.log.info(`reattached ${rec.name} (pid ${m.pid}, ${rec.state})`, rec.domid);
     }
+    await resolveIntents(new IntentHost(this, (d, s) => this.setState(d, s)), intents);
   }
 
   /**
@@ -744,7 +755,7 @@ export class Toolstack {
   detachAll(): void {
     for (const d of this.domains.values()) {
       d.expectingExit = true;
-      d.machine?.qmpClient.close();
+      d.machine?.detach();
       d.console.close();
     }
   }

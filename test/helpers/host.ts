@@ -93,7 +93,12 @@ export class TestHost {
 
   killDaemon(signal: NodeJS.Signals = 'SIGKILL'): void {
     const pid = this.daemonPid();
-    if (pid) process.kill(pid, signal);
+    try {
+      if (pid) process.kill(pid, signal);
+    } catch (e) {
+      // A pid file left by a daemon that is already gone.
+      if ((e as NodeJS.ErrnoException).code !== 'ESRCH') throw e;
+    }
   }
 
   /** Every QEMU whose command line names this host's directory (pid file written or not). */

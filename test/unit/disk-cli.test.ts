@@ -8,7 +8,7 @@ import { blockListHeader, blockListRow, canonicalDiskSpec } from '../../src/cli/
 import { parseDiskSpec } from '../../src/config/disk.ts';
 import type { DiskSpec } from '../../src/config/types.ts';
 import { XenodeError } from '../../src/errors.ts';
-import type { BlockEntry } from '../../src/toolstack/disk-plugin.ts';
+import type { BlockEntry } from '../../src/toolstack/disk-views.ts';
 
 describe('block-list output', () => {
   it('prints xl_block.c columns: "%-5s %-3s %-6s %-5s %-6s %-8s %-30s"', () => {

@@ -7,7 +7,8 @@ import { EventEmitter } from 'node:events';
 import { describe, it } from 'node:test';
 import { loadConfigText } from '../../src/config/load.ts';
 import { Domain } from '../../src/toolstack/domain.ts';
-import { type IoCounters, isIoCounterSource, type MetricsSample, MetricsSampler } from '../../src/toolstack/metrics.ts';
+import type { IoCounters } from '../../src/toolstack/lifecycle-hooks.ts';
+import { isIoCounterSource, type MetricsSample, MetricsSampler } from '../../src/toolstack/metrics.ts';
 
 function selfDomain(domid: number, targetMiB = 256): Domain {
   const config = loadConfigText(`name = "t${domid}"\nmemory = ${targetMiB}\n`, { file: 't.cfg', baseDir: '/' }).config;

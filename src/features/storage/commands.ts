@@ -3,7 +3,7 @@
 // Proxmox's vocabulary. `pool` is kept for a future pool of hosts.
 
 import { accessSync, constants, statSync } from 'node:fs';
-import type { CmdContext, CommandSpec } from '../../cli/commands.ts';
+import type { CmdContext, CommandSpec } from '../../cli/command-spec.ts';
 import { XenodeError } from '../../errors.ts';
 import { checkFormat, formatSize, parseSize, splitVolumeRef } from './names.ts';
 import type { PoolView, VolumeView } from './volumes.ts';

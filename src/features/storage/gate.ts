@@ -9,8 +9,7 @@ import { closeSync, constants, fstatSync, openSync, realpathSync } from 'node:fs
 import { posix } from 'node:path';
 import type { PinnedImage } from '../../engine/disk-args.ts';
 import { XenodeError } from '../../errors.ts';
-import type { DiskChainSource } from '../../toolstack/disk-plugin.ts';
-import type { FileUse, SponsorFileGate } from '../../toolstack/plugin.ts';
+import type { DiskChainSource, FileUse, SponsorFileGate } from '../../toolstack/lifecycle-hooks.ts';
 import { formatSize, NAME_RE, SPONSOR_RE, type VolumeFormat } from './names.ts';
 import { Qcow2Error, type Qcow2Header, readQcow2Header } from './qcow2.ts';
 import type { PoolRow, StorageDb } from './storage-db.ts';

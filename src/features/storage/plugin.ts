@@ -4,7 +4,7 @@
 
 import { realpathSync } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
-import type { ApiContext } from '../../api/server.ts';
+import type { ApiContext } from '../../api/context.ts';
 import { XenodeError } from '../../errors.ts';
 import type { Domain } from '../../toolstack/domain.ts';
 import type { PluginHost, ToolstackPlugin } from '../../toolstack/plugin.ts';

@@ -1,0 +1,103 @@
+// What the lifecycle core calls in each feature: hooks at the points of a
+// domain's life (admission, launch, reattach, teardown) and at daemon start and
+// stop. The full feature contract (these plus API routes) is ToolstackPlugin in
+// plugin.ts; the core imports only this half, so it never depends on the API.
+
+import type { DiskSpec, DomainConfig } from '../config/types.ts';
+import type { PinnedImage } from '../engine/disk-args.ts';
+import type { QemuMachine } from '../engine/qemu-machine.ts';
+import type { XenodeDirs } from './dirs.ts';
+import type { Domain } from './domain.ts';
+import type { DaemonLog } from './log.ts';
+import type { Principal } from './principal.ts';
+import type { SponsorPolicy } from './sponsors.ts';
+import type { DomainStoreSink } from './store-sink.ts';
+
+export interface LaunchContribution {
+  /** Extra QEMU arguments (built by src/engine helpers, never by string here). */
+  qemuArgs?: string[];
+  /** Extra kernel command-line words for the guest. */
+  cmdline?: string[];
+}
+
+export interface PluginHost {
+  dirs: XenodeDirs;
+  log: DaemonLog;
+  store: DomainStoreSink;
+  /** The admin's per-sponsor limits (quotas, bridge allow-lists). */
+  sponsors: SponsorPolicy;
+}
+
+/** How a sponsor's config uses a host file. */
+export type FileUse =
+  | {
+      kind: 'disk';
+      write: boolean;
+      /** The format QEMU is told: a volume is used only in the format it was made with. */
+      format: 'raw' | 'qcow2';
+    }
+  | { kind: 'kernel' | 'ramdisk'; write: boolean };
+
+/**
+ * The gate between a sponsor and host files: a sponsor may name only files this
+ * gate vouches for (volumes in its storage pools). Without a gate, none.
+ */
+export interface SponsorFileGate {
+  /** The canonical path of `path` if `sponsor` may use it so; else a permission or not-found error. */
+  sponsorFile(sponsor: string, path: string, use: FileUse): string;
+}
+
+/**
+ * Who vouches for a sponsor's disk images (the storage gate): the chain it
+ * checked, top first, for QEMU to be given as it is; undefined for a file that
+ * is no volume (one the admin gave); throws to refuse.
+ */
+export interface DiskChainSource {
+  diskChain(sponsor: string, path: string, format: DiskSpec['format']): PinnedImage[] | undefined;
+}
+
+/** Cumulative byte counters of one domain's devices (since its QEMU started). */
+export interface IoCounters {
+  diskReadBytes?: number;
+  diskWriteBytes?: number;
+  netRxBytes?: number;
+  netTxBytes?: number;
+}
+
+/**
+ * Optional interface a plugin (disks, network) implements to feed the charts;
+ * the metrics feature's sampler finds it by duck typing.
+ */
+export interface IoCounterSource {
+  ioCounters(d: Domain): Promise<IoCounters | undefined> | IoCounters | undefined;
+}
+
+export interface LifecycleHooks {
+  readonly name: string;
+  /**
+   * Before anything is made for a new domain (create, restore, incoming
+   * migration), with the config already checked by the core: refuse what the
+   * principal may not have (quotas, names). Synchronous, so racing creates
+   * cannot both pass a limit. Throw to refuse.
+   */
+  admit?(cfg: DomainConfig, p: Principal): void;
+  /** A plugin that owns sponsors' host files (storage pools) offers this gate. */
+  readonly fileGate?: SponsorFileGate;
+  /** What a sponsor holds of this plugin's resources, for `quota-list`. */
+  usage?(sponsor: string): Partial<Record<'volumes' | 'diskBytes', number>>;
+  /** Once at daemon start (start helper processes, open files). */
+  start?(host: PluginHost): Promise<void>;
+  /** Before QEMU starts for a domain (create, restart with a new QEMU, restore). Throw to refuse. */
+  beforeLaunch?(d: Domain): Promise<LaunchContribution | undefined>;
+  /**
+   * After QEMU is up and attached: before the guest runs on create; after it
+   * runs again on restore and migration (failures there are only logged).
+   */
+  afterLaunch?(d: Domain, m: QemuMachine): Promise<void>;
+  /** After a restarted daemon reattached to a running QEMU. */
+  afterReattach?(d: Domain, m: QemuMachine): Promise<void>;
+  /** When the domain is destroyed (QEMU already gone). Must not throw. */
+  onTeardown?(d: Domain): Promise<void>;
+  /** Daemon exit (domains keep running). */
+  stop?(): Promise<void>;
+}
