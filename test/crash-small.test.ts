@@ -5,7 +5,7 @@
 
 import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync, writeFileSync } from 'node:fs';
 import { createConnection, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -190,7 +190,7 @@ describe('a guest through save, migration and a daemon restart', () => {
   let src: TestHost;
   let dst: TestHost;
   let con: ConsoleSession | undefined;
-  const tmpfs = '/tmp/xn-full-disk';
+  let tmpfs = '';
   let mounted = false;
 
   before(async () => {
@@ -202,7 +202,7 @@ describe('a guest through save, migration and a daemon restart', () => {
   after(async () => {
     con?.close();
     if (mounted) execFileSync('umount', ['-l', tmpfs]);
-    rmSync(tmpfs, { recursive: true, force: true });
+    if (tmpfs) rmSync(tmpfs, { recursive: true, force: true });
     await cleanup(src);
     await cleanup(dst);
   });
@@ -237,7 +237,7 @@ describe('a guest through save, migration and a daemon restart', () => {
   it('a full disk during save says so, naming the file; no .partial is left and the guest runs on', {
     skip: !root && 'mounting a small tmpfs needs root',
   }, async () => {
-    mkdirSync(tmpfs, { recursive: true });
+    tmpfs = mkdtempSync('/tmp/xn-full-');
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', tmpfs]);
     mounted = true;
     const file = join(tmpfs, 'cs.save');
@@ -292,19 +292,22 @@ describe('a guest through save, migration and a daemon restart', () => {
     con = undefined;
   });
 
-  it('a guest that powered off while the daemon was down is destroyed on start, and not called reattached', async () => {
+  it('a guest that powered off while the daemon was down is destroyed on start, and not called reattached', {
+    timeout: 180_000,
+  }, async () => {
     const id = (await dst.ok(['domid', NAME])).trim();
     const run = join(dst.dir, 'domains', id);
     dst.killDaemon('SIGKILL');
     // With no daemon, QEMU's sockets are free: watch for the power-off and type it.
     const q = Qmp.open(join(run, 'qmp.sock'));
     const serial = createConnection(join(run, 'serial.sock'));
+    const connected = new Promise<void>((resolve, reject) => {
+      serial.once('connect', () => resolve());
+      serial.once('error', reject);
+    });
     try {
       await q.ready;
-      await new Promise<void>((resolve, reject) => {
-        serial.once('connect', () => resolve());
-        serial.once('error', reject);
-      });
+      await connected;
       serial.write('\npoweroff -f\n');
       await q.event('SHUTDOWN');
       assert.equal(((await q.execute('query-status')) as { status?: string }).status, 'shutdown');

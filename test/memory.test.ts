@@ -186,7 +186,7 @@ describe('mem-set: virtio-mem up, balloon down, deadlines', () => {
 });
 
 describe('static_shm: one region shared by an owner and a borrower', () => {
-  // Region files are /dev/shm/xenode-<first 8 hex of sha256(XENODE_DIR)>-<id>.
+  // Region files are /dev/shm/xenode-<first 8 hex of sha256(XENODE_DIR)>-<sponsor>.<id>.
   const shmFiles = () => {
     const prefix = `xenode-${createHash('sha256').update(host.dir).digest('hex').slice(0, 8)}-`;
     return readdirSync('/dev/shm').filter((f) => f.startsWith(prefix));
@@ -245,7 +245,7 @@ describe('static_shm: one region shared by an owner and a borrower', () => {
     assert.equal((await host.ok(['store', 'read', `/local/domain/${ownId}/static_shm/chat/role`])).trim(), 'owner');
     assert.match(
       await host.ok(['shm-list']),
-      /^chat\s+0x100000\s+\d+\s+\d+,\d+\s+\/dev\/shm\/xenode-[0-9a-f]{8}-chat$/m,
+      /^admin\s+chat\s+0x100000\s+\d+\s+\d+,\d+\s+\/dev\/shm\/xenode-[0-9a-f]{8}-admin\.chat$/m,
     );
     a.close();
     b.close();

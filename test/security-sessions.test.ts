@@ -127,6 +127,8 @@ function logLine(re: RegExp): { line: Promise<string>; stop: () => void } {
       }
     };
     const w = watch(file, check);
+    // A watcher whose line never came must not keep the test file's process alive.
+    w.unref();
     stop = () => w.close();
     check();
   });

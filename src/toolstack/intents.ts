@@ -15,6 +15,10 @@
 
 import { readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { Domain } from './domain.ts';
+import type { DomainState } from './domain-table.ts';
+import type { DaemonLog } from './log.ts';
+import type { DomainStoreSink } from './store-sink.ts';
 
 export type IntentOp = 'save' | 'migrate-out' | 'migrate-in' | 'mem-set';
 
@@ -174,4 +178,22 @@ export function readIntent<T extends Intent>(runDir: string, op: T['op']): T | u
   } catch {
     return undefined;
   }
+}
+
+/**
+ * What settling an entry needs of the toolstack: the core passes it to the
+ * feature that journaled the operation (LifecycleHooks.settleIntent).
+ */
+export interface IntentHost {
+  readonly log: DaemonLog;
+  readonly store: DomainStoreSink;
+  destroy(d: Domain): Promise<void>;
+  pause(d: Domain): Promise<void>;
+  rename(d: Domain, name: string): void;
+  /** Record a changed record (table, store watchers). */
+  touch(d: Domain): void;
+  /** The lifecycle's own transition, recorded in the table and the store. */
+  setState(d: Domain, state: DomainState): void;
+  /** Run the guest again (unless QEMU already does) and record it running. */
+  resume(d: Domain): Promise<void>;
 }

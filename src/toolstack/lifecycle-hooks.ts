@@ -8,7 +8,9 @@ import type { PinnedImage } from '../engine/disk-args.ts';
 import type { QemuMachine } from '../engine/qemu-machine.ts';
 import type { XenodeDirs } from './dirs.ts';
 import type { Domain } from './domain.ts';
+import type { Intent, IntentHost, IntentOp } from './intents.ts';
 import type { DaemonLog } from './log.ts';
+import type { MemoryController } from './memory-types.ts';
 import type { Principal } from './principal.ts';
 import type { SponsorPolicy } from './sponsors.ts';
 import type { DomainStoreSink } from './store-sink.ts';
@@ -73,6 +75,8 @@ export interface IoCounterSource {
 }
 
 export interface LifecycleHooks {
+  /** The memory controller, offered by the one feature that drives memory targets. */
+  readonly memoryController?: MemoryController;
   readonly name: string;
   /**
    * Before anything is made for a new domain (create, restore, incoming
@@ -98,6 +102,19 @@ export interface LifecycleHooks {
   afterReattach?(d: Domain, m: QemuMachine): Promise<void>;
   /** When the domain is destroyed (QEMU already gone). Must not throw. */
   onTeardown?(d: Domain): Promise<void>;
+  /** The journaled operations (intents.ts) this feature settles after a daemon restart. */
+  readonly intentOps?: readonly IntentOp[];
+  /**
+   * After every domain is reattached: complete or roll back an operation of
+   * intentOps an earlier daemon was killed in (`d` undefined: the domain is
+   * gone). Returns a line for the log; removes the entry when done.
+   */
+  settleIntent?(host: IntentHost, d: Domain | undefined, intent: Intent): Promise<string | undefined>;
+  /**
+   * At reattach, for a domain still recorded as being created (normally torn
+   * down): true to keep it, e.g. an incoming migration whose state has loaded.
+   */
+  keepUnfinished?(d: Domain, m: QemuMachine): Promise<boolean>;
   /** Daemon exit (domains keep running). */
   stop?(): Promise<void>;
 }

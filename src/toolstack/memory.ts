@@ -12,7 +12,7 @@ import type { QemuMachine } from '../engine/qemu-machine.ts';
 import { XenodeError } from '../errors.ts';
 import type { Domain } from './domain.ts';
 import { type ProcessMemory, processMemory } from './host-memory.ts';
-import { clearIntent, type MemSetIntent, recordStep } from './intents.ts';
+import { clearIntent, type Intent, type IntentHost, type IntentOp, type MemSetIntent, recordStep } from './intents.ts';
 import type { DaemonLog } from './log.ts';
 import {
   complies,
@@ -23,6 +23,7 @@ import {
   planTarget,
   toleranceKiB,
 } from './memory-policy.ts';
+import type { MemoryActions, MemoryController, MemSetOptions, MemSetResult } from './memory-types.ts';
 import type { LaunchContribution, PluginHost, ToolstackPlugin } from './plugin.ts';
 import type { DomainStoreSink } from './store-sink.ts';
 
@@ -38,22 +39,7 @@ const UNPLUG_GRACE_MS = 1000;
 const STATS_INTERVAL_S = 2;
 
 /** What the controller needs from the toolstack: consequences, and publishing a changed record. */
-export interface MemoryActions {
-  pause(d: Domain): Promise<void>;
-  destroy(d: Domain): Promise<void>;
-  touch(d: Domain): void;
-}
-
-export interface MemSetOptions {
-  deadlineMs?: number;
-}
-
-export interface MemSetResult {
-  domid: number;
-  targetKiB: number;
-  actualKiB: number;
-  verdict?: MemoryVerdict;
-}
+export type { MemoryActions, MemSetOptions, MemSetResult } from './memory-types.ts';
 
 export interface MemoryStatus {
   domid: number;
@@ -106,8 +92,11 @@ export function layoutOf(d: Domain): MemoryLayout {
   return { bootMiB: c.memory, hotplugMiB: hotplugRegionMiB(c.memory, c.maxmem) };
 }
 
-export class MemoryControl implements ToolstackPlugin {
+export class MemoryControl implements ToolstackPlugin, MemoryController {
+  /** The core finds the controller here (see LifecycleHooks.memoryController). */
+  readonly memoryController: MemoryController = this;
   readonly name = 'memory';
+  readonly intentOps: readonly IntentOp[] = ['mem-set'];
   private log?: DaemonLog;
   private store?: DomainStoreSink;
   private doms = new Map<number, DomainMemory>();
@@ -206,12 +195,12 @@ export class MemoryControl implements ToolstackPlugin {
     const result: MemSetResult = { domid: d.domid, targetKiB, actualKiB: this.actualKiB(st) };
     if (!intent) return result;
     intent = recordStep(d.rec.runDir, intent, 'driven');
-    const verdict = await this.await(st, intent, actions);
+    const verdict = await this.awaitDeadline(st, intent, actions);
     return { ...result, actualKiB: verdict.actualKiB, verdict };
   }
 
   /** Wait for the deadline of a recorded mem-set (early compliance ends it at once). */
-  private await(st: DomainMemory, it: MemSetIntent, actions: MemoryActions): Promise<MemoryVerdict> {
+  private awaitDeadline(st: DomainMemory, it: MemSetIntent, actions: MemoryActions): Promise<MemoryVerdict> {
     return new Promise<MemoryVerdict>((resolve) => {
       const pending: Pending = {
         targetKiB: it.targetKiB,
@@ -246,8 +235,14 @@ export class MemoryControl implements ToolstackPlugin {
     }
     const left = it.started + it.deadlineMs - Date.now();
     // Not awaited: the verdict has no caller any more; it is logged and recorded as any other.
-    void this.await(st, it, actions);
+    void this.awaitDeadline(st, it, actions);
     return `mem-set to ${mib(it.targetKiB)} MiB was cut short; its deadline ${left > 0 ? `runs on (${(left / 1000).toFixed(1)} s left)` : 'has passed: judged now'}`;
+  }
+
+  /** A mem-set with a deadline an earlier daemon was killed in (intents.ts). */
+  async settleIntent(host: IntentHost, d: Domain | undefined, it: Intent): Promise<string | undefined> {
+    if (!d || it.op !== 'mem-set') return undefined;
+    return this.resumeDeadline(d, host, it);
   }
 
   /** Check a new maximum against what the domain's devices can hold. */

@@ -6,19 +6,29 @@
 //
 //   source                                   target
 //   prepare {config, meta}        ───────▶   checks it can host the domain, starts
-//                                            QEMU -incoming as NAME--incoming
+//                                            QEMU -incoming (listed as NAME--incoming
+//                                            in the table until the hand-over)
 //                                 ◀───────   listening {port, key}
 //   connect to port, send key     ───────▶   checks address and key, hands the
 //                                            connection to its QEMU
 //                                 ◀───────   stream-accepted
-//   (source QEMU gets the same connection and pre-copies; it stops at the end)
-//   go {store, console}           ───────▶   waits for its QEMU to have loaded it,
-//                                            takes the store and console, renames
+//   (source QEMU gets the same connection and pre-copies; it stops the guest
+//    and waits; the source journals the switch-over and lets it send the
+//    device state; it completes once the target QEMU says, over the stream's
+//    return path, that it loaded every byte)
+//   go {store, console}           ───────▶   takes the store and console, renames
 //                                            to NAME, runs it
 //                                 ◀───────   running {domid}
 //
-// Either side drops everything if the socket closes before `go` (target) or
-// before `running` (source: resumes its copy, unless it already sent `go`).
+// The commit point is QEMU's and both sides judge by it: the state loaded
+// completely on the target (the source QEMU completes only then). Before the
+// switch-over the source may cancel at any time (the target cannot complete),
+// and does when the link drops; after it, neither side cancels: a completed
+// source retires its copy whatever the target says or does not say, a target
+// whose QEMU loaded the state runs it even if `go` never comes (the source
+// went away), and a load that breaks off leaves the guest to the source, whose
+// QEMU resumes it. Each side journals its steps (intents.ts), so a daemon
+// killed at any point settles to the same outcome when it starts again.
 // A `go` before the stream was accepted is refused: no state can have come.
 
 import type { DomainConfig } from '../config/types.ts';

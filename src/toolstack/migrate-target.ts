@@ -18,8 +18,7 @@ import {
   pinMachine,
   savedCpuModel,
 } from './domain-transfer.ts';
-import type { IntentHost } from './intent-recovery.ts';
-import { clearIntent, type MigrateInIntent, readIntent, recordStep } from './intents.ts';
+import { clearIntent, type IntentHost, type MigrateInIntent, readIntent, recordStep } from './intents.ts';
 import type { DaemonLog } from './log.ts';
 import { INCOMING_SUFFIX, parseMessage, type ToSource, type ToTarget } from './migrate-protocol.ts';
 import { StreamGate } from './migrate-stream.ts';
@@ -295,7 +294,7 @@ const RESTART_LOAD_WAIT_MS = 60_000;
  * torn down. A state that loaded completely was handed over: the source QEMU
  * completes only once this one has it.
  */
-export async function incomingLoaded(d: Domain, m: QemuMachine, log: DaemonLog): Promise<boolean> {
+export async function incomingLoaded(d: Domain, m: QemuMachine, log?: DaemonLog): Promise<boolean> {
   const it = readIntent<MigrateInIntent>(d.rec.runDir, 'migrate-in');
   if (!it || it.step === 'refused') return false;
   const mig = new Migration(m);
@@ -309,10 +308,10 @@ export async function incomingLoaded(d: Domain, m: QemuMachine, log: DaemonLog):
       // Nothing came (no stream was handed to QEMU), or what came broke off.
       if (status === 'none' || status === 'failed' || status === 'cancelled') return false;
       if (Date.now() > deadline) {
-        log.warn(`the incoming state from ${it.source} did not finish loading in time; giving it up`, d.domid);
+        log?.warn(`the incoming state from ${it.source} did not finish loading in time; giving it up`, d.domid);
         return false;
       }
-      if (!waiting) log.info(`the incoming QEMU still loads the state from ${it.source}; waiting for it`, d.domid);
+      if (!waiting) log?.info(`the incoming QEMU still loads the state from ${it.source}; waiting for it`, d.domid);
       waiting = true;
       await new Promise((r) => setTimeout(r, 50));
     }
@@ -337,9 +336,9 @@ export async function resolveMigrateIn(host: IntentHost, d: Domain | undefined, 
   }
   if (d.name !== it.name) {
     try {
-      host.ts.rename(d, it.name);
+      host.rename(d, it.name);
     } catch (e) {
-      host.ts.log.warn(`kept the name ${d.name}: ${e instanceof Error ? e.message : String(e)}`, d.domid);
+      host.log.warn(`kept the name ${d.name}: ${e instanceof Error ? e.message : String(e)}`, d.domid);
     }
   }
   // Killed before the record had it: reattach found this QEMU by its run directory.
@@ -347,10 +346,10 @@ export async function resolveMigrateIn(host: IntentHost, d: Domain | undefined, 
   // What `go` would have brought: the memory target (the store subtree and console tail it carried are lost).
   if (it.maxMiB >= d.rec.config.memory) d.rec.maxMiB = it.maxMiB;
   if (it.targetMiB <= d.rec.maxMiB) d.rec.targetMiB = it.targetMiB;
-  host.ts.store.setMemory(d.rec);
+  host.store.setMemory(d.rec);
   if (it.run) await host.resume(d);
   else if (d.rec.state === 'creating') host.setState(d, (await m.runState()) === 'running' ? 'running' : 'paused');
-  host.ts.touch(d);
+  host.touch(d);
   clearIntent(d.rec.runDir, 'migrate-in');
   return `${what} had loaded the guest (killed at ${it.step}): taken over here, ${it.run ? 'running' : 'paused'}`;
 }

@@ -8,8 +8,7 @@ import { Migration, type MigrationStats } from '../engine/migration.ts';
 import { XenodeError } from '../errors.ts';
 import type { Domain } from './domain.ts';
 import { consoleTail, exportDomainStore, transferableConfig, transferMeta } from './domain-transfer.ts';
-import type { IntentHost } from './intent-recovery.ts';
-import { clearIntent, type MigrateOutIntent, type MigrationPrint, recordStep } from './intents.ts';
+import { clearIntent, type IntentHost, type MigrateOutIntent, type MigrationPrint, recordStep } from './intents.ts';
 import { MIGRATE_PATH, MIGRATED_SUFFIX, parseMessage, type ToSource, type ToTarget } from './migrate-protocol.ts';
 import { openStream, STREAM_KEY_BYTES } from './migrate-stream.ts';
 import { exclusive, type ProgressFn } from './saverestore.ts';
@@ -376,14 +375,14 @@ export async function resolveMigrateOut(
     committed = it.step !== 'begin' && stats.status === 'completed' && runState === 'postmigrate' && !older;
   }
   if (committed) {
-    await host.ts.destroy(d);
+    await host.destroy(d);
     return `${what} had completed (killed at ${it.step}; the target's QEMU has the guest): removed the copy here`;
   }
   if (d.name !== it.name) {
     try {
-      host.ts.rename(d, it.name);
+      host.rename(d, it.name);
     } catch (e) {
-      host.ts.log.warn(`kept the name ${d.name}: ${e instanceof Error ? e.message : String(e)}`, d.domid);
+      host.log.warn(`kept the name ${d.name}: ${e instanceof Error ? e.message : String(e)}`, d.domid);
     }
   }
   if (it.wasRunning) await host.resume(d);

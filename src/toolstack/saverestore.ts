@@ -3,13 +3,7 @@
 // domain. QEMU moves the machine state; everything around it is ours.
 
 import { closeSync, existsSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
-import {
-  appendToFileUri,
-  FIRST_PASSED_FD,
-  inheritedFdUri,
-  Migration,
-  MigrationError,
-} from '../engine/migration.ts';
+import { appendToFileUri, FIRST_PASSED_FD, inheritedFdUri, Migration, MigrationError } from '../engine/migration.ts';
 import type { QemuMachine } from '../engine/qemu-machine.ts';
 import { XenodeError } from '../errors.ts';
 import type { Domain } from './domain.ts';
@@ -30,8 +24,7 @@ import {
   transferableConfig,
   transferMeta,
 } from './domain-transfer.ts';
-import type { IntentHost } from './intent-recovery.ts';
-import { clearIntent, crashPoint, recordStep, type SaveIntent } from './intents.ts';
+import { clearIntent, crashPoint, type IntentHost, recordStep, type SaveIntent } from './intents.ts';
 import type { Principal } from './principal.ts';
 import {
   FLAG_OPTIONAL,
@@ -284,7 +277,7 @@ export async function resolveSave(host: IntentHost, d: Domain | undefined, it: S
   const what = `save to ${it.file}`;
   if (!d) return `${what}: the domain is gone; ${committed ? 'the file is complete' : 'its partial file removed'}`;
   if (committed && it.destroying) {
-    await host.ts.destroy(d);
+    await host.destroy(d);
     return `${what} had completed: destroyed the domain`;
   }
   const run = committed ? it.wasRunning && !it.leavePaused : it.wasRunning;

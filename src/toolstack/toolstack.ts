@@ -19,11 +19,11 @@ import { resolveBoot } from './boot-plan.ts';
 import type { XenodeDirs } from './dirs.ts';
 import { Domain } from './domain.ts';
 import type { DomainRecord, DomainState, DomainTable, ShutdownReason } from './domain-table.ts';
-import { collectIntents, IntentHost, incomingLoaded, resolveIntents } from './intent-recovery.ts';
-import { crashPoint } from './intents.ts';
+import { collectIntents, keptUnfinished, resolveIntents } from './intent-recovery.ts';
+import { crashPoint, type IntentHost } from './intents.ts';
 import type { LifecycleHooks, SponsorFileGate } from './lifecycle-hooks.ts';
 import type { DaemonLog } from './log.ts';
-import { MemoryControl, type MemSetOptions, type MemSetResult } from './memory.ts';
+import type { MemSetOptions, MemSetResult } from './memory-types.ts';
 import { canSeeSponsor, type Principal } from './principal.ts';
 import { checkLimit, type SponsorPolicy } from './sponsors.ts';
 import type { DomainStoreSink } from './store-sink.ts';
@@ -159,6 +159,8 @@ export class Toolstack {
   // ---- create -------------------------------------------------------------
 
   async create(cfg: DomainConfig, p: Principal, opts: CreateOptions = {}): Promise<Domain> {
+    // A domain just saved or migrated away keeps its name in the table until its teardown ends.
+    if ([...this.retiring.keys()].some((r) => r.name === cfg.name)) await this.finishRetiring();
     // A sponsor's config without sponsor= is its own (the key defaults to admin).
     if (!p.admin && cfg.sponsor === 'admin') cfg = { ...cfg, sponsor: p.sponsor };
     if (!NAME_RE.test(cfg.name)) throw new XenodeError('config', `invalid domain name '${cfg.name}'`);
@@ -468,7 +470,6 @@ export class Toolstack {
     d.console.close();
     d.machine = undefined;
     this.domains.delete(d.domid);
-    this.o.table.remove(d.domid);
     for (const p of this.plugins) {
       try {
         await p.onTeardown?.(d);
@@ -478,6 +479,7 @@ export class Toolstack {
     }
     // A retired domain left the store already (its uuid may be back here since).
     if (!this.retiring.has(d)) this.o.store.release(d.rec);
+    crashPoint('teardown.released');
     // Keep the console log for post-mortems; drop the rest of the run directory.
     const logs = join(this.o.dirs.base, 'logs');
     mkdirSync(logs, { recursive: true });
@@ -487,6 +489,8 @@ export class Toolstack {
       /* never booted far enough to log */
     }
     rmSync(d.rec.runDir, { recursive: true, force: true });
+    // Last: a daemon killed before this finds the domain dying, and finishes what is left.
+    this.o.table.remove(d.domid);
     this.o.log.info(`destroyed ${d.name}`, d.domid);
     d.emit('gone');
     this.events.emit('gone', d);
@@ -601,7 +605,7 @@ export class Toolstack {
       throw new XenodeError('usage', `memory target ${mib} MiB is too small`, { hint: 'use at least 32 MiB' });
     if (opts.deadlineMs !== undefined && !(opts.deadlineMs >= 1 && opts.deadlineMs <= 3_600_000))
       throw new XenodeError('usage', `invalid deadline ${opts.deadlineMs} ms`, { hint: 'give 1 ms to 1 h, e.g. 1s' });
-    const mem = this.plugins.find((p): p is MemoryControl => p instanceof MemoryControl);
+    const mem = this.plugins.find((p) => p.memoryController)?.memoryController;
     if (mem && d.rec.state !== 'running' && d.rec.state !== 'paused')
       throw new XenodeError('state', `domain ${d.name} is not running`, { hint: 'memory targets need a live guest' });
     // Growing takes host memory like a create: refused when the host cannot back it.
@@ -625,7 +629,7 @@ export class Toolstack {
         exitCode: 1,
       });
     }
-    this.plugins.find((p): p is MemoryControl => p instanceof MemoryControl)?.checkMax(d, mib);
+    this.plugins.find((p) => p.memoryController)?.memoryController?.checkMax(d, mib);
     d.rec.maxMiB = mib;
     this.o.store.setMemory(d.rec);
     this.save(d);
@@ -658,7 +662,7 @@ export class Toolstack {
       // A create or incoming migration the old daemon never finished: nobody waits for it
       // (but an incoming state that loaded was handed over: kept, taken over below).
       // A teardown cut short is finished.
-      if (m && (rec.state === 'dying' || (rec.state === 'creating' && !(await incomingLoaded(d, m, this.o.log))))) {
+      if (m && (rec.state === 'dying' || (rec.state === 'creating' && !(await keptUnfinished(this.plugins, d, m))))) {
         const what = rec.state === 'creating' ? 'being created' : 'being destroyed';
         this.o.log.warn(`${rec.name} was still ${what} when the daemon stopped; destroying it`, rec.domid);
         d.machine = m;
@@ -721,7 +725,27 @@ export class Toolstack {
       if (this.domains.get(rec.domid) === d)
         this.o.log.info(`reattached ${rec.name} (pid ${m.pid}, ${rec.state})`, rec.domid);
     }
-    await resolveIntents(new IntentHost(this, (d, s) => this.setState(d, s)), intents);
+    await resolveIntents(this.plugins, this.intentHost(), intents, (id) => this.domains.get(id));
+  }
+
+  /** What the features need to settle the operations an earlier daemon left (intent-recovery.ts). */
+  private intentHost(): IntentHost {
+    return {
+      log: this.o.log,
+      store: this.o.store,
+      destroy: (d) => this.destroy(d),
+      pause: (d) => this.pause(d),
+      rename: (d, name) => this.rename(d, name),
+      touch: (d) => this.touch(d),
+      setState: (d, state) => this.setState(d, state),
+      resume: (d) =>
+        d.serial(async () => {
+          const m = d.machine;
+          if (!m?.alive) return;
+          if ((await m.runState()) !== 'running') await m.resume();
+          if (d.rec.state !== 'running') this.setState(d, 'running');
+        }),
+    };
   }
 
   /**
