@@ -17,7 +17,7 @@ import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ensureDefaultGuest } from '../guest/build.ts';
-import { readSaveFileHeader } from '../src/toolstack/save-format.ts';
+import { readSaveFileHeader } from '../src/features/saverestore/save-format.ts';
 import {
   type ApiAnswer,
   answers,

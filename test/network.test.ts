@@ -8,7 +8,7 @@ import { request } from 'node:http';
 import { createConnection } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { ensureDefaultGuest } from '../guest/build.ts';
-import type { NetStatus, VifView } from '../src/toolstack/net-manager.ts';
+import type { NetStatus, VifView } from '../src/features/network/manager.ts';
 import { type ConsoleSession, TestHost } from './helpers/host.ts';
 
 // A host port and subnets of this test's own, so a default xn0 elsewhere is never disturbed.

@@ -15,7 +15,7 @@ import { connect, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import WebSocket from 'ws';
 import { ensureDefaultGuest } from '../guest/build.ts';
-import { jsonSection, readSaveFileHeader, SECTION } from '../src/toolstack/save-format.ts';
+import { jsonSection, readSaveFileHeader, SECTION } from '../src/features/saverestore/save-format.ts';
 import { type ConsoleSession, TestHost } from './helpers/host.ts';
 
 const NAME = 'smg';

@@ -10,7 +10,7 @@ import { createSocket } from 'node:dgram';
 import { Agent, request } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { ensureDefaultGuest } from '../guest/build.ts';
-import type { NetStatus, VifView } from '../src/toolstack/net-manager.ts';
+import type { NetStatus, VifView } from '../src/features/network/manager.ts';
 import { type ConsoleSession, TestHost } from './helpers/host.ts';
 
 // A host port and subnet of this test's own, so other tests' networks are never disturbed.

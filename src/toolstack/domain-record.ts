@@ -4,6 +4,10 @@
 
 import type { DomainConfig } from '../config/types.ts';
 
+/** The name suffix of a domain arriving by migration (xl's rename dance); core
+ *  because crash recovery must strip it without knowing the migration feature. */
+export const INCOMING_SUFFIX = '--incoming';
+
 export type DomainState = 'creating' | 'running' | 'paused' | 'shutdown' | 'crashed' | 'dying';
 export type ShutdownReason = 'poweroff' | 'reboot' | 'crash' | 'watchdog' | 'suspend';
 

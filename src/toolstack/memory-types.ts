@@ -3,7 +3,23 @@
 // controller without importing it (and, through it, the API).
 
 import type { Domain } from './domain.ts';
-import type { MemoryVerdict } from './memory-policy.ts';
+
+export type NoncomplianceAction = 'report' | 'pause' | 'destroy';
+
+/** The outcome of a mem-set with a deadline. */
+export interface MemoryVerdict {
+  complied: boolean;
+  targetKiB: number;
+  actualKiB: number;
+  toleranceKiB: number;
+  deadlineMs: number;
+  /** When the verdict was reached, ms after the mem-set. */
+  elapsedMs: number;
+  /** The consequence applied ('none' when the domain complied or the deadline was cut short). */
+  action: 'none' | NoncomplianceAction;
+  /** Why there was no real verdict (a later mem-set, the domain went away). */
+  note?: string;
+}
 
 /** What the memory controller may do to a domain that misses its deadline. */
 export interface MemoryActions {

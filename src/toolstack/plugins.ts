@@ -1,12 +1,12 @@
 // The feature plugins xenoded runs, in order. Each feature adds one line here.
 
+import { diskPlugin } from '../features/disks/plugin.ts';
+import { memoryPlugins } from '../features/memory/plugin.ts';
+import { metricsPlugin } from '../features/metrics/plugin.ts';
+import { netPlugin } from '../features/network/plugin.ts';
+import { saveRestorePlugin } from '../features/saverestore/plugin.ts';
 import { storagePlugin } from '../features/storage/plugin.ts';
-import { diskPlugin } from './disk-plugin.ts';
-import { memoryPlugins } from './memory-plugins.ts';
-import { metricsPlugin } from './metrics-plugin.ts';
-import { netPlugin } from './net-plugin.ts';
 import type { ToolstackPlugin } from './plugin.ts';
-import { saveRestorePlugin } from './saverestore-plugin.ts';
 
 export function createPlugins(): ToolstackPlugin[] {
   const storage = storagePlugin();

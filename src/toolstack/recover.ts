@@ -16,8 +16,8 @@ import { processRunning } from '../engine/process.ts';
 import { type FoundQemu, findQemus, probeQemu, type QemuSelf } from '../engine/qemu-scan.ts';
 import { XenodeError } from '../errors.ts';
 import type { XenodeDirs } from './dirs.ts';
+import { INCOMING_SUFFIX } from './domain-record.ts';
 import { type DomainRecord, type DomainState, DomainTable, unreadableTable } from './domain-table.ts';
-import { INCOMING_SUFFIX } from './migrate-protocol.ts';
 import { readRunRecord, runDirDomids } from './run-dirs.ts';
 
 const RECOVER_HINT = 'run `xenoded --recover` to rebuild it from the run directories and the running QEMUs';

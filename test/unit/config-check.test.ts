@@ -10,7 +10,7 @@ import { DomainConfigSchema } from '../../src/config/domain-schema.ts';
 import { loadConfigText } from '../../src/config/load.ts';
 import { configToJson } from '../../src/config/validate.ts';
 import { XenodeError } from '../../src/errors.ts';
-import { parseConfigJson } from '../../src/toolstack/domain-transfer.ts';
+import { parseConfigJson } from '../../src/features/saverestore/domain-transfer.ts';
 
 function parsed(text: string): Record<string, unknown> {
   const { config } = loadConfigText(text, { file: 'vm.cfg', baseDir: '/', checkFiles: false });

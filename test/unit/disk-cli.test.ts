@@ -3,12 +3,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { parseApiDiskSpec } from '../../src/api/routes-block.ts';
-import { blockListHeader, blockListRow, canonicalDiskSpec } from '../../src/cli/cmd-block.ts';
 import { parseDiskSpec } from '../../src/config/disk.ts';
 import type { DiskSpec } from '../../src/config/types.ts';
 import { XenodeError } from '../../src/errors.ts';
-import type { BlockEntry } from '../../src/toolstack/disk-views.ts';
+import { blockListHeader, blockListRow, canonicalDiskSpec } from '../../src/features/disks/commands.ts';
+import { parseApiDiskSpec } from '../../src/features/disks/routes.ts';
+import type { BlockEntry } from '../../src/features/disks/views.ts';
 
 describe('block-list output', () => {
   it('prints xl_block.c columns: "%-5s %-3s %-6s %-5s %-6s %-8s %-30s"', () => {

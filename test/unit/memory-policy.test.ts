@@ -3,10 +3,10 @@
 
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { verdictLine } from '../../src/cli/memory-commands.ts';
 import { balloonArgs, hotplugArgs, hotplugRegionMiB } from '../../src/engine/memory-args.ts';
 import { isValidBarSize, ivshmemArgs, shmSlot } from '../../src/engine/shm-args.ts';
-import { complies, directionOf, parseDeadlineMs, planTarget, toleranceKiB } from '../../src/toolstack/memory-policy.ts';
+import { verdictLine } from '../../src/features/memory/commands.ts';
+import { complies, directionOf, parseDeadlineMs, planTarget, toleranceKiB } from '../../src/features/memory/policy.ts';
 
 const MiB = 1024 * 1024;
 

@@ -9,11 +9,11 @@ import { after, before, describe, it } from 'node:test';
 import Fastify from 'fastify';
 import { loadConfigText } from '../../src/config/load.ts';
 import { XenodeError } from '../../src/errors.ts';
+import { StaticShmPlugin } from '../../src/features/memory/static-shm.ts';
 import { xenodeDirs } from '../../src/toolstack/dirs.ts';
 import { Domain } from '../../src/toolstack/domain.ts';
 import { DaemonLog } from '../../src/toolstack/log.ts';
 import { SponsorPolicy } from '../../src/toolstack/sponsors.ts';
-import { StaticShmPlugin } from '../../src/toolstack/static-shm.ts';
 import { NULL_STORE_SINK } from '../../src/toolstack/store-sink.ts';
 
 let dir: string;

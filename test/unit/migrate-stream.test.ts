@@ -4,7 +4,12 @@
 import assert from 'node:assert/strict';
 import { connect, type Socket } from 'node:net';
 import { describe, it } from 'node:test';
-import { openStream, plainAddress, STREAM_KEY_BYTES, StreamGate } from '../../src/toolstack/migrate-stream.ts';
+import {
+  openStream,
+  plainAddress,
+  STREAM_KEY_BYTES,
+  StreamGate,
+} from '../../src/features/saverestore/migrate-stream.ts';
 
 function dial(port: number, from = '127.0.0.1'): Promise<Socket> {
   return new Promise((resolve, reject) => {

@@ -3,12 +3,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { networkListHeader, networkListRow } from '../../src/cli/cmd-net.ts';
 import { parseMac } from '../../src/config/vif.ts';
 import { netdevAddArgs, nicArgs, nicDriver } from '../../src/engine/net-args.ts';
+import { guestIpCmdline, hostPortFromEnv } from '../../src/features/network/addressing.ts';
+import { networkListHeader, networkListRow } from '../../src/features/network/commands.ts';
+import type { VifView } from '../../src/features/network/manager.ts';
 import { generateMac, hostPortMac, macFromString, macToString } from '../../src/net/mac.ts';
-import { guestIpCmdline, hostPortFromEnv } from '../../src/toolstack/net-addressing.ts';
-import type { VifView } from '../../src/toolstack/net-manager.ts';
 
 describe('MAC generation', () => {
   it('uses Xen OUI 00:16:3e with the top bit of octet 4 clear, and is a valid unicast MAC', () => {

@@ -8,6 +8,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
+import { SwitchSupervisor } from '../../src/features/network/switch.ts';
 import {
   type AddPortResult,
   CONTROL_VERSION,
@@ -16,7 +17,6 @@ import {
 } from '../../src/net/control-protocol.ts';
 import { SwitchClient } from '../../src/net/switch-client.ts';
 import { DaemonLog } from '../../src/toolstack/log.ts';
-import { SwitchSupervisor } from '../../src/toolstack/net-switch.ts';
 import { ethernet } from '../helpers/frames.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'xn-sw-'));

@@ -27,7 +27,7 @@ import {
   SECTION,
   TRAILER_SIZE,
   Xxh3Hash,
-} from '../../src/toolstack/save-format.ts';
+} from '../../src/features/saverestore/save-format.ts';
 
 let dir: string;
 let good: string;

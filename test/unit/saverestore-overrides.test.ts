@@ -4,7 +4,12 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { loadConfigText } from '../../src/config/load.ts';
 import { XenodeError } from '../../src/errors.ts';
-import { applyOverrides, parseMeta, pinMachine, savedCpuModel } from '../../src/toolstack/domain-transfer.ts';
+import {
+  applyOverrides,
+  parseMeta,
+  pinMachine,
+  savedCpuModel,
+} from '../../src/features/saverestore/domain-transfer.ts';
 
 const saved = loadConfigText(
   'name = "web1"\nmemory = 256\nvif = ["mac=00:16:3e:00:00:01,ip=10.0.0.5"]\ndisk = ["/img/a.img,raw,xvdb,rw"]\n',

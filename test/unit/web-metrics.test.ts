@@ -6,9 +6,9 @@ import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
 import { describe, it } from 'node:test';
 import { loadConfigText } from '../../src/config/load.ts';
+import { isIoCounterSource, type MetricsSample, MetricsSampler } from '../../src/features/metrics/sampler.ts';
 import { Domain } from '../../src/toolstack/domain.ts';
 import type { IoCounters } from '../../src/toolstack/lifecycle-hooks.ts';
-import { isIoCounterSource, type MetricsSample, MetricsSampler } from '../../src/toolstack/metrics.ts';
 
 function selfDomain(domid: number, targetMiB = 256): Domain {
   const config = loadConfigText(`name = "t${domid}"\nmemory = ${targetMiB}\n`, { file: 't.cfg', baseDir: '/' }).config;

@@ -1,0 +1,118 @@
+// block-attach / block-detach / block-list (xl's), plus block-stats for the
+// per-disk I/O counters.
+
+import type { CommandSpec } from '../../cli/command-spec.ts';
+import { parseDiskSpec } from '../../config/disk.ts';
+import type { DiskSpec } from '../../config/types.ts';
+import { errorMessage, XenodeError } from '../../errors.ts';
+import type { BlockEntry, DiskStatsView } from './views.ts';
+
+const enc = encodeURIComponent;
+
+/** xl's block-list header (xl_block.c: "%-5s %-3s %-6s %-5s %-6s %-8s %-30s"). */
+export function blockListHeader(): string {
+  return `${'Vdev'.padEnd(5)} ${'BE'.padEnd(3)} ${'handle'.padEnd(6)} ${'state'.padEnd(5)} ${'evt-ch'.padEnd(6)} ${'ring-ref'.padEnd(8)} ${'BE-path'.padEnd(30)}`;
+}
+
+/** One row, "%-5d %-3d %-6d %-5d %-6d %-8d %-30s" as xl prints it. */
+export function blockListRow(e: BlockEntry): string {
+  const c = (v: number, w: number) => String(v).padEnd(w);
+  return `${c(e.devid, 5)} ${c(e.backendId, 3)} ${c(e.handle, 6)} ${c(e.state, 5)} ${c(e.evtch, 6)} ${c(e.ringRef, 8)} ${e.backendPath.padEnd(30)}`;
+}
+
+/** A spec the daemon parses to exactly `d` (target= last: it takes the rest, commas included). */
+export function canonicalDiskSpec(d: DiskSpec): string {
+  return `format=${d.format},vdev=${d.vdev},access=${d.access},devtype=${d.devtype},target=${d.target}`;
+}
+
+export function blockStatsTable(rows: Array<DiskStatsView & { domain: string }>): string {
+  const head = ['Domain', 'Vdev', 'Devid', 'RD bytes', 'WR bytes', 'RD ops', 'WR ops', 'Flush ops', 'RD ms', 'WR ms'];
+  const cells = rows.map((r) => [
+    r.domain,
+    r.vdev,
+    String(r.devid),
+    String(r.rdBytes),
+    String(r.wrBytes),
+    String(r.rdOps),
+    String(r.wrOps),
+    String(r.flushOps),
+    (r.rdTotalTimeNs / 1e6).toFixed(1),
+    (r.wrTotalTimeNs / 1e6).toFixed(1),
+  ]);
+  const w = head.map((h, i) => Math.max(h.length, ...cells.map((r) => (r[i] ?? '').length)));
+  const line = (cs: string[]) =>
+    cs
+      .map((c, i) => (i < 2 ? c.padEnd(w[i] as number) : c.padStart(w[i] as number)))
+      .join('  ')
+      .trimEnd();
+  return `${[line(head), ...cells.map(line)].join('\n')}\n`;
+}
+
+export const blockCommands: CommandSpec[] = [
+  {
+    name: 'block-attach',
+    example: 'xenode block-attach web1 /srv/data.img,raw,xvdc,rw',
+    args: '<domain> <disk-spec...>',
+    summary: 'Hot-plug a disk into a running domain (xl disk syntax)',
+    help: `The disk spec is xl's (xl-disk-configuration(5)): target, format, vdev, access,
+or key=value items, e.g. /srv/d.img,qcow2,xvdc,ro or 'vdev=xvdd, devtype=cdrom, target=/srv/cd.iso'.
+Several arguments are joined with commas. The disk stays in the domain's config.`,
+    async run(ctx, [dom, ...parts]) {
+      const disk = parseDiskSpec(parts.join(','), {
+        baseDir: process.cwd(),
+        warn: (w) => ctx.err(`warning: ${w}\n`),
+      });
+      await ctx.client().post(`/v1/domains/${enc(dom)}/block-attach`, { spec: canonicalDiskSpec(disk) });
+      return 0;
+    },
+  },
+  {
+    name: 'block-detach',
+    example: 'xenode block-detach web1 xvdc',
+    args: '<domain> <vdev>',
+    summary: 'Hot-unplug a disk; waits until the guest released it',
+    help: 'The disk is named by its vdev (xvdc) or Xen device number (51744).',
+    options: [{ flags: '-f, --force', help: 'do not wait for the guest: drop the disk from the domain now' }],
+    async run(ctx, [dom, vdev], opts) {
+      await ctx.client().post(`/v1/domains/${enc(dom)}/block-detach`, { vdev, force: opts.force === true });
+      return 0;
+    },
+  },
+  {
+    name: 'block-list',
+    example: 'xenode block-list web1',
+    args: '<domains...>',
+    summary: 'List the disks of domains (xl columns; Vdev is the Xen device number)',
+    async run(ctx, doms) {
+      const c = ctx.client();
+      ctx.out(`${blockListHeader()}\n`);
+      // As xl: an unknown domain is reported and the others are still listed.
+      for (const dom of doms) {
+        try {
+          const r = await c.get<{ disks: BlockEntry[] }>(`/v1/domains/${enc(dom)}/block`);
+          for (const e of r.disks) ctx.out(`${blockListRow(e)}\n`);
+        } catch (e) {
+          if (!(e instanceof XenodeError) || e.kind !== 'not-found') throw e;
+          ctx.err(`${errorMessage(e)}\n`);
+        }
+      }
+      return 0;
+    },
+  },
+  {
+    name: 'block-stats',
+    example: 'xenode block-stats web1',
+    args: '<domains...>',
+    summary: 'Per-disk I/O counters of domains (bytes, operations, time) since each disk was attached',
+    async run(ctx, doms) {
+      const c = ctx.client();
+      const rows: Array<DiskStatsView & { domain: string }> = [];
+      for (const dom of doms) {
+        const r = await c.get<{ name: string; disk: DiskStatsView[] }>(`/v1/domains/${enc(dom)}/block/stats`);
+        for (const s of r.disk) rows.push({ ...s, domain: r.name });
+      }
+      ctx.out(blockStatsTable(rows));
+      return 0;
+    },
+  },
+];

@@ -1,0 +1,435 @@
+// Disks for domains as a toolstack plugin: disk=[...] becomes QEMU devices at
+// launch, block-attach/-detach hot-plug them, the control store mirrors them in
+// xl's layout, and their I/O counters feed the charts (docs/disks.md).
+
+import { closeSync, constants, accessSync as fsAccess, openSync, readSync, realpathSync, statSync } from 'node:fs';
+import type { FastifyInstance } from 'fastify';
+import type { ApiContext } from '../../api/context.ts';
+import { vdevNumber } from '../../config/disk.ts';
+import type { DiskSpec } from '../../config/types.ts';
+import {
+  DEFAULT_DISK_IO,
+  DISK_BRIDGE_ID,
+  devnumOf,
+  diskArgs,
+  guestDeviceName,
+  type PlacedDisk,
+  placeDisks,
+} from '../../engine/disk-args.ts';
+import {
+  diskStats,
+  freeDiskSlot,
+  freeScsiTarget,
+  onDiskDeleted,
+  peripheralIds,
+  plugDisk,
+  presentDisks,
+  releaseDiskBackend,
+  requestUnplug,
+} from '../../engine/disk-hotplug.ts';
+import type { QemuMachine } from '../../engine/qemu-machine.ts';
+import { XenodeError } from '../../errors.ts';
+import type { Domain } from '../../toolstack/domain.ts';
+import type { DiskChainSource, IoCounters } from '../../toolstack/lifecycle-hooks.ts';
+import type { DaemonLog } from '../../toolstack/log.ts';
+import type { LaunchContribution, PluginHost, ToolstackPlugin } from '../../toolstack/plugin.ts';
+import { ControlStoreSink } from '../../toolstack/store-factory.ts';
+import type { Toolstack } from '../../toolstack/toolstack.ts';
+import { registerBlockRoutes } from './routes.ts';
+import { DiskStore, vbdBackendPath, XENBUS } from './store.ts';
+import type { BlockEntry, DiskOps, DiskStatsView } from './views.ts';
+
+/** How long block-detach waits for the guest to eject a disk. */
+export const DETACH_TIMEOUT_MS = 30_000;
+const XVDB = vdevNumber('xvdb') as number;
+const NULL_LOG: Pick<DaemonLog, 'info' | 'warn'> = { info() {}, warn() {} };
+const QCOW2_MAGIC = Buffer.from('QFI\xfb', 'latin1');
+
+interface OpenImages {
+  d: Domain;
+  /** devnum -> spec of every image this domain's QEMU has open. */
+  disks: Map<number, DiskSpec>;
+}
+
+interface Detaching {
+  forced: boolean;
+  waiters: Array<() => void>;
+}
+
+function realTarget(t: string): string {
+  try {
+    return realpathSync(t);
+  } catch {
+    return t;
+  }
+}
+
+/** The image exists, is usable as asked, and is the format the spec says. */
+export function checkImage(spec: DiskSpec): void {
+  const t = spec.target;
+  if (t === '') return;
+  let isFile: boolean;
+  try {
+    const st = statSync(t);
+    if (st.isDirectory()) throw new XenodeError('config', `disk image '${t}' for ${spec.vdev} is a directory`);
+    isFile = st.isFile();
+  } catch (e) {
+    if (e instanceof XenodeError) throw e;
+    throw new XenodeError('not-found', `disk image '${t}' for ${spec.vdev} not found`, {
+      hint: 'create it first, e.g. qemu-img create -f raw IMAGE 1G',
+    });
+  }
+  try {
+    fsAccess(t, spec.access === 'rw' ? constants.R_OK | constants.W_OK : constants.R_OK);
+  } catch {
+    throw new XenodeError('permission', `cannot ${spec.access === 'rw' ? 'write' : 'read'} disk image '${t}'`, {
+      hint: spec.access === 'rw' ? 'fix its permissions or attach it read-only (access=ro)' : 'fix its permissions',
+    });
+  }
+  if (spec.format === 'qcow2' && isFile) {
+    const head = Buffer.alloc(4);
+    const fd = openSync(t, 'r');
+    try {
+      readSync(fd, head, 0, 4, 0);
+    } finally {
+      closeSync(fd);
+    }
+    if (!head.equals(QCOW2_MAGIC)) {
+      throw new XenodeError('config', `disk image '${t}' for ${spec.vdev} is not a qcow2 image`, {
+        hint: 'give its real format (raw) or convert it: qemu-img convert -O qcow2',
+      });
+    }
+  }
+}
+
+/**
+ * The default guest mounts the disk named by xenode.data= at /mnt/data. Point it
+ * at xvdb's guest name (vdb only when xvda exists), or at nothing without xvdb.
+ */
+function dataDiskWords(d: Domain, placed: readonly PlacedDisk[]): string[] {
+  const cfg = d.rec.config;
+  if (cfg.kernel || placed.length === 0 || /(^|\s)xenode\.data=/.test(cfg.cmdline)) return [];
+  const p = placed.find((x) => x.devnum === XVDB && x.kind === 'virtio-blk');
+  return [`xenode.data=${p ? guestDeviceName(p) : ''}`];
+}
+
+export class DiskPlugin implements ToolstackPlugin, DiskOps {
+  readonly name = 'disk';
+  private store = new DiskStore(undefined, NULL_LOG);
+  private log: Pick<DaemonLog, 'info' | 'warn'> = NULL_LOG;
+  private ts?: Toolstack;
+  private open = new Map<number, OpenImages>();
+  private subs = new Map<number, () => void>();
+  private detaching = new Map<number, Map<number, Detaching>>();
+  /** Domains whose config changed before the toolstack was reachable (daemon restart). */
+  private dirty = new Set<Domain>();
+
+  constructor(private readonly chains?: DiskChainSource) {}
+
+  /** A disk with its checked chain where its domain's sponsor has one. */
+  private pin(d: Domain, p: PlacedDisk): PlacedDisk {
+    if (!this.chains || p.spec.target === '') return p;
+    const chain = this.chains.diskChain(d.rec.sponsor, p.spec.target, p.spec.format);
+    return chain ? { ...p, chain } : p;
+  }
+
+  async start(host: PluginHost): Promise<void> {
+    this.log = host.log;
+    this.store = new DiskStore(host.store instanceof ControlStoreSink ? host.store.store : undefined, host.log);
+  }
+
+  routes(app: FastifyInstance, ctx: ApiContext): void {
+    this.ts = ctx.toolstack;
+    for (const d of this.dirty) this.ts.touch(d);
+    this.dirty.clear();
+    registerBlockRoutes(app, ctx, this);
+  }
+
+  // ---- lifecycle ------------------------------------------------------------
+
+  async beforeLaunch(d: Domain): Promise<LaunchContribution | undefined> {
+    const disks = d.rec.config.disk;
+    for (const spec of disks) checkImage(spec);
+    const placed = placeDisks(disks).map((p) => this.pin(d, p));
+    this.checkSharing(d, disks);
+    this.open.set(d.domid, { d, disks: new Map(placed.map((p) => [p.devnum, p.spec])) });
+    this.detaching.delete(d.domid);
+    return {
+      qemuArgs: diskArgs(placed, () => DEFAULT_DISK_IO),
+      cmdline: dataDiskWords(d, placed),
+    };
+  }
+
+  async afterLaunch(d: Domain, m: QemuMachine): Promise<void> {
+    this.watch(d, m);
+    for (const spec of d.rec.config.disk) this.store.write(d.domid, devnumOf(spec), spec, XENBUS.connected);
+  }
+
+  async afterReattach(d: Domain, m: QemuMachine): Promise<void> {
+    this.watch(d, m);
+    const open = new Map(d.rec.config.disk.map((s) => [devnumOf(s), s]));
+    const ids = await peripheralIds(m);
+    if (ids.has(DISK_BRIDGE_ID)) {
+      const present = await presentDisks(m);
+      // Guest released a disk while no daemon watched: finish the detach now.
+      for (const [devnum] of open) {
+        if (!present.has(devnum)) {
+          await releaseDiskBackend(m, devnum);
+          open.delete(devnum);
+          this.dropFromConfig(d, devnum);
+          this.store.remove(d.domid, devnum);
+        }
+      }
+      // Force-detached disks the guest still holds: release them when it lets go.
+      for (const devnum of present) {
+        if (!open.has(devnum)) this.pending(d.domid).set(devnum, { forced: true, waiters: [] });
+      }
+    }
+    this.open.set(d.domid, { d, disks: open });
+    for (const [devnum, spec] of open) this.store.write(d.domid, devnum, spec, XENBUS.connected);
+  }
+
+  async onTeardown(d: Domain): Promise<void> {
+    this.subs.get(d.domid)?.();
+    this.subs.delete(d.domid);
+    this.open.delete(d.domid);
+    for (const p of this.detaching.get(d.domid)?.values() ?? []) for (const w of p.waiters) w();
+    this.detaching.delete(d.domid);
+    this.store.removeDomain(d.domid);
+  }
+
+  private watch(d: Domain, m: QemuMachine): void {
+    this.subs.get(d.domid)?.();
+    this.subs.set(
+      d.domid,
+      onDiskDeleted(m, (devnum) => {
+        void this.released(d, m, devnum).catch((e: unknown) =>
+          this.log.warn(`releasing disk ${devnum}: ${e instanceof Error ? e.message : String(e)}`, d.domid),
+        );
+      }),
+    );
+  }
+
+  /** The guest gave a disk back (DEVICE_DELETED): close the image and forget the disk. */
+  private async released(d: Domain, m: QemuMachine, devnum: number): Promise<void> {
+    await releaseDiskBackend(m, devnum);
+    const vdev = this.open.get(d.domid)?.disks.get(devnum)?.vdev ?? String(devnum);
+    this.open.get(d.domid)?.disks.delete(devnum);
+    this.dropFromConfig(d, devnum);
+    this.store.remove(d.domid, devnum);
+    const p = this.detaching.get(d.domid)?.get(devnum);
+    this.detaching.get(d.domid)?.delete(devnum);
+    for (const w of p?.waiters ?? []) w();
+    this.log.info(`disk ${vdev} detached`, d.domid);
+  }
+
+  private dropFromConfig(d: Domain, devnum: number): void {
+    const cfg = d.rec.config;
+    const disk = cfg.disk.filter((s) => devnumOf(s) !== devnum);
+    if (disk.length === cfg.disk.length) return;
+    d.rec.config = { ...cfg, disk };
+    this.persist(d);
+  }
+
+  private persist(d: Domain): void {
+    if (this.ts) this.ts.touch(d);
+    else this.dirty.add(d);
+  }
+
+  private pending(domid: number): Map<number, Detaching> {
+    let m = this.detaching.get(domid);
+    if (!m) {
+      m = new Map();
+      this.detaching.set(domid, m);
+    }
+    return m;
+  }
+
+  /** An image may be open in several places only if every one of them is read-only (QEMU's locks agree). */
+  private checkSharing(d: Domain, disks: readonly DiskSpec[]): void {
+    const seen = new Map<string, { owner: string; spec: DiskSpec }>();
+    for (const [domid, o] of this.open) {
+      if (domid === d.domid) continue;
+      for (const spec of o.disks.values()) {
+        if (spec.target !== '') seen.set(realTarget(spec.target), { owner: `domain ${o.d.name}`, spec });
+      }
+    }
+    for (const spec of disks) {
+      if (spec.target === '') continue;
+      const key = realTarget(spec.target);
+      const other = seen.get(key);
+      if (other && (other.spec.access === 'rw' || spec.access === 'rw')) {
+        throw new XenodeError(
+          'conflict',
+          `disk image '${spec.target}' is already in use by ${other.owner} (${other.spec.vdev}, ${other.spec.access})`,
+          { hint: 'an image can be shared only if every domain attaches it read-only (access=ro)' },
+        );
+      }
+      if (!other || spec.access === 'rw') seen.set(key, { owner: `this domain`, spec });
+    }
+  }
+
+  // ---- hotplug ----------------------------------------------------------------
+
+  private liveMachine(d: Domain): QemuMachine {
+    const m = d.machine;
+    if (!m?.alive || (d.rec.state !== 'running' && d.rec.state !== 'paused')) {
+      throw new XenodeError('state', `domain ${d.name} is not running`, { hint: 'disks hot-plug into a live domain' });
+    }
+    return m;
+  }
+
+  /** block-attach: plug the disk and keep it in the domain's config for later restarts. */
+  attach(d: Domain, spec: DiskSpec): Promise<BlockEntry> {
+    return d.serial(async () => {
+      const m = this.liveMachine(d);
+      const devnum = devnumOf(spec);
+      const clash = d.rec.config.disk.find((s) => devnumOf(s) === devnum);
+      if (clash) {
+        throw new XenodeError('conflict', `device ${spec.vdev} is already connected to ${d.name}`, {
+          hint:
+            clash.vdev === spec.vdev
+              ? 'detach it first or pick another vdev'
+              : `it is the same device as ${clash.vdev}`,
+        });
+      }
+      if (this.detaching.get(d.domid)?.has(devnum)) {
+        throw new XenodeError('state', `device ${spec.vdev} is still being released by the guest`, {
+          hint: 'wait for the guest to let go of it, or pick another vdev',
+        });
+      }
+      checkImage(spec);
+      this.checkSharing(d, [...(this.open.get(d.domid)?.disks.values() ?? []), spec]);
+      const kind = spec.devtype === 'cdrom' ? 'scsi-cd' : 'virtio-blk';
+      const slot = kind === 'scsi-cd' ? await freeScsiTarget(m) : await freeDiskSlot(m);
+      await plugDisk(m, this.pin(d, { spec, devnum, kind, slot }), DEFAULT_DISK_IO);
+      let o = this.open.get(d.domid);
+      if (!o) {
+        o = { d, disks: new Map() };
+        this.open.set(d.domid, o);
+      }
+      o.disks.set(devnum, spec);
+      d.rec.config = { ...d.rec.config, disk: [...d.rec.config.disk, spec] };
+      this.persist(d);
+      this.store.write(d.domid, devnum, spec, XENBUS.connected);
+      this.log.info(`disk ${spec.vdev} attached (${spec.target || 'empty'}, ${spec.format}, ${spec.access})`, d.domid);
+      return this.entry(d, spec);
+    });
+  }
+
+  /**
+   * block-detach: ask the guest to eject the disk and wait until it did. With
+   * force the disk leaves the config at once; QEMU closes the image whenever the
+   * guest lets go (a guest that never does keeps it until the domain ends).
+   */
+  async detach(d: Domain, ref: string, force: boolean, timeoutMs = DETACH_TIMEOUT_MS): Promise<void> {
+    const devnum = vdevNumber(ref);
+    const spec = devnum === undefined ? undefined : d.rec.config.disk.find((s) => devnumOf(s) === devnum);
+    if (devnum === undefined || !spec) throw new XenodeError('not-found', `Error: Device ${ref} not connected.`);
+    const done = await d.serial(async () => {
+      const m = this.liveMachine(d);
+      if (!force && d.rec.state === 'paused') {
+        throw new XenodeError('state', `domain ${d.name} is paused: its guest cannot release ${spec.vdev}`, {
+          hint: 'unpause it first, or use block-detach -f',
+        });
+      }
+      const pend = this.pending(d.domid);
+      const known = pend.get(devnum);
+      const entry = known ?? { forced: force, waiters: [] };
+      entry.forced ||= force;
+      pend.set(devnum, entry);
+      const released = new Promise<void>((r) => entry.waiters.push(r));
+      this.store.setState(d.domid, devnum, XENBUS.closing);
+      let present: boolean;
+      try {
+        present = await requestUnplug(m, devnum);
+      } catch (e) {
+        // QEMU refused: the disk stays as it was.
+        if (!known) pend.delete(devnum);
+        this.store.setState(d.domid, devnum, XENBUS.connected);
+        throw e;
+      }
+      if (!present) {
+        await this.released(d, m, devnum);
+        return { released };
+      }
+      if (force) {
+        this.dropFromConfig(d, devnum);
+        this.store.remove(d.domid, devnum);
+        this.log.info(`disk ${spec.vdev} detached by force`, d.domid);
+      }
+      // Wrapped: returning the promise itself would make serial() wait for the guest.
+      return { released };
+    });
+    if (force) return;
+    let timer: NodeJS.Timeout | undefined;
+    const ok = await Promise.race([
+      done.released.then(() => true),
+      new Promise<boolean>((r) => {
+        timer = setTimeout(() => r(false), timeoutMs);
+      }),
+    ]);
+    clearTimeout(timer);
+    if (!ok) {
+      throw new XenodeError('state', `the guest did not release ${spec.vdev} within ${timeoutMs / 1000} s`, {
+        hint: 'it is detached as soon as the guest lets go; block-detach -f drops it from the domain now',
+      });
+    }
+  }
+
+  // ---- views ------------------------------------------------------------------
+
+  private entry(d: Domain, spec: DiskSpec): BlockEntry {
+    const devid = devnumOf(spec);
+    const closing = this.detaching.get(d.domid)?.has(devid);
+    const live = d.machine?.alive && d.rec.state !== 'creating';
+    return {
+      vdev: spec.vdev,
+      devid,
+      backendId: 0,
+      handle: d.domid,
+      state: closing ? XENBUS.closing : live ? XENBUS.connected : XENBUS.initialising,
+      evtch: -1,
+      ringRef: -1,
+      backendPath: vbdBackendPath(d.domid, devid),
+      target: spec.target,
+      format: spec.format,
+      access: spec.access,
+      devtype: spec.devtype,
+    };
+  }
+
+  list(d: Domain): BlockEntry[] {
+    return d.rec.config.disk.map((s) => this.entry(d, s)).sort((a, b) => a.devid - b.devid);
+  }
+
+  async stats(d: Domain): Promise<DiskStatsView[]> {
+    const m = d.machine;
+    if (!m?.alive) return [];
+    const all = await diskStats(m);
+    const out: DiskStatsView[] = [];
+    for (const spec of d.rec.config.disk) {
+      const devid = devnumOf(spec);
+      const s = all.get(devid);
+      if (s) out.push({ vdev: spec.vdev, devid, ...s });
+    }
+    return out.sort((a, b) => a.devid - b.devid);
+  }
+
+  /** Byte counters for the metrics sampler (found by duck typing). */
+  async ioCounters(d: Domain): Promise<IoCounters | undefined> {
+    const m = d.machine;
+    if (!m?.alive || d.rec.config.disk.length === 0) return undefined;
+    let rd = 0;
+    let wr = 0;
+    for (const s of (await diskStats(m)).values()) {
+      rd += s.rdBytes;
+      wr += s.wrBytes;
+    }
+    return { diskReadBytes: rd, diskWriteBytes: wr };
+  }
+}
+
+export function diskPlugin(chains?: DiskChainSource): DiskPlugin {
+  return new DiskPlugin(chains);
+}

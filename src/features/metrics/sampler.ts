@@ -1,0 +1,160 @@
+// Per-domain resource history for the web UI's charts: every 2 s, CPU% from
+// vCPU thread time, memory target and QEMU's RSS, and disk/network byte rates
+// from any plugin that can count them. About 10 minutes are kept per domain.
+
+import { EventEmitter } from 'node:events';
+import type { Domain } from '../../toolstack/domain.ts';
+import type { IoCounterSource, IoCounters } from '../../toolstack/lifecycle-hooks.ts';
+import { LOCAL_ADMIN, type Principal } from '../../toolstack/principal.ts';
+import { processRssKiB } from '../../toolstack/proc-stats.ts';
+
+/** What the sampler needs of the toolstack (Toolstack has it all). */
+export interface SampledDomains {
+  list(p: Principal): Domain[];
+  readonly plugins: readonly object[];
+  readonly events: { on(ev: 'gone', fn: (d: Domain) => void): unknown };
+}
+
+export function isIoCounterSource(p: object): p is IoCounterSource {
+  return typeof (p as Partial<IoCounterSource>).ioCounters === 'function';
+}
+
+/** One point of a domain's history. Rates are per second; null = not measured. */
+export interface MetricsSample {
+  /** ms since epoch */
+  t: number;
+  cpuPct: number | null;
+  memTargetMiB: number;
+  rssMiB: number | null;
+  diskReadBps: number | null;
+  diskWriteBps: number | null;
+  netRxBps: number | null;
+  netTxBps: number | null;
+}
+
+export interface MetricsHistory {
+  domid: number;
+  intervalMs: number;
+  samples: MetricsSample[];
+}
+
+interface DomainTrack {
+  /** The QEMU process the counters belong to; a new one restarts them. */
+  pid: number | undefined;
+  last?: { t: number; cpu: number; io: IoCounters };
+  samples: MetricsSample[];
+}
+
+const IO_KEYS = ['diskReadBytes', 'diskWriteBytes', 'netRxBytes', 'netTxBytes'] as const;
+
+function rate(now: number | undefined, before: number | undefined, dtSec: number): number | null {
+  if (now === undefined || before === undefined || dtSec <= 0) return null;
+  // Counters that went backwards were reset (device replugged): no rate for this step.
+  return now >= before ? (now - before) / dtSec : null;
+}
+
+export interface SamplerEvents {
+  sample: [Domain, MetricsSample];
+}
+
+export class MetricsSampler extends EventEmitter<SamplerEvents> {
+  private tracks = new Map<number, DomainTrack>();
+  private timer?: NodeJS.Timeout;
+  private toolstack?: SampledDomains;
+  private busy = false;
+
+  constructor(
+    readonly intervalMs = 2000,
+    readonly keep = 300,
+  ) {
+    super();
+    this.setMaxListeners(0);
+  }
+
+  /** Sample the toolstack's domains, every interval unless `timer` is false (tests call tick()). Idempotent. */
+  bind(ts: SampledDomains, timer = true): void {
+    if (this.toolstack === ts) return;
+    this.toolstack = ts;
+    ts.events.on('gone', (d) => this.tracks.delete(d.domid));
+    if (!timer) return;
+    this.timer = setInterval(() => void this.tick(), this.intervalMs);
+    // Sampling must never keep a stopping daemon alive.
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  history(domid: number): MetricsHistory {
+    return { domid, intervalMs: this.intervalMs, samples: [...(this.tracks.get(domid)?.samples ?? [])] };
+  }
+
+  latest(domid: number): MetricsSample | undefined {
+    return this.tracks.get(domid)?.samples.at(-1);
+  }
+
+  /** Take one sample of every domain now. */
+  async tick(): Promise<void> {
+    const ts = this.toolstack;
+    if (!ts || this.busy) return;
+    this.busy = true;
+    try {
+      for (const d of ts.list(LOCAL_ADMIN)) {
+        if (!d.rec.pid || d.rec.state === 'creating' || d.rec.state === 'dying') continue;
+        const s = await this.sampleOne(ts, d);
+        if (s) this.emit('sample', d, s);
+      }
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  private async ioCounters(ts: SampledDomains, d: Domain): Promise<IoCounters> {
+    const sum: IoCounters = {};
+    for (const p of ts.plugins) {
+      if (!isIoCounterSource(p)) continue;
+      let c: IoCounters | undefined;
+      try {
+        c = await p.ioCounters(d);
+      } catch {
+        continue; // a device that cannot answer right now leaves a gap, not an error
+      }
+      for (const k of IO_KEYS) {
+        const v = c?.[k];
+        if (typeof v === 'number' && Number.isFinite(v)) sum[k] = (sum[k] ?? 0) + v;
+      }
+    }
+    return sum;
+  }
+
+  private async sampleOne(ts: SampledDomains, d: Domain): Promise<MetricsSample | undefined> {
+    let tr = this.tracks.get(d.domid);
+    if (!tr || tr.pid !== d.rec.pid) {
+      tr = { pid: d.rec.pid, samples: tr?.samples ?? [] };
+      this.tracks.set(d.domid, tr);
+    }
+    const t = Date.now();
+    const cpu = d.cpuSeconds();
+    const io = await this.ioCounters(ts, d);
+    if (!this.tracks.has(d.domid)) return undefined; // destroyed while asking the devices
+    const rssKiB = d.rec.pid ? processRssKiB(d.rec.pid) : undefined;
+    const last = tr.last;
+    const dt = last ? (t - last.t) / 1000 : 0;
+    const sample: MetricsSample = {
+      t,
+      cpuPct: last && dt > 0 ? Math.max(0, ((cpu - last.cpu) / dt) * 100) : null,
+      memTargetMiB: d.rec.targetMiB,
+      rssMiB: rssKiB === undefined ? null : rssKiB / 1024,
+      diskReadBps: rate(io.diskReadBytes, last?.io.diskReadBytes, dt),
+      diskWriteBps: rate(io.diskWriteBytes, last?.io.diskWriteBytes, dt),
+      netRxBps: rate(io.netRxBytes, last?.io.netRxBytes, dt),
+      netTxBps: rate(io.netTxBytes, last?.io.netTxBytes, dt),
+    };
+    tr.last = { t, cpu, io };
+    tr.samples.push(sample);
+    if (tr.samples.length > this.keep) tr.samples.splice(0, tr.samples.length - this.keep);
+    return sample;
+  }
+}

@@ -1,0 +1,511 @@
+// Domains' network devices: vif records (MAC, backend), QEMU arguments at
+// launch, switch ports, TAPs on Linux bridges, hotplug, counters and the
+// sponsor policy. The net plugin calls into this; the API routes too.
+
+import { existsSync } from 'node:fs';
+import type { VifSpec } from '../../config/types.ts';
+import { parseMac } from '../../config/vif.ts';
+import { chooseMachine } from '../../engine/machine.ts';
+import { NIC_BRIDGE_SLOTS, type NicDevice, nicArgs, nicBridgeArgs, vifSocketPath } from '../../engine/net-args.ts';
+import { plugNic, unplugNic } from '../../engine/net-hotplug.ts';
+import { entropyDeviceArgs } from '../../engine/rng-args.ts';
+import { XenodeError } from '../../errors.ts';
+import type { HostPortSpec, PortStatus, SwitchStats, VifPortSpec } from '../../net/control-protocol.ts';
+import {
+  createBridgeTap,
+  deleteLink,
+  HostLinkError,
+  isBridge,
+  linkCounters,
+  linkExists,
+} from '../../net/host-links.ts';
+import { generateMac } from '../../net/mac.ts';
+import type { SponsorPair } from '../../net/policy.ts';
+import type { Domain } from '../../toolstack/domain.ts';
+import type { DaemonLog } from '../../toolstack/log.ts';
+import { loadVifs, saveVifs, type VifRecord } from '../../toolstack/net-vifs.ts';
+import type { LaunchContribution, PluginHost } from '../../toolstack/plugin.ts';
+import { ControlStoreSink } from '../../toolstack/store-factory.ts';
+import { guestIpCmdline, hostPortFromEnv } from './addressing.ts';
+import { backendPath, NetStore } from './store.ts';
+import { SwitchSupervisor } from './switch.ts';
+
+/** xl's default bridge name: Xenode's switch, unless a Linux bridge is really called that. */
+export const DEFAULT_BRIDGE = 'xenbr0';
+const SPONSOR_RE = /^[a-z0-9_-]{1,64}$/;
+const LINK_WAIT_MS = 3000;
+
+/** Counters from the guest's point of view: rx = delivered to the guest. */
+export interface VifCounters {
+  rx_bytes: number;
+  rx_packets: number;
+  tx_bytes: number;
+  tx_packets: number;
+  /** Frames for the guest the switch could not deliver (link down, guest not keeping up). */
+  rx_dropped: number;
+  /** Frames from the guest the sponsor policy refused (once per destination port). */
+  tx_policy_dropped: number;
+  /** Frames from the guest the switch dropped for a source (or ARP sender) MAC not the vif's own. */
+  tx_spoof_dropped: number;
+}
+
+export interface VifView {
+  devid: number;
+  mac: string;
+  backend: 'switch' | 'bridge';
+  bridge?: string;
+  ifname: string;
+  ip?: string;
+  model: string;
+  rate?: string;
+  mtu?: number;
+  hotplugged: boolean;
+  /** XenbusState: 4 = Connected. */
+  state: number;
+  link: 'up' | 'down' | 'unknown';
+  backend_path: string;
+  counters?: VifCounters;
+}
+
+export interface NetStatus {
+  switch: { running: boolean; pid?: number; restarts: number; log: string; control: string };
+  host_port?: HostPortSpec & { up: boolean; error?: string };
+  allow: SponsorPair[];
+  ports: PortStatus[];
+}
+
+interface DomainNet {
+  d: Domain;
+  vifs: VifRecord[];
+}
+
+function hostLinkError(e: unknown): XenodeError {
+  if (e instanceof HostLinkError) return new XenodeError('engine', e.message, { hint: e.hint });
+  return e instanceof XenodeError ? e : new XenodeError('engine', e instanceof Error ? e.message : String(e));
+}
+
+export class NetManager {
+  private sup?: SwitchSupervisor;
+  private store?: NetStore;
+  private log?: DaemonLog;
+  private readonly domains = new Map<number, DomainNet>();
+  private allowPairs: SponsorPair[] = [];
+
+  private get supervisor(): SwitchSupervisor {
+    if (!this.sup) throw new XenodeError('internal', 'network plugin not started');
+    return this.sup;
+  }
+
+  async start(host: PluginHost): Promise<void> {
+    this.log = host.log;
+    const cs = host.store instanceof ControlStoreSink ? host.store.store : undefined;
+    this.store = new NetStore(cs, host.log);
+    this.sup = new SwitchSupervisor({ base: host.dirs.base, log: host.log, hostPort: hostPortFromEnv() });
+    this.allowPairs = this.store.readAllow();
+    await this.sup.setPolicy(this.allowPairs);
+    this.store.watchAllow((pairs) => {
+      this.allowPairs = pairs;
+      this.sup?.setPolicy(pairs).catch(() => undefined);
+    });
+    // A switch left running by an earlier daemon keeps serving its domains: adopt it now.
+    if (existsSync(this.sup.controlPath)) {
+      await this.sup.ensure().catch((e: unknown) => this.warn(`switch: ${(e as Error).message}`));
+    }
+  }
+
+  private warn(msg: string, domid?: number): void {
+    this.log?.warn(msg, domid);
+  }
+
+  // ---- records --------------------------------------------------------------
+
+  private macOwners(exceptDomid?: number): Map<string, Domain> {
+    const out = new Map<string, Domain>();
+    for (const [domid, e] of this.domains) {
+      if (domid === exceptDomid) continue;
+      for (const v of e.vifs) out.set(v.mac, e.d);
+    }
+    return out;
+  }
+
+  private makeRecord(d: Domain, spec: VifSpec, devid: number, inUse: Map<string, Domain>): VifRecord {
+    let backend: VifRecord['backend'] = 'switch';
+    if (spec.bridge && !(spec.bridge === DEFAULT_BRIDGE && !isBridge(spec.bridge))) {
+      // One answer whether no interface has that name or one has and is not a bridge,
+      // so the error tells a sponsor nothing about which host interfaces exist.
+      if (!isBridge(spec.bridge)) {
+        throw new XenodeError('not-found', `bridge '${spec.bridge}' does not exist`, {
+          hint: "name an existing Linux bridge, or leave bridge= out to use Xenode's switch",
+        });
+      }
+      backend = 'bridge';
+    }
+    let mac = spec.mac;
+    if (mac) {
+      const owner = inUse.get(mac);
+      if (owner !== undefined) {
+        // Another sponsor's domain is not named: a sponsor learns nothing of the others.
+        const by = owner.rec.sponsor === d.rec.sponsor ? `by domain ${owner.name}` : 'on this host';
+        throw new XenodeError('conflict', `MAC address ${mac} is already used ${by}`, {
+          hint: 'leave mac= out to get a generated one',
+        });
+      }
+    } else mac = generateMac(d.name, devid, new Set(inUse.keys()));
+    inUse.set(mac, d);
+    const ifname = backend === 'bridge' ? (spec.vifname ?? `vif${d.domid}.${devid}`) : `d${d.domid}.${devid}`;
+    const v: VifRecord = { devid, mac, backend, ifname };
+    if (spec.bridge) v.bridge = spec.bridge;
+    if (spec.ip) v.ip = spec.ip;
+    if (spec.model) v.model = spec.model;
+    if (spec.rate) v.rate = spec.rate;
+    if (spec.mtu) v.mtu = spec.mtu;
+    if (spec.vifname) v.vifname = spec.vifname;
+    return v;
+  }
+
+  /** Create the TAP of a bridge vif; false when it already exists and is ours (QEMU restart). */
+  private prepareTap(d: Domain, v: VifRecord, ours: boolean): boolean {
+    if (linkExists(v.ifname)) {
+      if (ours) return false;
+      throw new XenodeError('conflict', `network interface ${v.ifname} already exists`, {
+        hint: 'name the vif with vifname=',
+      });
+    }
+    try {
+      createBridgeTap(v.ifname, v.bridge as string, v.mtu);
+    } catch (e) {
+      // ip's own complaint names host interfaces: it goes to the admin's log, not to the caller.
+      const err = hostLinkError(e);
+      this.warn(
+        `vif ${v.devid}: TAP ${v.ifname} on bridge ${v.bridge}: ${err.message}${err.hint ? ` (${err.hint})` : ''}`,
+        d.domid,
+      );
+      throw new XenodeError('engine', `cannot connect vif ${v.devid} to bridge '${v.bridge}'`, {
+        hint: 'the admin finds the reason in xenode dmesg',
+      });
+    }
+    return true;
+  }
+
+  /** q35 domains keep their NICs behind a bridge (see NIC_BRIDGE_ID). */
+  private bridged(d: Domain): boolean {
+    return (d.rec.boot?.machine ?? chooseMachine(d.rec.config)) === 'q35';
+  }
+
+  private nic(d: Domain, v: VifRecord): NicDevice {
+    return {
+      devid: v.devid,
+      bridged: this.bridged(d),
+      mac: v.mac,
+      model: v.model,
+      mtu: v.mtu,
+      backend:
+        v.backend === 'bridge'
+          ? { kind: 'tap', ifname: v.ifname }
+          : { kind: 'stream', path: vifSocketPath(d.rec.runDir, v.devid) },
+    };
+  }
+
+  private portSpec(d: Domain, v: VifRecord): VifPortSpec {
+    return {
+      id: v.ifname,
+      domid: d.domid,
+      devid: v.devid,
+      sponsor: d.rec.sponsor,
+      mac: v.mac,
+      path: vifSocketPath(d.rec.runDir, v.devid),
+    };
+  }
+
+  private storeEntry(v: VifRecord) {
+    return {
+      devid: v.devid,
+      mac: v.mac,
+      type: v.backend,
+      bridge: v.backend === 'bridge' ? (v.bridge as string) : (v.bridge ?? DEFAULT_BRIDGE),
+      ifname: v.ifname,
+      model: v.model ?? 'virtio',
+      ip: v.ip,
+      rate: v.rate,
+      mtu: v.mtu,
+    };
+  }
+
+  private persist(e: DomainNet): void {
+    saveVifs(e.d.rec.runDir, e.vifs);
+  }
+
+  private entry(d: Domain): DomainNet {
+    let e = this.domains.get(d.domid);
+    if (!e || e.d !== d) {
+      e = { d, vifs: loadVifs(d.rec.runDir) ?? [] };
+      this.domains.set(d.domid, e);
+    }
+    return e;
+  }
+
+  // ---- lifecycle ------------------------------------------------------------
+
+  beforeLaunch(d: Domain): LaunchContribution {
+    const saved = loadVifs(d.rec.runDir);
+    const inUse = this.macOwners(d.domid);
+    if (this.bridged(d) && d.rec.config.vif.length > NIC_BRIDGE_SLOTS) {
+      throw new XenodeError(
+        'config',
+        `${d.rec.config.vif.length} vifs: a q35 domain has ${NIC_BRIDGE_SLOTS} NIC slots`,
+        {
+          hint: `give it at most ${NIC_BRIDGE_SLOTS} vifs`,
+        },
+      );
+    }
+    const vifs = saved ?? d.rec.config.vif.map((s, devid) => this.makeRecord(d, s, devid, inUse));
+    const created: string[] = [];
+    try {
+      for (const v of vifs)
+        if (v.backend === 'bridge' && this.prepareTap(d, v, saved !== undefined)) created.push(v.ifname);
+      const e: DomainNet = { d, vifs };
+      this.persist(e);
+      this.domains.set(d.domid, e);
+    } catch (err) {
+      for (const t of created) deleteLink(t);
+      throw err;
+    }
+    for (const v of vifs) this.store?.writeVif(d.domid, this.storeEntry(v));
+    const first = vifs[0];
+    return {
+      qemuArgs: [
+        ...(this.bridged(d) ? nicBridgeArgs() : []),
+        ...vifs.flatMap((v) => nicArgs(this.nic(d, v))),
+        ...(d.rec.config.rng ? entropyDeviceArgs() : []),
+      ],
+      cmdline: first ? guestIpCmdline(first.ip, first.backend === 'switch', this.sup?.hostPort) : [],
+    };
+  }
+
+  /** QEMU listens now: connect its vifs to the switch before the guest runs. */
+  async afterLaunch(d: Domain): Promise<void> {
+    const e = this.domains.get(d.domid);
+    if (!e) return;
+    await Promise.all(e.vifs.filter((v) => v.backend === 'switch').map((v) => this.connectPort(d, v, LINK_WAIT_MS)));
+  }
+
+  async afterReattach(d: Domain): Promise<void> {
+    const e = this.entry(d);
+    await Promise.all(e.vifs.filter((v) => v.backend === 'switch').map((v) => this.connectPort(d, v, 0)));
+  }
+
+  private async connectPort(d: Domain, v: VifRecord, waitMs: number): Promise<void> {
+    try {
+      const r = await this.supervisor.addPort(this.portSpec(d, v), waitMs);
+      if (waitMs && !r.connected) this.warn(`vif ${v.devid}: switch link not up yet`, d.domid);
+    } catch (err) {
+      this.log?.error(`vif ${v.devid}: cannot reach the switch: ${(err as Error).message}`, d.domid);
+    }
+  }
+
+  async teardown(d: Domain): Promise<void> {
+    const e = this.domains.get(d.domid);
+    if (e && e.d !== d) return;
+    this.domains.delete(d.domid);
+    // A domain whose QEMU died while no daemon ran is torn down without a reattach: read its file.
+    const vifs = e?.vifs ?? loadVifs(d.rec.runDir) ?? [];
+    for (const v of vifs) {
+      if (v.backend === 'switch') await this.sup?.removePort(v.ifname).catch(() => undefined);
+      else deleteLink(v.ifname);
+    }
+    this.store?.removeDomain(d.domid);
+  }
+
+  // ---- hotplug ----------------------------------------------------------------
+
+  private running(d: Domain) {
+    const m = d.machine;
+    if (!m?.alive || (d.rec.state !== 'running' && d.rec.state !== 'paused')) {
+      throw new XenodeError('state', `domain ${d.name} is not running`);
+    }
+    return m;
+  }
+
+  attach(d: Domain, spec: VifSpec): Promise<VifView> {
+    return d.serial(async () => {
+      const m = this.running(d);
+      const e = this.entry(d);
+      const devid = e.vifs.reduce((mx, v) => Math.max(mx, v.devid + 1), 0);
+      if (this.bridged(d) && devid >= NIC_BRIDGE_SLOTS) {
+        throw new XenodeError('state', `domain ${d.name} has no free NIC slot (a q35 domain has ${NIC_BRIDGE_SLOTS})`, {
+          hint: 'detach a vif first',
+        });
+      }
+      const v = this.makeRecord(d, spec, devid, this.macOwners());
+      v.hotplugged = true;
+      const tap = v.backend === 'bridge' && this.prepareTap(d, v, false);
+      try {
+        await plugNic(m, this.nic(d, v));
+      } catch (err) {
+        if (tap) deleteLink(v.ifname);
+        throw err;
+      }
+      e.vifs.push(v);
+      this.persist(e);
+      this.store?.writeVif(d.domid, this.storeEntry(v));
+      if (v.backend === 'switch') await this.connectPort(d, v, LINK_WAIT_MS);
+      this.log?.info(
+        `vif ${devid} attached (${v.mac}, ${v.backend === 'bridge' ? `bridge ${v.bridge}` : 'switch'})`,
+        d.domid,
+      );
+      return (await this.views(d)).find((x) => x.devid === devid) as VifView;
+    });
+  }
+
+  /** xl network-detach: `ref` is a devid, or a MAC when it has a colon. */
+  detach(d: Domain, ref: string): Promise<void> {
+    return d.serial(async () => {
+      const e = this.entry(d);
+      let v: VifRecord | undefined;
+      if (ref.includes(':')) {
+        let mac: string | undefined;
+        try {
+          mac = parseMac(ref);
+        } catch {
+          mac = undefined;
+        }
+        v = e.vifs.find((x) => x.mac === mac);
+      } else if (/^\d+$/.test(ref)) v = e.vifs.find((x) => x.devid === Number(ref));
+      if (!v) throw new XenodeError('not-found', `Unknown device ${ref}.`);
+      const m = this.running(d);
+      await unplugNic(m, v.devid);
+      if (v.backend === 'switch') await this.sup?.removePort(v.ifname).catch(() => undefined);
+      else deleteLink(v.ifname);
+      e.vifs = e.vifs.filter((x) => x !== v);
+      this.persist(e);
+      this.store?.removeVif(d.domid, v.devid);
+      this.log?.info(`vif ${v.devid} detached (${v.mac})`, d.domid);
+    });
+  }
+
+  // ---- views ------------------------------------------------------------------
+
+  async views(d: Domain): Promise<VifView[]> {
+    const e = this.entry(d);
+    const stats = e.vifs.some((v) => v.backend === 'switch') ? await this.switchStats() : undefined;
+    return e.vifs.map((v) => {
+      const view: VifView = {
+        devid: v.devid,
+        mac: v.mac,
+        backend: v.backend,
+        bridge: v.backend === 'bridge' ? v.bridge : (v.bridge ?? DEFAULT_BRIDGE),
+        ifname: v.ifname,
+        ip: v.ip,
+        model: v.model ?? 'virtio',
+        rate: v.rate,
+        mtu: v.mtu,
+        hotplugged: v.hotplugged === true,
+        state: 4,
+        link: 'unknown',
+        backend_path: backendPath(d.domid, v.devid),
+      };
+      if (v.backend === 'switch') {
+        const port = stats?.ports.find((p) => p.id === v.ifname);
+        if (port) {
+          const c = port.counters;
+          view.link = port.connected ? 'up' : 'down';
+          view.counters = {
+            rx_bytes: c.txBytes,
+            rx_packets: c.txPackets,
+            tx_bytes: c.rxBytes,
+            tx_packets: c.rxPackets,
+            rx_dropped: c.txDrops,
+            tx_policy_dropped: c.policyDrops,
+            tx_spoof_dropped: c.spoofDrops,
+          };
+        } else view.link = 'down';
+      } else {
+        // The TAP's counters are the host's: what it transmits, the guest receives.
+        const c = linkCounters(v.ifname);
+        view.link = c ? 'up' : 'down';
+        if (c) {
+          view.counters = {
+            rx_bytes: c.txBytes,
+            rx_packets: c.txPackets,
+            tx_bytes: c.rxBytes,
+            tx_packets: c.rxPackets,
+            rx_dropped: c.txDropped,
+            tx_policy_dropped: 0,
+            tx_spoof_dropped: 0,
+          };
+        }
+      }
+      return view;
+    });
+  }
+
+  private async switchStats(): Promise<SwitchStats | undefined> {
+    try {
+      return await this.sup?.stats();
+    } catch {
+      return undefined;
+    }
+  }
+
+  async status(): Promise<NetStatus> {
+    const sup = this.supervisor;
+    const stats = await this.switchStats();
+    const hp = sup.hostPort;
+    return {
+      switch: {
+        running: stats !== undefined,
+        pid: stats?.pid,
+        restarts: sup.restarts,
+        log: sup.logPath,
+        control: sup.controlPath,
+      },
+      host_port: hp
+        ? { ...hp, up: stats?.hostPort?.up ?? false, error: stats?.hostPort?.error ?? sup.hostPortError }
+        : undefined,
+      allow: this.allowPairs,
+      ports: stats?.ports ?? [],
+    };
+  }
+
+  /** Start the switch now (the host port comes up with it). */
+  async startSwitch(): Promise<NetStatus> {
+    try {
+      await this.supervisor.ensure();
+    } catch (e) {
+      throw new XenodeError('engine', (e as Error).message);
+    }
+    return this.status();
+  }
+
+  // ---- policy -----------------------------------------------------------------
+
+  policy(): SponsorPair[] {
+    return this.allowPairs;
+  }
+
+  async setAllowed(a: string, b: string, allowed: boolean): Promise<SponsorPair[]> {
+    for (const s of [a, b]) {
+      if (!SPONSOR_RE.test(s)) {
+        throw new XenodeError('usage', `invalid sponsor name '${s}'`, { hint: 'a sponsor is 1-64 of a-z 0-9 _ -' });
+      }
+    }
+    if (a === b) throw new XenodeError('usage', `sponsor '${a}' always reaches its own domains`);
+    const store = this.store;
+    if (store?.persistent) {
+      store.setAllowed(a, b, allowed);
+      this.allowPairs = store.readAllow();
+    } else {
+      const key = (x: string, y: string) => (x < y ? `${x} ${y}` : `${y} ${x}`);
+      const rest = this.allowPairs.filter(([x, y]) => key(x, y) !== key(a, b));
+      this.allowPairs = allowed ? [...rest, a < b ? [a, b] : [b, a]] : rest;
+    }
+    // Applied now, not on the store watch's later turn, so the caller's next packet sees it.
+    await this.supervisor.setPolicy(this.allowPairs);
+    this.log?.info(`network policy: ${a} <-> ${b} ${allowed ? 'allowed' : 'denied'}`);
+    return this.allowPairs;
+  }
+
+  stop(): void {
+    this.sup?.stop();
+  }
+}
