@@ -4,7 +4,7 @@
 
 import type { FastifyInstance } from 'fastify';
 import { XenodeError } from '../errors.ts';
-import { DEFAULT_SPONSOR, LIMIT_KEYS, type SponsorLimits } from '../toolstack/sponsors.ts';
+import { DEFAULT_SPONSOR, LIMIT_KEYS, RATE_KEYS, type SponsorLimits } from '../toolstack/sponsors.ts';
 import type { ApiContext } from './context.ts';
 
 export interface QuotaView {
@@ -22,15 +22,17 @@ function limitChange(body: unknown): LimitChange {
   if (!body || typeof body !== 'object') throw new XenodeError('usage', 'quota needs a JSON object of limits');
   const out: LimitChange = {};
   for (const [k, v] of Object.entries(body)) {
-    if ((LIMIT_KEYS as readonly string[]).includes(k)) {
+    if ((LIMIT_KEYS as readonly string[]).includes(k) || (RATE_KEYS as readonly string[]).includes(k)) {
       if (v !== null && typeof v !== 'number') throw new XenodeError('usage', `limit ${k} must be a number or null`);
-      out[k as (typeof LIMIT_KEYS)[number]] = v;
+      out[k as (typeof LIMIT_KEYS)[number] | (typeof RATE_KEYS)[number]] = v;
     } else if (k === 'bridges') {
       if (v !== null && !(Array.isArray(v) && v.every((b) => typeof b === 'string')))
         throw new XenodeError('usage', 'bridges must be a list of names or null');
       out.bridges = v;
     } else
-      throw new XenodeError('usage', `unknown limit '${k}'`, { hint: `limits: ${LIMIT_KEYS.join(', ')}, bridges` });
+      throw new XenodeError('usage', `unknown limit '${k}'`, {
+        hint: `limits: ${[...LIMIT_KEYS, ...RATE_KEYS].join(', ')}, bridges`,
+      });
   }
   return out;
 }
@@ -74,12 +76,36 @@ export function registerQuotaRoutes(app: FastifyInstance, ctx: ApiContext): void
     ctx.log.info(
       `limits of sponsor ${req.params.sponsor} set: ${JSON.stringify(ctx.sponsors.row(req.params.sponsor))}`,
     );
+    await applySponsorLimits(ctx, req.params.sponsor);
     return view(req.params.sponsor);
   });
 
   app.delete<{ Params: { sponsor: string } }>('/v1/quotas/:sponsor', async (req) => {
     if (!req.principal.admin) throw new XenodeError('permission', 'only the admin may remove limits');
     ctx.sponsors.remove(req.params.sponsor);
+    await applySponsorLimits(ctx, req.params.sponsor);
     return { ok: true };
   });
+}
+
+/** Rate limits take effect on running domains at once; `*` reaches every sponsor
+ *  that inherits it. A feature that fails to apply them is logged, not fatal: the
+ *  row is saved and the feature applies it again at the next launch. */
+async function applySponsorLimits(ctx: ApiContext, sponsor: string): Promise<void> {
+  const names = new Set<string>();
+  if (sponsor === DEFAULT_SPONSOR) {
+    for (const d of ctx.toolstack.list({ sponsor: 'admin', admin: true }))
+      if (d.rec.sponsor !== 'admin' && ctx.sponsors.row(d.rec.sponsor) === undefined) names.add(d.rec.sponsor);
+  } else names.add(sponsor);
+  for (const name of names) {
+    const limits = ctx.sponsors.limits(name);
+    for (const p of ctx.toolstack.plugins) {
+      if (!p.onSponsorLimits) continue;
+      try {
+        await p.onSponsorLimits(name, limits);
+      } catch (e) {
+        ctx.log.warn(`${p.name}: limits of sponsor ${name} not applied: ${(e as Error).message}`);
+      }
+    }
+  }
 }

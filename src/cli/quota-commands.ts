@@ -1,7 +1,9 @@
 // Per-sponsor limits: quota-set, quota-list, quota-unset (docs/security.md).
 
 import type { QuotaView } from '../api/routes-quota.ts';
+import { parseVifRate } from '../config/vif.ts';
 import { XenodeError } from '../errors.ts';
+import type { SponsorLimits } from '../toolstack/sponsors.ts';
 import type { CommandSpec } from './command-spec.ts';
 import { parseMemSizeMiB } from './format.ts';
 
@@ -43,13 +45,41 @@ export function parseLimitWords(words: string[]): Record<string, number | string
       case 'bridges':
         out.bridges = none ? null : v.split(',').filter((b) => b !== '');
         break;
+      case 'cpu-weight':
+        out.cpuWeight = none ? null : int();
+        break;
+      case 'cpu-cap':
+        out.cpuCap = none ? null : int();
+        break;
+      case 'disk-bps':
+        out.diskBps = none ? null : parseBytes(v.replace(/\/s$/, ''));
+        break;
+      case 'disk-iops':
+        out.diskIops = none ? null : int();
+        break;
+      case 'net-rate':
+        out.netBps = none ? null : parseVifRate(v).bytesPerSec;
+        break;
       default:
         throw new XenodeError('usage', `unknown limit '${k}'`, {
-          hint: 'limits: domains, memory, vcpus, disk, volumes, bridges',
+          hint: 'limits: domains, memory, vcpus, disk, volumes, bridges, cpu-weight, cpu-cap, disk-bps, disk-iops, net-rate',
         });
     }
   }
   return out;
+}
+
+/** The rate limits in quota-set's own words, e.g. `cpu-cap=200,net-rate=100Mb/s`. */
+export function rates(l: SponsorLimits): string {
+  const mb = (b: number) => `${+(b / 1024 ** 2).toFixed(2)}M`;
+  const parts = [
+    l.cpuWeight === undefined ? '' : `cpu-weight=${l.cpuWeight}`,
+    l.cpuCap === undefined ? '' : `cpu-cap=${l.cpuCap}`,
+    l.diskBps === undefined ? '' : `disk-bps=${mb(l.diskBps)}`,
+    l.diskIops === undefined ? '' : `disk-iops=${l.diskIops}`,
+    l.netBps === undefined ? '' : `net-rate=${+((l.netBps * 8) / 1e6).toFixed(3)}Mb/s`,
+  ];
+  return parts.filter((p) => p !== '').join(',') || '-';
 }
 
 function row(q: QuotaView): string {
@@ -64,19 +94,24 @@ function row(q: QuotaView): string {
     `${q.usage.vcpus}/${lim(l.vcpus)}`.padStart(7),
     `${gib(q.usage.diskBytes)}/${gib(l.diskBytes)}`.padStart(13),
     `${q.usage.volumes}/${lim(l.volumes)}`.padStart(7),
-    `  ${(l.bridges ?? []).join(',') || '-'}`,
+    `  ${rates(l).padEnd(24)}`,
+    `${(l.bridges ?? []).join(',') || '-'}`,
   ].join(' ');
 }
 
 export const quotaCommands: CommandSpec[] = [
   {
     name: 'quota-set',
-    example: 'xenode quota-set alice domains=4 memory=4G vcpus=8 disk=50G volumes=10 bridges=br-ext',
+    example: 'xenode quota-set alice domains=4 memory=4G vcpus=8 disk=50G cpu-cap=200 net-rate=100Mb/s',
     args: '<sponsor> <limits...>',
     summary: "Set a sponsor's limits (admin); '*' sets them for every sponsor without limits of its own",
     help: `Limits: domains, memory (MiB, or with a k/m/g/t suffix; counted as maxmem),
 vcpus (counted as maxvcpus), disk (bytes of volumes, e.g. 50G), volumes, and
 bridges (Linux bridges the sponsor's vifs may name, comma-separated).
+Rates over all the sponsor's domains, applied to running domains at once:
+cpu-weight (the sponsor's CPU weight against other sponsors, credit's scale,
+default 256), cpu-cap (percent of one host CPU), disk-bps (bytes/s, e.g. 20M),
+disk-iops, net-rate (what its vifs send, in vif rate= syntax, e.g. 100Mb/s).
 key=none removes one limit. Creates, restores, mem-max and volume creation
 beyond a limit are refused with the limit named.`,
     async run(ctx, [sponsor, ...words]) {
@@ -93,7 +128,7 @@ beyond a limit are refused with the limit named.`,
     summary: "List sponsors' limits and what they use (a sponsor sees its own)",
     async run(ctx) {
       const qs = await ctx.client().get<QuotaView[]>('/v1/quotas');
-      const head = `${'Sponsor'.padEnd(20)} ${'Domains'.padStart(9)} ${'Memory(MiB)'.padStart(13)} ${'VCPUs'.padStart(7)} ${'Disk'.padStart(13)} ${'Volumes'.padStart(7)}  Bridges`;
+      const head = `${'Sponsor'.padEnd(20)} ${'Domains'.padStart(9)} ${'Memory(MiB)'.padStart(13)} ${'VCPUs'.padStart(7)} ${'Disk'.padStart(13)} ${'Volumes'.padStart(7)}  ${'Rates'.padEnd(24)} Bridges`;
       ctx.out(`${[head, ...qs.map(row)].join('\n')}\n`);
       return 0;
     },

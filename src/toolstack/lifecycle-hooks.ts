@@ -12,7 +12,7 @@ import type { Intent, IntentHost, IntentOp } from './intents.ts';
 import type { DaemonLog } from './log.ts';
 import type { MemoryController } from './memory-types.ts';
 import type { Principal } from './principal.ts';
-import type { SponsorPolicy } from './sponsors.ts';
+import type { SponsorLimits, SponsorPolicy } from './sponsors.ts';
 import type { DomainStoreSink } from './store-sink.ts';
 
 export interface LaunchContribution {
@@ -89,6 +89,9 @@ export interface LifecycleHooks {
   readonly fileGate?: SponsorFileGate;
   /** What a sponsor holds of this plugin's resources, for `quota-list`. */
   usage?(sponsor: string): Partial<Record<'volumes' | 'diskBytes', number>>;
+  /** The admin changed a sponsor's limits (quota-set/-unset): apply its rate limits
+   *  (RATE_KEYS) to the sponsor's running domains now. */
+  onSponsorLimits?(sponsor: string, limits: SponsorLimits): Promise<void>;
   /** Once at daemon start (start helper processes, open files). */
   start?(host: PluginHost): Promise<void>;
   /** Before QEMU starts for a domain (create, restart with a new QEMU, restore). Throw to refuse. */

@@ -19,10 +19,42 @@ export interface SponsorLimits {
   volumes?: number;
   /** Linux bridges the sponsor's vifs may name with bridge= (none by default). */
   bridges?: string[];
+  /** CPU weight of the sponsor against other sponsors (credit's scale, 256 when unset);
+   *  its domains' cpu_weight only divide the sponsor's share among themselves. */
+  cpuWeight?: number;
+  /** CPU cap over all the sponsor's domains, percent of one host CPU. */
+  cpuCap?: number;
+  /** Disk bytes/s over all the sponsor's disks (reads and writes together). */
+  diskBps?: number;
+  /** Disk operations/s over all the sponsor's disks. */
+  diskIops?: number;
+  /** Network bytes/s sent by all the sponsor's vifs together. */
+  netBps?: number;
 }
 
 export const LIMIT_KEYS = ['domains', 'memoryMiB', 'vcpus', 'diskBytes', 'volumes'] as const;
 export type NumericLimit = (typeof LIMIT_KEYS)[number];
+
+/** Limits on rates rather than holdings: applied to the sponsor's running domains
+ *  at once (LifecycleHooks.onSponsorLimits), never counted at admission. */
+export const RATE_KEYS = ['cpuWeight', 'cpuCap', 'diskBps', 'diskIops', 'netBps'] as const;
+export type RateLimit = (typeof RATE_KEYS)[number];
+
+/** The name `quota-set` gives each rate limit. */
+export const RATE_CLI_KEY: Record<RateLimit, string> = {
+  cpuWeight: 'cpu-weight',
+  cpuCap: 'cpu-cap',
+  diskBps: 'disk-bps',
+  diskIops: 'disk-iops',
+  netBps: 'net-rate',
+};
+const RATE_RANGE: Record<RateLimit, [number, number]> = {
+  cpuWeight: [1, 65535],
+  cpuCap: [1, 100 * 1024],
+  diskBps: [1, 2 ** 50],
+  diskIops: [1, 2 ** 31],
+  netBps: [1, 2 ** 50],
+};
 
 /** What the sponsor holds now, for `quota show` and the admission checks. */
 export type SponsorUsage = Record<NumericLimit, number>;
@@ -85,6 +117,15 @@ export class SponsorPolicy {
       if (v === null) delete next[k];
       else if (!Number.isSafeInteger(v) || v < 0)
         throw new XenodeError('usage', `limit ${k} must be a whole number >= 0, not ${v}`);
+      else next[k] = v;
+    }
+    for (const k of RATE_KEYS) {
+      const v = change[k];
+      if (v === undefined) continue;
+      const [lo, hi] = RATE_RANGE[k];
+      if (v === null) delete next[k];
+      else if (!Number.isSafeInteger(v) || v < lo || v > hi)
+        throw new XenodeError('usage', `limit ${RATE_CLI_KEY[k]} must be a whole number from ${lo} to ${hi}, not ${v}`);
       else next[k] = v;
     }
     if (change.bridges !== undefined) {
