@@ -59,11 +59,17 @@ export interface DiskChainSource {
 }
 
 /** Cumulative byte counters of one domain's devices (since its QEMU started). */
+/** Cumulative counters since the domain's QEMU (or its switch port) started.
+ *  Rx/Tx are the guest's view: Tx is what the guest sent. */
 export interface IoCounters {
   diskReadBytes?: number;
   diskWriteBytes?: number;
+  diskReadOps?: number;
+  diskWriteOps?: number;
   netRxBytes?: number;
   netTxBytes?: number;
+  netRxPackets?: number;
+  netTxPackets?: number;
 }
 
 /**
