@@ -106,8 +106,24 @@ fi
 
 read -r up _ < /proc/uptime
 echo "${READY_MARKER} uptime=$up"
-# Modules already loaded are skipped.
-[ "$now" = "$mods" ] || modprobe -a $mods 2>/dev/null &
+# Modules already loaded are skipped. Then CPU hot-plug (vcpu-set): Linux leaves
+# a hot-added CPU offline for userspace (udev elsewhere) to bring up; busybox
+# uevent runs /etc/cpu-online for each kernel event, started after the module
+# loads so their events cost no exec. The scan catches a CPU added before it.
+{
+  [ "$now" = "$mods" ] || modprobe -a $mods 2>/dev/null
+  uevent /etc/cpu-online &
+  set +f
+  for f in /sys/devices/system/cpu/cpu[0-9]*/online; do
+    [ -e "$f" ] && read -r on < "$f" && [ "$on" = 0 ] && echo 1 > "$f"
+  done
+} &
+`;
+
+// Run by busybox uevent with the kernel's event in its environment.
+const CPU_ONLINE = `#!/bin/sh
+[ "$ACTION" = add ] && [ "$SUBSYSTEM" = cpu ] || exit 0
+echo 1 > "/sys$DEVPATH/online" 2>/dev/null
 `;
 
 // Mounted by /etc/rc with \`mount -a\`, after /dev (whose pts and shm directories
@@ -256,6 +272,7 @@ export const GUEST_FILES: readonly GuestFile[] = [
   { path: 'etc/group', mode: 0o644, text: 'root:x:0:\ntty:x:5:\n' },
   { path: 'etc/shells', mode: 0o644, text: '/bin/sh\n/bin/ash\n' },
   { path: 'bin/xenode-shm', mode: 0o755, text: XENODE_SHM },
+  { path: 'etc/cpu-online', mode: 0o755, text: CPU_ONLINE },
 ];
 
 /** Links that replace busybox applets of the same name. */

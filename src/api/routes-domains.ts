@@ -118,11 +118,6 @@ export function registerDomainRoutes(app: FastifyInstance, ctx: ApiContext): voi
     ts.memMax(ts.find(dom, r.principal), b.mib);
   });
 
-  app.get<{ Params: DomParams }>('/v1/domains/:dom/vcpus', async (req) => {
-    const d = ts.find(req.params.dom, req.principal);
-    return { domid: d.domid, name: d.name, vcpus: d.vcpus() };
-  });
-
   // Console: binary frames both ways; scroll-back first unless ?scrollback=0.
   app.get<{ Params: DomParams; Querystring: { scrollback?: string } }>(
     '/v1/domains/:dom/console',

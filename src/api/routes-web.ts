@@ -23,7 +23,7 @@ import {
 } from './web-auth.ts';
 
 /** The app's own pages; each serves index.html and the client-side router takes over. */
-const APP_PAGES = ['/', '/create', '/domains/*'];
+const APP_PAGES = ['/', '/create', '/usage', '/domains/*'];
 
 // Scripts and styles only from this origin; inline styles are needed by xterm and uPlot.
 const CSP = [

@@ -11,7 +11,7 @@ import type { ApiClient } from './client.ts';
 import type { CommandSpec } from './command-spec.ts';
 import { attachConsole } from './console-attach.ts';
 import { FEATURE_COMMANDS } from './feature-commands.ts';
-import { formatInfo, formatList, formatUptimeTable, formatVcpuList, parseMemSizeMiB, type VcpuRow } from './format.ts';
+import { formatInfo, formatList, formatUptimeTable, parseMemSizeMiB } from './format.ts';
 import { storeCommands } from './store-commands.ts';
 import { topCommand } from './top.ts';
 
@@ -260,23 +260,7 @@ A config without kernel= boots the default guest (built on first use).`,
       return 0;
     },
   },
-  {
-    name: 'vcpu-list',
-    example: 'xenode vcpu-list web1',
-    args: '[domains...]',
-    summary: 'List the vCPUs of all/some domains',
-    async run(ctx, args) {
-      const c = ctx.client();
-      const doms = await domainViews(c, args);
-      const rows: VcpuRow[] = [];
-      for (const d of doms) {
-        const v = await c.get<{ vcpus: Array<Omit<VcpuRow, 'name' | 'domid'>> }>(`/v1/domains/${d.domid}/vcpus`);
-        for (const r of v.vcpus) rows.push({ ...r, name: d.name, domid: d.domid });
-      }
-      ctx.out(formatVcpuList(rows));
-      return 0;
-    },
-  },
+  // vcpu-list, vcpu-pin, vcpu-set and sched-credit are in src/features/sched.
   // mem-set (with --deadline) is in memory-commands.ts.
   {
     name: 'mem-max',

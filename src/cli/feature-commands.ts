@@ -1,10 +1,13 @@
 // Subcommands contributed by features (block-*, network-*, mem, save/restore, ...).
 // Each feature adds its group here; the table in commands.ts includes them.
 
+import { accountingCommands } from '../features/accounting/commands.ts';
+import { auditCommands } from '../features/audit/commands.ts';
 import { blockCommands } from '../features/disks/commands.ts';
 import { memoryCommands } from '../features/memory/commands.ts';
 import { netCommands } from '../features/network/commands.ts';
 import { saveRestoreCommands } from '../features/saverestore/commands.ts';
+import { schedCommands } from '../features/sched/commands.ts';
 import { storageCommands } from '../features/storage/commands.ts';
 import type { CommandSpec } from './command-spec.ts';
 import { quotaCommands } from './quota-commands.ts';
@@ -18,4 +21,7 @@ export const FEATURE_COMMANDS: CommandSpec[] = [
   ...saveRestoreCommands,
   ...quotaCommands,
   ...storageCommands,
+  ...schedCommands,
+  ...accountingCommands,
+  ...auditCommands,
 ];

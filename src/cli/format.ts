@@ -44,29 +44,6 @@ export function formatUptimeTable(doms: DomainView[]): string {
   return `${lines.join('\n')}\n`;
 }
 
-export interface VcpuRow {
-  name: string;
-  domid: number;
-  vcpu: number;
-  cpu: number | undefined;
-  state: string;
-  seconds: number;
-  affinity: string;
-}
-
-export function formatVcpuList(rows: VcpuRow[]): string {
-  const lines = [
-    `${'Name'.padEnd(32)} ${'ID'.padStart(5)} ${'VCPU'.padStart(5)} ${'CPU'.padStart(5)} ${'State'.padStart(5)} ${'Time(s)'.padStart(9)} Affinity (Hard / Soft)`,
-  ];
-  for (const r of rows) {
-    const cpu = r.state === '--p' || r.cpu === undefined ? '-' : String(r.cpu);
-    lines.push(
-      `${r.name.padEnd(32)} ${String(r.domid).padStart(5)} ${String(r.vcpu).padStart(5)} ${cpu.padStart(5)} ${r.state.padStart(5)} ${r.seconds.toFixed(1).padStart(9)} ${r.affinity} / all`,
-    );
-  }
-  return `${lines.join('\n')}\n`;
-}
-
 export function formatInfo(info: HostInfo): string {
   const rows: Array<[string, string | number]> = [
     ['host', info.host],

@@ -9,6 +9,7 @@ import { isIP } from 'node:net';
 import { isAbsolute, normalize } from 'node:path';
 import { parseCpuList } from './cpulist.ts';
 import { vdevNumber } from './disk.ts';
+import { throttleProblem } from './disk-throttle.ts';
 import { CACHE_POLICIES } from './shm.ts';
 import type { DomainConfig } from './types.ts';
 import { NIC_MODELS, parseMac, parseVifRate } from './vif.ts';
@@ -65,6 +66,8 @@ export function configRuleProblem(cfg: DomainConfig): string | undefined {
   for (const [k, spec] of [
     ['cpus', cfg.cpus],
     ...(cfg.cpus_per_vcpu ?? []).map((c, i) => [`cpus_per_vcpu/${i}`, c] as const),
+    ['cpus_soft', cfg.cpus_soft],
+    ...(cfg.cpus_soft_per_vcpu ?? []).map((c, i) => [`cpus_soft_per_vcpu/${i}`, c] as const),
   ] as const) {
     const problem = spec === undefined ? undefined : attempt(() => parseCpuList(spec));
     if (problem) return `/${k}: ${problem}`;
@@ -83,6 +86,9 @@ export function configRuleProblem(cfg: DomainConfig): string | undefined {
     if (num === undefined) return `${where}/vdev: invalid vdev '${d.vdev.slice(0, 32)}'`;
     if (vdevs.has(num)) return `${where}/vdev: '${d.vdev}' is used twice`;
     vdevs.add(num);
+    const limits =
+      d.throttle && (d.target === '' ? 'an empty CD-ROM has no image to limit' : throttleProblem(d.throttle));
+    if (limits) return `${where}/throttle: ${limits}`;
   }
 
   const macs = new Set<string>();

@@ -9,10 +9,13 @@
 // snapshots); a relative target is resolved against the config file's directory
 // (xl prepends /dev/, which only makes sense for dom0 block devices); backend
 // placement keys are accepted and ignored since the backend is always Xenode's.
+// Xenode extension: I/O limit keys (bps=, iops_rd=, bps_max=, ...; QEMU's names,
+// see disk-throttle.ts); a spec without them parses exactly as before.
 
 import path from 'node:path';
+import { checkThrottle, takeThrottleItem } from './disk-throttle.ts';
 import { clip, configError } from './location.ts';
-import type { DiskSpec } from './types.ts';
+import type { DiskSpec, DiskThrottle } from './types.ts';
 
 export interface DiskParseOptions {
   /** Directory a relative target is resolved against. */
@@ -42,6 +45,8 @@ interface State {
   accessSet: boolean;
   cdrom?: boolean;
   hadPrefix: boolean;
+  throttle: DiskThrottle;
+  throttleSeen: Set<string>;
 }
 
 function setFormat(st: State, value: string): void {
@@ -157,7 +162,7 @@ function letters(
 }
 
 export function parseDiskSpec(spec: string, opts: DiskParseOptions): DiskSpec {
-  const st: State = { accessSet: false, hadPrefix: false };
+  const st: State = { accessSet: false, hadPrefix: false, throttle: {}, throttleSeen: new Set() };
   const warn = opts.warn ?? (() => {});
   let rest = spec;
   while (rest.length > 0) {
@@ -219,6 +224,7 @@ export function parseDiskSpec(spec: string, opts: DiskParseOptions): DiskSpec {
         else throw configError(`unknown disk devtype '${value}'`, undefined, 'devtype is disk or cdrom');
         break;
       default:
+        if (takeThrottleItem(st.throttle, st.throttleSeen, key, value)) break;
         if (IGNORED_PARAMS.has(key)) warn(`disk parameter '${key}=' is ignored: Xenode always serves disks itself`);
         else if (UNSUPPORTED_PARAMS.has(key))
           throw configError(`disk parameter '${key}=' (COLO) is not supported by Xenode`);
@@ -250,5 +256,13 @@ export function parseDiskSpec(spec: string, opts: DiskParseOptions): DiskSpec {
   }
   if (target !== '') target = path.resolve(opts.baseDir, target);
   const format = st.format === 'qcow2' ? 'qcow2' : 'raw';
-  return { target, format, vdev: st.vdev, access, devtype: cdrom ? 'cdrom' : 'disk' };
+  const out: DiskSpec = { target, format, vdev: st.vdev, access, devtype: cdrom ? 'cdrom' : 'disk' };
+  if (Object.keys(st.throttle).length > 0) {
+    if (target === '') {
+      throw configError(`an empty CD-ROM (${st.vdev}) has no image to limit`, undefined, 'give the CD-ROM an image');
+    }
+    checkThrottle(st.throttle);
+    out.throttle = st.throttle;
+  }
+  return out;
 }

@@ -14,6 +14,35 @@ const Action = Type.Union([
   Type.Literal('coredump-restart'),
 ]);
 
+/** One disk limit: QEMU takes 1..1e15 (0 = none is written by leaving the key out). */
+const limit = () => Type.Optional(Type.Integer({ minimum: 1, maximum: 1e15 }));
+
+/** A disk's limits (src/config/disk-throttle.ts has the cross-key rules). */
+export const DiskThrottleSchema = Type.Object(
+  {
+    bps: limit(),
+    bps_rd: limit(),
+    bps_wr: limit(),
+    iops: limit(),
+    iops_rd: limit(),
+    iops_wr: limit(),
+    bps_max: limit(),
+    bps_rd_max: limit(),
+    bps_wr_max: limit(),
+    iops_max: limit(),
+    iops_rd_max: limit(),
+    iops_wr_max: limit(),
+    bps_max_length: limit(),
+    bps_rd_max_length: limit(),
+    bps_wr_max_length: limit(),
+    iops_max_length: limit(),
+    iops_rd_max_length: limit(),
+    iops_wr_max_length: limit(),
+    iops_size: limit(),
+  },
+  { additionalProperties: false },
+);
+
 export const DiskSpecSchema = Type.Object(
   {
     target: Type.String({ description: "absolute host path; '' = empty cdrom" }),
@@ -21,6 +50,7 @@ export const DiskSpecSchema = Type.Object(
     vdev: Type.String(),
     access: Type.Union([Type.Literal('rw'), Type.Literal('ro')]),
     devtype: Type.Union([Type.Literal('disk'), Type.Literal('cdrom')]),
+    throttle: Type.Optional(DiskThrottleSchema),
   },
   { additionalProperties: false },
 );
@@ -74,6 +104,8 @@ export const DomainConfigSchema = Type.Object(
     rng: Type.Optional(Type.Boolean()),
     cpus: Type.Optional(Type.String()),
     cpus_per_vcpu: Type.Optional(Type.Array(Type.String())),
+    cpus_soft: Type.Optional(Type.String()),
+    cpus_soft_per_vcpu: Type.Optional(Type.Array(Type.String())),
     cpu_weight: Type.Integer({ minimum: 1, maximum: 65535 }),
     cap: Type.Integer({ minimum: 0 }),
     disk: Type.Array(DiskSpecSchema),

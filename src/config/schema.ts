@@ -173,25 +173,35 @@ export const CONFIG_KEYS: readonly KeySpec[] = [
   supported(
     'cpus',
     'string-or-list',
-    'Hard pinning: host CPUs the vCPUs may run on ("all", "0-3,^1", or a list per vCPU).',
+    'Hard pinning: host CPUs the vCPUs may run on ("all", "0-3,^1", "nodes:0", or a list per vCPU), enforced as each vCPU thread\'s cpuset cgroup; needs writable cgroups unless left out.',
     {
       default: 'no pinning',
       check: cpuListCheck,
       example: 'cpus = "0-3,^1"',
     },
   ),
-  supported('cpu_weight', 'integer', 'Scheduling weight relative to other domains.', {
-    default: 256,
-    min: 1,
-    max: 65535,
-    example: 'cpu_weight = 512',
-  }),
-  supported('cap', 'integer', 'CPU cap, percent of one host CPU (0 = no cap); at most 100 × maxvcpus.', {
-    default: 0,
-    min: 0,
-    unit: '%',
-    example: 'cap = 50',
-  }),
+  supported(
+    'cpu_weight',
+    'integer',
+    "Scheduling weight (credit's scale) against the sponsor's other domains: cgroup cpu.shares = 4 × weight (v1) or cpu.weight (v2); needs writable cgroups unless 256.",
+    {
+      default: 256,
+      min: 1,
+      max: 65535,
+      example: 'cpu_weight = 512',
+    },
+  ),
+  supported(
+    'cap',
+    'integer',
+    'CPU cap for the whole domain, percent of one host CPU (0 = no cap), at most 100 × maxvcpus; enforced by CFS bandwidth (cpu.cfs_quota_us, cpu.max); needs writable cgroups unless 0.',
+    {
+      default: 0,
+      min: 0,
+      unit: '%',
+      example: 'cap = 50',
+    },
+  ),
   // --- boot ---------------------------------------------------------------------
   supported(
     'kernel',
@@ -213,7 +223,7 @@ export const CONFIG_KEYS: readonly KeySpec[] = [
   supported(
     'disk',
     'string-list',
-    'Disks: xl disk specs (target, format raw|qcow2, vdev, access; devtype=cdrom). A sponsor’s targets are its volumes.',
+    'Disks: xl disk specs (target, format raw|qcow2, vdev, access; devtype=cdrom), plus Xenode’s I/O limits (bps=, iops=, bps_rd=, iops_wr=, bps_max=, …; docs/disks.md). A sponsor’s targets are its volumes.',
     {
       default: '[]',
       example: "disk = ['file:/srv/web.img,xvda,w']",
@@ -248,10 +258,15 @@ export const CONFIG_KEYS: readonly KeySpec[] = [
       values: [...ACTIONS, 'soft-reset'],
     },
   ),
-  internal('cpus_soft', 'Soft CPU affinity.', 'Linux has no soft affinity; use cpus= for pinning', {
-    type: 'string-or-list',
-    check: cpuListCheck,
-  }),
+  internal(
+    'cpus_soft',
+    'Soft CPU affinity (same syntax as cpus).',
+    'Linux has no soft affinity, so it does not steer scheduling: Xenode records it (vcpu-list shows it, vcpu-pin changes it); use cpus= for pinning',
+    {
+      type: 'string-or-list',
+      check: cpuListCheck,
+    },
+  ),
   internal(
     'serial',
     'HVM serial ports (QEMU -serial specs).',

@@ -18,7 +18,34 @@ export interface DiskSpec {
   vdev: string; // xvda, hda, sda, ...
   access: 'rw' | 'ro';
   devtype: 'disk' | 'cdrom';
+  /** I/O limits (Xenode's extension of the spec, src/config/disk-throttle.ts); absent = none. */
+  throttle?: DiskThrottle;
 }
+
+/** A disk's limit keys, QEMU's throttle names: bytes/s, operations/s, burst rate and seconds. */
+export type DiskThrottleKey =
+  | 'bps'
+  | 'bps_rd'
+  | 'bps_wr'
+  | 'iops'
+  | 'iops_rd'
+  | 'iops_wr'
+  | 'bps_max'
+  | 'bps_rd_max'
+  | 'bps_wr_max'
+  | 'iops_max'
+  | 'iops_rd_max'
+  | 'iops_wr_max'
+  | 'bps_max_length'
+  | 'bps_rd_max_length'
+  | 'bps_wr_max_length'
+  | 'iops_max_length'
+  | 'iops_rd_max_length'
+  | 'iops_wr_max_length'
+  | 'iops_size';
+
+/** Only the keys that limit something (no zeros). */
+export type DiskThrottle = Partial<Record<DiskThrottleKey, number>>;
 
 export interface VifSpec {
   mac?: string;
@@ -70,6 +97,10 @@ export interface DomainConfig {
   cpus?: string;
   /** `cpus=[...]` list form: pinning per vCPU (index = vCPU); set instead of cpus. */
   cpus_per_vcpu?: string[];
+  /** `cpus_soft=` as given: recorded and shown by vcpu-list; Linux has no soft affinity to apply it to. */
+  cpus_soft?: string;
+  /** `cpus_soft=[...]` list form, per vCPU; set instead of cpus_soft. */
+  cpus_soft_per_vcpu?: string[];
   cpu_weight: number;
   cap: number;
   disk: DiskSpec[];

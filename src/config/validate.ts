@@ -360,6 +360,10 @@ export function validateConfig(raw: RawConfig, opts: ValidateOptions): DomainCon
   } else {
     cpus = set.string('cpus')?.value;
   }
+  // Recorded for vcpu-list (the key table's note says why it is not applied).
+  const softList = set.list('cpus_soft');
+  const cpusSoft = softList ? undefined : set.string('cpus_soft')?.value;
+  const cpusSoftPerVcpu = softList?.length ? softList.slice(0, maxvcpus).map((i) => i.value) : undefined;
 
   // 5. Boot.
   const resolvePath = (what: string, it: Item | undefined): Item | undefined => {
@@ -512,6 +516,8 @@ export function validateConfig(raw: RawConfig, opts: ValidateOptions): DomainCon
   if (set.boolean('rng')) cfg.rng = true;
   if (cpus !== undefined) cfg.cpus = cpus;
   if (cpusPerVcpu !== undefined) cfg.cpus_per_vcpu = cpusPerVcpu;
+  if (cpusSoft !== undefined) cfg.cpus_soft = cpusSoft;
+  if (cpusSoftPerVcpu !== undefined) cfg.cpus_soft_per_vcpu = cpusSoftPerVcpu;
   // The rules every config meets, whatever its origin (API JSON, save files, migration).
   const problem = configRuleProblem(cfg);
   if (problem) throw configError(`invalid domain config: ${problem}`, { file: opts.file });

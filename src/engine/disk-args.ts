@@ -2,11 +2,13 @@
 // (file node + raw/qcow2 format node); a disk is a virtio-blk-pci behind Xenode's
 // own PCI bridge, a CD-ROM a scsi-cd on a virtio-scsi controller behind the same
 // bridge. Options are JSON objects so a path never needs QEMU comma escaping, and
-// the same objects serve the command line and QMP hotplug.
+// the same objects serve the command line and QMP hotplug. A disk with a
+// throttle plan gets two throttle filter nodes above its image (disk-throttle.ts).
 
 import { vdevNumber } from '../config/disk.ts';
 import type { DiskSpec } from '../config/types.ts';
 import { XenodeError } from '../errors.ts';
+import { type ThrottlePlan, throttledNode, throttleGroupObjects, throttleIds } from './disk-throttle.ts';
 
 /**
  * A pci-bridge of its own gives disks 32 slots no other feature competes for
@@ -57,6 +59,14 @@ export interface PlacedDisk {
   kind: 'virtio-blk' | 'scsi-cd';
   /** Bridge slot (virtio-blk, from DISK_FIRST_SLOT) or SCSI target id (scsi-cd, from 0). */
   slot: number;
+  /** Limits above the image; without it, the spec's own limits (if any) and no share. */
+  throttle?: ThrottlePlan;
+}
+
+/** The throttle filters a disk gets: none for an empty CD-ROM or a disk with neither plan nor limits. */
+export function throttlePlanOf(p: PlacedDisk): ThrottlePlan | undefined {
+  if (p.spec.target === '') return undefined;
+  return p.throttle ?? (p.spec.throttle ? { own: p.spec.throttle, share: {} } : undefined);
 }
 
 export interface DiskIds {
@@ -132,7 +142,19 @@ export function blockdevOptions(p: PlacedDisk, io: DiskIo): Record<string, unkno
     throw new XenodeError('internal', `the checked chain of ${p.spec.vdev} does not start at its image`);
   }
   const node = imageNode(p.spec.target, p.spec.format, p.spec.access === 'ro', io, chain);
-  return { driver: node.driver, 'node-name': diskIds(p.devnum).node, ...node };
+  const image = { driver: node.driver, 'node-name': diskIds(p.devnum).node, ...node };
+  return throttlePlanOf(p) ? throttledNode(p.devnum, image) : image;
+}
+
+/** The node the device reads and writes through: the top filter, or the image. */
+export function driveNode(p: PlacedDisk): string {
+  return throttlePlanOf(p) ? throttleIds(p.devnum).own : diskIds(p.devnum).node;
+}
+
+/** The -object / object-add throttle groups a disk's filters need (none without a plan). */
+export function throttleObjects(p: PlacedDisk): Record<string, unknown>[] {
+  const plan = throttlePlanOf(p);
+  return plan ? throttleGroupObjects(p.devnum, plan) : [];
 }
 
 /**
@@ -188,13 +210,13 @@ export function deviceOptions(p: PlacedDisk): Record<string, unknown> {
       lun: 0,
       serial,
     };
-    if (p.spec.target !== '') o.drive = ids.node;
+    if (p.spec.target !== '') o.drive = driveNode(p);
     return o;
   }
   return {
     driver: 'virtio-blk-pci',
     id: ids.device,
-    drive: ids.node,
+    drive: driveNode(p),
     bus: DISK_BRIDGE_ID,
     addr: `0x${p.slot.toString(16)}`,
     serial,
@@ -222,6 +244,7 @@ export function diskArgs(placed: readonly PlacedDisk[], ioFor: (p: PlacedDisk) =
   const args = ['-device', JSON.stringify(bridgeOptions())];
   if (placed.some((p) => p.kind === 'scsi-cd')) args.push('-device', JSON.stringify(cdromHbaOptions()));
   for (const p of placed) {
+    for (const o of throttleObjects(p)) args.push('-object', JSON.stringify(o));
     const bd = blockdevOptions(p, ioFor(p));
     if (bd) args.push('-blockdev', JSON.stringify(bd));
     args.push('-device', JSON.stringify(deviceOptions(p)));

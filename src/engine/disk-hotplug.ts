@@ -1,5 +1,7 @@
 // Disk hotplug and statistics over QMP: blockdev-add + device_add to attach;
 // device_del, then (once the guest released it: DEVICE_DELETED) blockdev-del.
+// A disk with limits gets its throttle groups (object-add) before its nodes,
+// and loses them after (disk-throttle.ts).
 
 import { XenodeError } from '../errors.ts';
 import {
@@ -15,7 +17,9 @@ import {
   diskIds,
   MAX_CDROMS,
   type PlacedDisk,
+  throttlePlanOf,
 } from './disk-args.ts';
+import { addThrottleGroups, removeThrottleGroups, throttleIds } from './disk-throttle.ts';
 import type { QemuMachine } from './qemu-machine.ts';
 import { QmpError } from './qmp.ts';
 
@@ -93,10 +97,13 @@ export async function plugDisk(m: QemuMachine, p: PlacedDisk, io: DiskIo): Promi
   const qmp = m.qmpClient;
   if (p.kind === 'scsi-cd') await ensureCdromHba(m);
   const bd = blockdevOptions(p, io);
+  const plan = throttlePlanOf(p);
+  if (bd && plan) await addThrottleGroups(m, p.devnum, plan);
   if (bd) {
     try {
       await qmp.execute('blockdev-add', bd);
     } catch (e) {
+      if (plan) await removeThrottleGroups(m, p.devnum);
       throw lockError(p, e) ?? new XenodeError('engine', `cannot open disk image '${p.spec.target}': ${why(e)}`);
     }
   }
@@ -124,11 +131,16 @@ export async function requestUnplug(m: QemuMachine, devnum: number): Promise<boo
 
 /** Close the image (and its lock) once the device is gone. Idempotent. */
 export async function releaseDiskBackend(m: QemuMachine, devnum: number): Promise<void> {
-  try {
-    await m.qmpClient.execute('blockdev-del', { 'node-name': diskIds(devnum).node });
-  } catch {
-    // not there: an empty CD-ROM, or already released
+  // The top node takes the nodes under it along: the throttle filters, or the image alone.
+  for (const node of [throttleIds(devnum).own, diskIds(devnum).node]) {
+    try {
+      await m.qmpClient.execute('blockdev-del', { 'node-name': node });
+      break;
+    } catch {
+      // not there: no limits, an empty CD-ROM, or already released
+    }
   }
+  await removeThrottleGroups(m, devnum);
 }
 
 /**

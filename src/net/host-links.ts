@@ -1,6 +1,6 @@
 // Host network interfaces through iproute2: the TAPs of `bridge=` vifs (as
-// Xen's vif-bridge script does) and the host port's address. sysfs answers
-// the questions, `ip` makes the changes.
+// Xen's vif-bridge script does), their rate limits (tc), and the host port's
+// address. sysfs answers the questions, `ip` and `tc` make the changes.
 
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
@@ -102,5 +102,81 @@ export function linkCounters(name: string): LinkCounters | undefined {
     };
   } catch {
     return undefined;
+  }
+}
+
+function runTc(args: string[]): string {
+  try {
+    return execFileSync('tc', args, { stdio: ['ignore', 'pipe', 'pipe'], timeout: 10_000 }).toString();
+  } catch (e) {
+    const stderr = (e as { stderr?: Buffer }).stderr?.toString().trim();
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT')
+      throw new HostLinkError('the tc command is missing', 'install iproute2');
+    throw new HostLinkError(`tc ${args.join(' ')}: ${stderr || (e as Error).message}`);
+  }
+}
+
+/** Burst allowed by a TAP's policer: one interval's credit, at least netback's 128 KiB (a GSO frame). */
+const TAP_MIN_BURST = 131072;
+
+/**
+ * Limit what a guest sends through the TAP of a `bridge=` vif (the switch does
+ * not read those): a policer on the TAP's ingress, where the guest's frames
+ * enter the host. Unlike the switch it drops what exceeds the rate, so TCP
+ * backs off from loss. undefined removes the limit. Throws HostLinkError when
+ * tc cannot (no `tc`, or a kernel without the u32 classifier or police action).
+ */
+export function setTapIngressRate(tap: string, rate: { bytesPerSec: number; intervalUs: number } | undefined): void {
+  if (!validIfname(tap)) throw new HostLinkError(`invalid interface name '${tap}'`);
+  if (rate === undefined) {
+    try {
+      runTc(['qdisc', 'del', 'dev', tap, 'ingress']);
+    } catch {
+      /* none there */
+    }
+    return;
+  }
+  const burst = Math.max(TAP_MIN_BURST, Math.ceil((rate.bytesPerSec * rate.intervalUs) / 1e6));
+  runTc(['qdisc', 'replace', 'dev', tap, 'handle', 'ffff:', 'ingress']);
+  try {
+    runTc([
+      'filter',
+      'replace',
+      'dev',
+      tap,
+      'parent',
+      'ffff:',
+      'prio',
+      '1',
+      'protocol',
+      'all',
+      'u32',
+      'match',
+      'u32',
+      '0',
+      '0',
+      'action',
+      'police',
+      'rate',
+      `${rate.bytesPerSec * 8}bit`,
+      'burst',
+      String(burst),
+      'mtu',
+      '65536',
+      'drop',
+    ]);
+  } catch (e) {
+    setTapIngressRate(tap, undefined);
+    throw e;
+  }
+}
+
+/** Is a policer on the TAP's ingress (set by setTapIngressRate)? */
+export function tapIngressPoliced(tap: string): boolean {
+  if (!validIfname(tap)) return false;
+  try {
+    return /police/.test(runTc(['filter', 'show', 'dev', tap, 'parent', 'ffff:']));
+  } catch {
+    return false;
   }
 }

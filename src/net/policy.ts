@@ -14,6 +14,8 @@ export interface PortInfo {
   readonly domid?: number;
   readonly devid?: number;
   readonly mac?: string;
+  /** The domain's name, for flow records. */
+  readonly domain?: string;
 }
 
 export type Verdict = 'forward' | 'drop';
@@ -21,6 +23,19 @@ export type Verdict = 'forward' | 'drop';
 export interface FramePolicy {
   /** Called for every frame on its way from `src` to `dst`; `frame` must not be kept or modified. */
   decide(src: PortInfo, dst: PortInfo, frame: Uint8Array): Verdict;
+}
+
+/**
+ * The audit side of the policy (src/net/audit): it sees each frame a vif sends
+ * once, after the MAC checks and before it is forwarded anywhere, and decides
+ * for the source (connection limits, throttles, quarantine); and it sees each
+ * frame delivered to a vif, for the flow log.
+ */
+export interface FrameAudit {
+  fromVif(src: PortInfo, frame: Uint8Array): 'forward' | 'drop' | 'reject';
+  /** The answer to a rejected frame (a TCP RST), sent back to its vif. */
+  reply(frame: Uint8Array): Uint8Array | undefined;
+  toVif(dst: PortInfo, frame: Uint8Array): void;
 }
 
 export const HOST_SPONSOR = '@host';

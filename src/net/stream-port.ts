@@ -1,7 +1,9 @@
 // A switch port for one QEMU NIC: QEMU listens (`-netdev stream,server=on`)
 // and the switch connects, so a restarted switch simply connects again (QEMU
 // 7.2 has no client-side reconnect=). Each frame on the wire is a 4-byte
-// big-endian length and the raw Ethernet frame.
+// big-endian length and the raw Ethernet frame. Out of rate credit, the port
+// stops reading the socket (QEMU's writes then block, and virtio-net stops
+// taking the guest's transmit queue) until the core calls resume().
 
 import { createConnection, type Socket } from 'node:net';
 import type { MacInt } from './frame.ts';
@@ -26,6 +28,8 @@ export class StreamPort implements SwitchPort {
   private retryMs = RETRY_MIN_MS;
   private retryTimer?: NodeJS.Timeout;
   private corked = false;
+  /** Out of rate credit: `pending` starts with the refused frame and the socket is paused. */
+  private holding = false;
   private waiters: Array<() => void> = [];
 
   constructor(
@@ -43,6 +47,11 @@ export class StreamPort implements SwitchPort {
 
   get connected(): boolean {
     return this.up;
+  }
+
+  /** Waiting for rate credit (not reading from QEMU). */
+  get held(): boolean {
+    return this.holding;
   }
 
   /** Resolves true once the link is up, false after `timeoutMs`. */
@@ -80,6 +89,8 @@ export class StreamPort implements SwitchPort {
       this.up = false;
       this.sock = undefined;
       this.corked = false;
+      this.holding = false;
+      this.pending = undefined;
       if (this.stopped) return;
       if (wasUp) this.log(`port ${this.info.id}: link down; reconnecting`);
       this.retryTimer = setTimeout(() => this.connect(), this.retryMs);
@@ -88,11 +99,22 @@ export class StreamPort implements SwitchPort {
   }
 
   private onData(chunk: Buffer): void {
-    let buf = chunk;
-    if (this.pending) {
-      buf = Buffer.concat([this.pending, chunk]);
-      this.pending = undefined;
-    }
+    this.pending = this.pending ? Buffer.concat([this.pending, chunk]) : chunk;
+    if (!this.holding) this.consume();
+  }
+
+  resume(): void {
+    if (!this.holding) return;
+    this.holding = false;
+    this.consume();
+    if (!this.holding) this.sock?.resume();
+  }
+
+  /** Hand every whole frame in `pending` to the core, until it is empty or the core says wait. */
+  private consume(): void {
+    const buf = this.pending;
+    if (!buf) return;
+    this.pending = undefined;
     const n = buf.length;
     let off = 0;
     while (n - off >= 4) {
@@ -106,7 +128,12 @@ export class StreamPort implements SwitchPort {
       }
       if (n - off - 4 < len) break;
       // Frames are views of the chunk, which Node never reuses: no copy on the way through.
-      this.core.input(this, buf.subarray(off + 4, off + 4 + len));
+      if (!this.core.input(this, buf.subarray(off + 4, off + 4 + len))) {
+        this.holding = true;
+        this.pending = buf.subarray(off);
+        this.sock?.pause();
+        return;
+      }
       off += 4 + len;
     }
     if (off < n) this.pending = buf.subarray(off);

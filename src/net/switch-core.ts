@@ -1,8 +1,11 @@
-// The L2 learning switch without any I/O: ports hand it frames, it drops what
-// a vif sends from a MAC that is not its own, learns source MACs, picks the
-// destination ports (known unicast, else flood), asks the policy, and calls
-// each destination's send(). Testable by feeding frames.
+// The L2 learning switch without any I/O: ports hand it frames, it charges
+// them to the vif's and its sponsor's rate limits (credit.ts; out of credit, the
+// port must stop reading until resume()), drops what a vif sends from a MAC
+// that is not its own, learns source MACs, picks the destination ports (known
+// unicast, else flood), asks the policy, and calls each destination's send().
+// Testable by feeding frames, with a fake clock and timers.
 
+import { CreditBucket, type RateSpec, rateProblem, sameRate } from './credit.ts';
 import {
   dstMac,
   ETH_HEADER_LEN,
@@ -14,7 +17,7 @@ import {
   srcMac,
 } from './frame.ts';
 import { macFromString } from './mac.ts';
-import type { FramePolicy, PortInfo } from './policy.ts';
+import type { FrameAudit, FramePolicy, PortInfo } from './policy.ts';
 
 /** Counted from the switch's side: rx = frames the port sent in, tx = frames the switch sent out to it. */
 export interface PortCounters {
@@ -30,10 +33,25 @@ export interface PortCounters {
   errors: number;
   /** Frames from this (vif) port dropped because their source MAC, or their ARP sender MAC, is not its own. */
   spoofDrops: number;
+  /** Times this (vif) port had to stop reading because its rate limit, or its sponsor's, was out of credit. */
+  rateHolds: number;
+  /** Frames from this (vif) port the audit rules refused (connection limits, throttle, quarantine). */
+  auditDrops: number;
 }
 
 export function zeroCounters(): PortCounters {
-  return { rxPackets: 0, rxBytes: 0, txPackets: 0, txBytes: 0, policyDrops: 0, txDrops: 0, errors: 0, spoofDrops: 0 };
+  return {
+    rxPackets: 0,
+    rxBytes: 0,
+    txPackets: 0,
+    txBytes: 0,
+    policyDrops: 0,
+    txDrops: 0,
+    errors: 0,
+    spoofDrops: 0,
+    rateHolds: 0,
+    auditDrops: 0,
+  };
 }
 
 /**
@@ -57,6 +75,27 @@ export interface SwitchPort {
   readonly sourceMac: MacInt | undefined;
   /** Queue `frame` (not kept beyond the call unless copied or referenced immutably); false = dropped. */
   send(frame: Uint8Array): boolean;
+  /**
+   * Credit is back after input() returned false: read again, starting with the
+   * frame that was refused. A port that can be rate-limited must have it.
+   */
+  resume?(): void;
+}
+
+/** Arms a one-shot timer; returns its cancel function. */
+export type TimerFn = (fn: () => void, ms: number) => () => void;
+
+const realTimer: TimerFn = (fn, ms) => {
+  // Never early: a timer that fires before the credit is due only re-arms itself.
+  const t = setTimeout(fn, Math.ceil(ms));
+  return () => clearTimeout(t);
+};
+
+/** A rate limit and the ports waiting for its credit. */
+interface Limiter {
+  bucket: CreditBucket;
+  waiting: SwitchPort[];
+  cancel?: () => void;
 }
 
 export interface SwitchOptions {
@@ -64,7 +103,10 @@ export interface SwitchOptions {
   macAgeMs?: number;
   /** Learn at most this many MACs, so a guest cycling source MACs cannot grow the table without bound. */
   maxMacs?: number;
+  /** Milliseconds, for MAC ageing and rate credit (monotonic by default). */
   now?: () => number;
+  /** For the rate limits' credit timers (setTimeout by default). */
+  timer?: TimerFn;
 }
 
 interface MacEntry {
@@ -84,6 +126,13 @@ export class SwitchCore {
   private readonly ageMs: number;
   private readonly maxMacs: number;
   private readonly now: () => number;
+  private readonly timer: TimerFn;
+  /** Per-vif limits (vif rate=), by port id. */
+  private readonly portLimits = new Map<string, Limiter>();
+  /** Per-sponsor aggregates over all the sponsor's vif ports. */
+  private readonly sponsorLimits = new Map<string, Limiter>();
+  /** Flow log and audit rules (src/net/audit): undefined = none. */
+  audit?: FrameAudit;
 
   constructor(
     public policy: FramePolicy,
@@ -91,7 +140,8 @@ export class SwitchCore {
   ) {
     this.ageMs = o.macAgeMs ?? 300_000;
     this.maxMacs = o.maxMacs ?? 8192;
-    this.now = o.now ?? Date.now;
+    this.now = o.now ?? (() => performance.now());
+    this.timer = o.timer ?? realTimer;
   }
 
   addPort(p: SwitchPort): void {
@@ -102,9 +152,15 @@ export class SwitchCore {
 
   removePort(id: string): SwitchPort | undefined {
     const p = this.ports.get(id);
+    const l = this.portLimits.get(id);
+    if (l) {
+      l.cancel?.();
+      this.portLimits.delete(id);
+    }
     if (!p) return undefined;
     this.ports.delete(id);
     this.forgetPort(p);
+    for (const s of this.sponsorLimits.values()) s.waiting = s.waiting.filter((w) => w !== p);
     return p;
   }
 
@@ -120,14 +176,97 @@ export class SwitchCore {
     for (const [mac, e] of this.macs) if (e.port === p) this.macs.delete(mac);
   }
 
-  /** A frame arrived on `src`. */
-  input(src: SwitchPort, frame: Uint8Array): void {
+  // ---- rate limits ------------------------------------------------------------
+
+  /** Limit what vif port `id` sends (undefined: no limit); applies at once, also to a waiting port. */
+  setPortRate(id: string, rate: RateSpec | undefined): void {
+    this.setLimit(this.portLimits, id, rate);
+  }
+
+  portRate(id: string): RateSpec | undefined {
+    return this.portLimits.get(id)?.bucket.rate;
+  }
+
+  /** Limit what all of `sponsor`'s vif ports send together (undefined: no limit). */
+  setSponsorRate(sponsor: string, rate: RateSpec | undefined): void {
+    this.setLimit(this.sponsorLimits, sponsor, rate);
+  }
+
+  sponsorRates(): Array<{ sponsor: string; rate: RateSpec }> {
+    return [...this.sponsorLimits].map(([sponsor, l]) => ({ sponsor, rate: l.bucket.rate }));
+  }
+
+  private setLimit(map: Map<string, Limiter>, key: string, rate: RateSpec | undefined): void {
+    if (rate !== undefined) {
+      const why = rateProblem(rate);
+      if (why) throw new RangeError(why);
+    }
+    const l = map.get(key);
+    if (l && sameRate(l.bucket.rate, rate)) return;
+    if (rate === undefined) {
+      if (!l) return;
+      map.delete(key);
+    } else if (!l) {
+      map.set(key, { bucket: new CreditBucket(rate, this.now()), waiting: [] });
+      return;
+    } else l.bucket.reset(rate, this.now());
+    // Those waiting for the old credit ask again now.
+    this.wake(l);
+  }
+
+  /** Charge `size` bytes from vif `src` to its limits: true = go, false = hold it and wait for resume(). */
+  private admit(src: SwitchPort, size: number): boolean {
+    const now = this.now();
+    const pl = this.portLimits.get(src.info.id);
+    if (pl && !pl.bucket.check(size, now)) return this.hold(pl, src, now);
+    const sl = this.sponsorLimits.get(src.info.sponsor);
+    if (sl && !sl.bucket.check(size, now)) return this.hold(sl, src, now);
+    pl?.bucket.take(size);
+    sl?.bucket.take(size);
+    return true;
+  }
+
+  private hold(l: Limiter, p: SwitchPort, now: number): false {
+    p.counters.rateHolds++;
+    if (!l.waiting.includes(p)) l.waiting.push(p);
+    if (!l.cancel) {
+      const at = l.bucket.waitUntil ?? now;
+      l.cancel = this.timer(() => {
+        l.cancel = undefined;
+        this.wake(l);
+      }, at - now);
+    }
+    return false;
+  }
+
+  private wake(l: Limiter): void {
+    l.cancel?.();
+    l.cancel = undefined;
+    const ws = l.waiting;
+    l.waiting = [];
+    // Whoever went first last time goes last now, so the ports of one sponsor take turns.
+    if (ws.length > 1) ws.push(ws.shift() as SwitchPort);
+    for (const p of ws) if (this.ports.get(p.info.id) === p) p.resume?.();
+  }
+
+  // ---- forwarding -------------------------------------------------------------
+
+  /**
+   * A frame arrived on `src`. false: `src` is out of rate credit and the frame
+   * was not taken; the port keeps it, stops reading, and offers it again when
+   * the core calls its resume() (back-pressure toward the guest, never a drop).
+   */
+  input(src: SwitchPort, frame: Uint8Array): boolean {
+    // Charged before any check, as netback does: runts and spoofed frames cost credit too.
+    if (src.info.kind === 'vif' && (this.portLimits.size > 0 || this.sponsorLimits.size > 0)) {
+      if (!this.admit(src, frame.length)) return false;
+    }
     const c = src.counters;
     c.rxPackets++;
     c.rxBytes += frame.length;
     if (frame.length < ETH_HEADER_LEN) {
       c.errors++;
-      return;
+      return true;
     }
     const from = srcMac(frame);
     const own = src.sourceMac;
@@ -135,7 +274,20 @@ export class SwitchCore {
     // as the port of another domain's MAC (and pull that domain's traffic).
     if (own !== undefined && (from !== own || (isArp(frame) && !arpSenderOk(frame, own)))) {
       c.spoofDrops++;
-      return;
+      return true;
+    }
+    if (this.audit && src.info.kind === 'vif') {
+      const v = this.audit.fromVif(src.info, frame);
+      if (v !== 'forward') {
+        c.auditDrops++;
+        const rst = v === 'reject' ? this.audit.reply(frame) : undefined;
+        if (rst && src.send(rst)) {
+          c.txPackets++;
+          c.txBytes += rst.length;
+          this.audit.toVif(src.info, rst);
+        }
+        return true;
+      }
     }
     const now = this.now();
     if (!isGroupMac(from)) this.learn(from, src, now);
@@ -145,11 +297,12 @@ export class SwitchCore {
       if (e && now - e.seen <= this.ageMs) {
         // A frame for a MAC behind the port it came from needs no forwarding.
         if (e.port !== src) this.deliver(src, e.port, frame);
-        return;
+        return true;
       }
       if (e) this.macs.delete(to);
     }
     for (const p of this.ports.values()) if (p !== src) this.deliver(src, p, frame);
+    return true;
   }
 
   private learn(mac: MacInt, port: SwitchPort, now: number): void {
@@ -170,6 +323,7 @@ export class SwitchCore {
     if (dst.send(frame)) {
       dst.counters.txPackets++;
       dst.counters.txBytes += frame.length;
+      if (this.audit && dst.info.kind === 'vif') this.audit.toVif(dst.info, frame);
     } else dst.counters.txDrops++;
   }
 

@@ -4,16 +4,22 @@
 import { chmodSync, existsSync, rmSync, statSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
+import { AuditEngine } from './audit/engine.ts';
+import { parseRules, RulesError } from './audit/rules.ts';
 import {
   type AddPortResult,
   CONTROL_VERSION,
+  ControlError,
   type ControlRequest,
   type ControlResponse,
   type HelloResult,
   type HostPortSpec,
+  MAX_CONTROL_LINE,
   type PortStatus,
+  parseControlRequest,
   type SwitchStats,
 } from './control-protocol.ts';
+import type { RateSpec } from './credit.ts';
 import { HostLinkError } from './host-links.ts';
 import { SponsorIsolation, type SponsorPair } from './policy.ts';
 import { StreamPort } from './stream-port.ts';
@@ -30,6 +36,9 @@ export interface SwitchServerOptions {
 export class SwitchServer {
   readonly policy = new SponsorIsolation();
   readonly core = new SwitchCore(this.policy);
+  /** Flow log and audit rules (default rules until the daemon sends the admin's). */
+  readonly audit = new AuditEngine();
+  private auditTimer?: NodeJS.Timeout;
   private readonly vifs = new Map<string, StreamPort>();
   private tap?: TapPort;
   private tapError?: string;
@@ -42,7 +51,9 @@ export class SwitchServer {
   private timer?: NodeJS.Timeout;
   private socketIno = 0;
 
-  constructor(private readonly o: SwitchServerOptions) {}
+  constructor(private readonly o: SwitchServerOptions) {
+    // FAILFIRST this.core.audit = this.audit;
+  }
 
   async listen(): Promise<void> {
     rmSync(this.o.controlPath, { force: true });
@@ -55,6 +66,7 @@ export class SwitchServer {
     chmodSync(this.o.controlPath, 0o600);
     this.socketIno = statSync(this.o.controlPath).ino;
     this.timer = setInterval(() => this.checkIdle(), 1000);
+    this.auditTimer = setInterval(() => this.audit.tick(), 1000);
   }
 
   private checkIdle(): void {
@@ -83,6 +95,7 @@ export class SwitchServer {
   private exit(why: string): void {
     this.o.log(`exiting: ${why}`);
     clearInterval(this.timer);
+    clearInterval(this.auditTimer);
     for (const p of this.vifs.values()) p.stop();
     this.server?.close();
     if (this.ownsSocket()) rmSync(this.o.controlPath, { force: true });
@@ -98,7 +111,22 @@ export class SwitchServer {
       for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
         const line = buf.slice(0, nl);
         buf = buf.slice(nl + 1);
+        if (line.length > MAX_CONTROL_LINE) break;
         if (line.trim()) void this.handleLine(c, line);
+      }
+      // Not xenoded talking: answer once and hang up rather than buffer without end.
+      if (buf.length > MAX_CONTROL_LINE) {
+        this.o.log('control client dropped: request line too long');
+        const r: ControlResponse = {
+          id: 0,
+          ok: false,
+          error: `request line too long (over ${MAX_CONTROL_LINE} bytes)`,
+        };
+        c.end(`${JSON.stringify(r)}\n`);
+        c.destroySoon?.();
+        buf = '';
+        c.removeAllListeners('data');
+        c.pause();
       }
     });
     c.on('error', () => {});
@@ -111,8 +139,11 @@ export class SwitchServer {
   private async handleLine(c: Socket, line: string): Promise<void> {
     let req: ControlRequest;
     try {
-      req = JSON.parse(line) as ControlRequest;
-    } catch {
+      req = parseControlRequest(line);
+    } catch (e) {
+      const id = e instanceof ControlError ? e.id : 0;
+      const r: ControlResponse = { id, ok: false, error: (e as Error).message };
+      if (!c.destroyed) c.write(`${JSON.stringify(r)}\n`);
       return;
     }
     let resp: ControlResponse;
@@ -146,10 +177,30 @@ export class SwitchServer {
         this.allow = req.allow.map(([a, b]) => [a, b] as const);
         this.policy.setAllowed(this.allow);
         return {};
+      case 'set-rate':
+        if (!this.vifs.has(req.portId)) throw new Error(`no port ${req.portId}`);
+        this.core.setPortRate(req.portId, req.rate ?? undefined);
+        this.o.log(`port ${req.portId}: rate ${rateText(req.rate)}`);
+        return {};
+      case 'sponsor-rate':
+        this.core.setSponsorRate(req.sponsor, req.rate ?? undefined);
+        this.o.log(`sponsor ${req.sponsor}: aggregate rate ${rateText(req.rate)}`);
+        return {};
       case 'host-port':
         return this.hostPort(req.spec);
       case 'stats':
         return this.stats();
+      case 'audit-rules':
+        try {
+          this.audit.setRules(parseRules(req.rules));
+        } catch (e) {
+          if (e instanceof RulesError) throw new Error(`audit rules: ${e.message}`);
+          throw e;
+        }
+        this.o.log('audit rules set');
+        return {};
+      case 'audit-drain':
+        return this.audit.drain(req.max);
     }
   }
 
@@ -159,29 +210,41 @@ export class SwitchServer {
     p.stop();
     this.vifs.delete(id);
     this.core.removePort(id);
+    this.audit.removePort(id);
     this.o.log(`port ${id} ${why}`);
   }
 
   private async addPort(req: Extract<ControlRequest, { op: 'add-port' }>): Promise<AddPortResult> {
     const spec = req.port;
     let p = this.vifs.get(spec.id);
+    // (A renamed domain keeps its port and the name it had: a new port would drop the link.)
     if (p && (p.path !== spec.path || p.info.sponsor !== spec.sponsor || p.info.mac !== spec.mac)) {
       p.stop();
       this.core.removePort(spec.id);
+      this.audit.removePort(spec.id);
       p = undefined;
     }
     if (!p) {
       p = new StreamPort(
-        { id: spec.id, kind: 'vif', sponsor: spec.sponsor, domid: spec.domid, devid: spec.devid, mac: spec.mac },
+        {
+          id: spec.id,
+          kind: 'vif',
+          sponsor: spec.sponsor,
+          domid: spec.domid,
+          devid: spec.devid,
+          mac: spec.mac,
+          domain: spec.domain,
+        },
         spec.path,
         this.core,
         this.o.log,
       );
       this.vifs.set(spec.id, p);
       this.core.addPort(p);
+      this.core.setPortRate(spec.id, spec.rate);
       p.start();
-      this.o.log(`port ${spec.id} added (sponsor ${spec.sponsor}, ${spec.mac})`);
-    }
+      this.o.log(`port ${spec.id} added (sponsor ${spec.sponsor}, ${spec.mac}, rate ${rateText(spec.rate)})`);
+    } else this.core.setPortRate(spec.id, spec.rate);
     const connected = req.waitMs ? await p.whenConnected(req.waitMs) : p.connected;
     return { connected };
   }
@@ -230,6 +293,7 @@ export class SwitchServer {
         connected: p.connected,
         connects: p.connects,
         counters: { ...p.counters },
+        rate: this.core.portRate(p.info.id),
       });
     }
     if (this.tap) {
@@ -249,6 +313,12 @@ export class SwitchServer {
       hostPort: this.tapSpec ? { spec: this.tapSpec, up: this.tap !== undefined, error: this.tapError } : undefined,
       macs: this.core.macTable().length,
       allow: this.allow,
+      sponsorRates: this.core.sponsorRates(),
+      audit: { flows: this.audit.flowCount, enforced: this.audit.status() },
     };
   }
+}
+
+function rateText(r: RateSpec | null | undefined): string {
+  return r ? `${r.bytesPerSec} B/s per ${r.intervalUs} us` : 'none';
 }

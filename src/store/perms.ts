@@ -16,16 +16,16 @@ export const DOMID_MAX = 0xffff;
 
 const LETTER_BITS: Record<PermLetter, number> = { n: 0, r: READ, w: WRITE, b: READ | WRITE };
 
-function names(entry: Perm, domid: number): boolean {
-  return entry.id === domid || entry.id === DOMID_ANY;
+function names(entry: Perm, caller: Caller): boolean {
+  return entry.id === caller.domid || entry.id === DOMID_ANY || entry.id === caller.target;
 }
 
 export function accessFor(caller: Caller, perms: PermList): number {
   const owner = perms[0];
-  if (caller.privileged || (owner !== undefined && names(owner, caller.domid))) return READ | WRITE | OWNER;
+  if (caller.privileged || (owner !== undefined && names(owner, caller))) return READ | WRITE | OWNER;
   for (let i = 1; i < perms.length; i++) {
     const entry = perms[i];
-    if (entry !== undefined && names(entry, caller.domid)) return LETTER_BITS[entry.perm];
+    if (entry !== undefined && names(entry, caller)) return LETTER_BITS[entry.perm];
   }
   return owner === undefined ? 0 : LETTER_BITS[owner.perm];
 }

@@ -15,6 +15,11 @@ export interface Caller {
    * unset = any, as xenstored allows a domain.
    */
   readonly grantable?: readonly number[];
+  /**
+   * A domain this caller acts for as well (xenstored's SET_TARGET, e.g. a
+   * device model): entries naming it apply to the caller, its nodes are the caller's.
+   */
+  readonly target?: number;
 }
 
 /** The toolstack (xenoded) acting as dom0. */

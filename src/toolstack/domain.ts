@@ -4,7 +4,7 @@ import { EventEmitter } from 'node:events';
 import type { QemuMachine } from '../engine/qemu-machine.ts';
 import { ConsoleMux } from './console-mux.ts';
 import type { DomainRecord, DomainState } from './domain-table.ts';
-import { hostCpuCount, threadAffinity, threadStat } from './proc-stats.ts';
+import { threadStat } from './proc-stats.ts';
 
 export interface DomainEvents {
   change: [DomainRecord];
@@ -20,14 +20,6 @@ const TRANSITIONS: Record<DomainState, DomainState[]> = {
   crashed: ['running', 'dying'],
   dying: [],
 };
-
-export interface VcpuInfo {
-  vcpu: number;
-  cpu: number | undefined;
-  state: string;
-  seconds: number;
-  affinity: string;
-}
 
 export class Domain extends EventEmitter<DomainEvents> {
   machine?: QemuMachine;
@@ -97,23 +89,6 @@ export class Domain extends EventEmitter<DomainEvents> {
         break;
     }
     return s.join('');
-  }
-
-  vcpus(): VcpuInfo[] {
-    const pid = this.rec.pid;
-    const all = `0-${hostCpuCount() - 1}`;
-    return this.vcpuTids.map((tid, vcpu) => {
-      const st = pid ? threadStat(pid, tid) : undefined;
-      const aff = pid ? threadAffinity(pid, tid) : 'all';
-      const paused = this.rec.state !== 'running';
-      return {
-        vcpu,
-        cpu: st?.lastCpu,
-        state: paused ? '--p' : st?.state === 'R' ? 'r--' : '-b-',
-        seconds: st?.cpuSeconds ?? 0,
-        affinity: aff === all ? 'all' : aff,
-      };
-    });
   }
 
   /** Wait until `pred` holds for the record, the domain is gone, or time runs out. */

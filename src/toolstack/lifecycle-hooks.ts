@@ -70,7 +70,15 @@ export interface IoCounters {
   netTxBytes?: number;
   netRxPackets?: number;
   netTxPackets?: number;
+  /**
+   * The same counters device by device, keyed by a name that changes whenever
+   * the device's counters start again from zero (a new QEMU, a new switch
+   * port): accounting tells a reset device from a removed one by it.
+   */
+  devices?: Record<string, DeviceIoCounters>;
 }
+
+export type DeviceIoCounters = Omit<IoCounters, 'devices'>;
 
 /**
  * Optional interface a plugin (disks, network) implements to feed the charts;
@@ -126,4 +134,69 @@ export interface LifecycleHooks {
   keepUnfinished?(d: Domain, m: QemuMachine): Promise<boolean>;
   /** Daemon exit (domains keep running). */
   stop?(): Promise<void>;
+}
+
+// ---- network audit: the switch's flow records and rule actions (issue 17) ----
+// The network feature runs the switch that sees the frames; the audit feature
+// keeps the log and the admin's rules. They meet here, wired in plugins.ts.
+
+/** What the switch did with a flow, and a rule's action on a vif. */
+export type FlowAction = 'accept' | 'reject' | 'drop' | 'throttle' | 'quarantine';
+
+/**
+ * One flow (5-tuple) on one vif over one aggregation window. `src`/`sport` is
+ * the side that sent the flow's first packet; Out is what the guest sent, In
+ * what it received. Times in ms since the epoch.
+ */
+export interface FlowRecord {
+  start: number;
+  end: number;
+  domid: number;
+  devid: number;
+  /** The domain's name when the record was logged ('' if unknown). */
+  domain: string;
+  sponsor: string;
+  /** IP protocol number (6 TCP, 17 UDP, 1 ICMP). */
+  proto: number;
+  src: string;
+  dst: string;
+  sport: number;
+  dport: number;
+  pktsOut: number;
+  bytesOut: number;
+  pktsIn: number;
+  bytesIn: number;
+  /** TCP flags seen (OR of every packet) each way. */
+  flagsOut: number;
+  flagsIn: number;
+  action: FlowAction;
+  /** The rule that took the action ('' for none). */
+  rule: string;
+}
+
+/** A rule acting on a vif (throttle, quarantine, a refused connection, ...). */
+export interface AuditEvent {
+  time: number;
+  domid: number;
+  devid: number;
+  sponsor: string;
+  rule: string;
+  action: FlowAction;
+  detail: string;
+}
+
+/** Where the switch's records go (the audit feature's log). */
+export interface NetAuditSink {
+  flows(records: FlowRecord[]): void;
+  events(events: AuditEvent[]): void;
+}
+
+/** The switch's audit side, offered by the network feature. */
+export interface NetAuditLink {
+  setAuditSink(sink: NetAuditSink): void;
+  /**
+   * Check the admin's rules (the switch's grammar) and put them in force now
+   * and in every restarted switch. Returns them normalized; throws XenodeError.
+   */
+  setAuditRules(rules: unknown): Promise<unknown>;
 }

@@ -16,6 +16,7 @@ import { type GuestEvent, QemuMachine } from '../engine/qemu-machine.ts';
 import { XenodeError } from '../errors.ts';
 import { admit, checkHostRoom, type Holder, hostMemory, shmMiB } from './admission.ts';
 import { resolveBoot } from './boot-plan.ts';
+import { Cgroups, cgroupTopName, setHostCgroups } from './cgroups.ts';
 import type { XenodeDirs } from './dirs.ts';
 import { Domain } from './domain.ts';
 import type { DomainRecord, DomainState, DomainTable, ShutdownReason } from './domain-table.ts';
@@ -39,6 +40,8 @@ export interface ToolstackOptions {
   plugins?: LifecycleHooks[];
   /** The admin's per-sponsor limits; none means no limits (unit tests). */
   sponsors?: SponsorPolicy;
+  /** Domains' cgroups; probed from the host when not given. */
+  cgroups?: Cgroups;
 }
 
 export interface CreateOptions {
@@ -81,10 +84,43 @@ export class Toolstack {
   private readonly retiring = new Map<Domain, Promise<void>>();
   private readonly o: ToolstackOptions;
   readonly events = new EventEmitter<ToolstackEvents>().setMaxListeners(0);
+  /** Each domain's QEMU in a group of its own (cgroups.ts); unavailable without writable cgroups. */
+  readonly cgroups: Cgroups;
 
   constructor(o: ToolstackOptions) {
     this.o = o;
     mkdirSync(o.dirs.domainsDir, { recursive: true });
+    this.cgroups = o.cgroups ?? Cgroups.probe(cgroupTopName(o.dirs.base));
+    setHostCgroups(this.cgroups);
+    for (const g of this.cgroups.sweepStale()) o.log.info(`removed cgroup ${g} left by a daemon that is gone`);
+  }
+
+  /** Put the domain's QEMU and vCPU threads in its cgroups (after a start, a reattach, a vCPU hot-plug). */
+  placeInCgroups(d: Domain): void {
+    if (!this.cgroups.available || !d.rec.pid) return;
+    try {
+      this.cgroups.attach(d.rec.sponsor, d.domid, d.rec.pid, d.vcpuTids);
+    } catch (e) {
+      this.o.log.warn(`cgroups: ${e instanceof Error ? e.message : String(e)}`, d.domid);
+    }
+  }
+
+  /** Remove the domain's cgroups once its QEMU is gone (last: accounting reads them in onTeardown). */
+  private async removeCgroups(d: Domain): Promise<void> {
+    if (!this.cgroups.available) return;
+    // The kernel lets go of a dead QEMU's threads a moment after it exits.
+    for (let i = 0; ; i++) {
+      try {
+        this.cgroups.remove(d.rec.sponsor, d.domid);
+        return;
+      } catch (e) {
+        if (i >= 40) {
+          this.o.log.warn(`cgroups: ${e instanceof Error ? e.message : String(e)}`, d.domid);
+          return;
+        }
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
   }
 
   get plugins(): LifecycleHooks[] {
@@ -202,6 +238,7 @@ export class Toolstack {
       this.events.emit('gone', d);
       this.o.table.remove(domid);
       this.o.store.release(rec);
+      await this.removeCgroups(d);
       rmSync(rec.runDir, { recursive: true, force: true });
       this.o.log.error(`create ${cfg.name} failed: ${e instanceof Error ? e.message : String(e)}`, domid);
       throw e;
@@ -308,6 +345,7 @@ export class Toolstack {
       d.vcpuTids = vcpus.map((v) => v.tid);
       this.bindMachine(d, m);
       rec.pid = m.pid;
+      this.placeInCgroups(d);
       rec.startTime = Date.now();
       const loaded = opts.incoming ? await opts.incoming(d, m) : undefined;
       if (opts.incoming && !opts.paused) {
@@ -477,6 +515,7 @@ export class Toolstack {
         this.o.log.warn(`${p.name} teardown: ${e instanceof Error ? e.message : String(e)}`, d.domid);
       }
     }
+    await this.removeCgroups(d);
     // A retired domain left the store already (its uuid may be back here since).
     if (!this.retiring.has(d)) this.o.store.release(d.rec);
     crashPoint('teardown.released');
@@ -684,6 +723,8 @@ export class Toolstack {
       }
       d.vcpuTids = (await m.vcpuThreads()).map((v) => v.tid);
       this.bindMachine(d, m);
+      rec.pid = m.pid;
+      this.placeInCgroups(d);
       // A lost store was made anew: put the domain back before the plugins write under it.
       if (this.o.store.adopt?.(d.rec)) this.o.log.warn('store entries were missing; rebuilt them', d.domid);
       for (const p of this.plugins) {

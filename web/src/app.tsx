@@ -7,6 +7,7 @@ import { linkState } from './live.ts';
 import { CreatePage } from './pages/CreatePage.tsx';
 import { DomainList } from './pages/DomainList.tsx';
 import { DomainPage } from './pages/DomainPage.tsx';
+import { UsagePage } from './pages/UsagePage.tsx';
 import { parseRoute, path } from './router.ts';
 import type { HostInfo, Principal } from './types.ts';
 
@@ -27,6 +28,9 @@ function Header({ who, host }: { who: Principal | undefined; host: HostInfo | un
         </a>
         <a href="/create" class={route.page === 'create' ? 'active' : ''}>
           Create
+        </a>
+        <a href="/usage" class={route.page === 'usage' ? 'active' : ''}>
+          Usage
         </a>
       </nav>
       <div class="topbar-right">
@@ -64,6 +68,7 @@ export function App() {
       <main>
         {route.page === 'list' && <DomainList host={host} />}
         {route.page === 'create' && <CreatePage />}
+        {route.page === 'usage' && <UsagePage who={who} />}
         {route.page === 'domain' && <DomainPage dom={route.dom} tab={route.tab} />}
         {route.page === 'missing' && (
           <div class="page">

@@ -29,6 +29,7 @@ document.addEventListener('click', (ev) => {
 export type Route =
   | { page: 'list' }
   | { page: 'create' }
+  | { page: 'usage' }
   | { page: 'domain'; dom: string; tab: DomainTab }
   | { page: 'missing' };
 
@@ -38,6 +39,7 @@ const TABS: DomainTab[] = ['overview', 'console', 'config', 'store'];
 export function parseRoute(p: string): Route {
   if (p === '/' || p === '') return { page: 'list' };
   if (p === '/create') return { page: 'create' };
+  if (p === '/usage') return { page: 'usage' };
   const m = /^\/domains\/([^/]+)(?:\/([a-z]+))?\/?$/.exec(p);
   if (m) {
     const tab = (m[2] ?? 'overview') as DomainTab;

@@ -1,11 +1,12 @@
 // block-attach / block-detach / block-list (xl's), plus block-stats for the
-// per-disk I/O counters.
+// per-disk I/O counters, and block-set-throttle / block-throttle for disk limits.
 
 import type { CommandSpec } from '../../cli/command-spec.ts';
 import { parseDiskSpec } from '../../config/disk.ts';
-import type { DiskSpec } from '../../config/types.ts';
+import { formatThrottle, parseThrottleWords } from '../../config/disk-throttle.ts';
+import type { DiskSpec, DiskThrottle } from '../../config/types.ts';
 import { errorMessage, XenodeError } from '../../errors.ts';
-import type { BlockEntry, DiskStatsView } from './views.ts';
+import type { BlockEntry, DiskStatsView, DomainThrottleView, ThrottleView } from './views.ts';
 
 const enc = encodeURIComponent;
 
@@ -22,7 +23,40 @@ export function blockListRow(e: BlockEntry): string {
 
 /** A spec the daemon parses to exactly `d` (target= last: it takes the rest, commas included). */
 export function canonicalDiskSpec(d: DiskSpec): string {
-  return `format=${d.format},vdev=${d.vdev},access=${d.access},devtype=${d.devtype},target=${d.target}`;
+  const limits = d.throttle && Object.keys(d.throttle).length ? `${formatThrottle(d.throttle)},` : '';
+  return `format=${d.format},vdev=${d.vdev},access=${d.access},devtype=${d.devtype},${limits}target=${d.target}`;
+}
+
+/** A share in the spec's words: `bps=10M,iops=250`, or `-`. */
+function shareWords(s: { bps?: number; iops?: number } | null): string {
+  if (s === null) return 'n/a';
+  const t: DiskThrottle = {};
+  if (s.bps !== undefined) t.bps = s.bps;
+  if (s.iops !== undefined) t.iops = s.iops;
+  return formatThrottle(t);
+}
+
+/** block-throttle's table: each disk's limits as configured and as in force in QEMU. */
+export function blockThrottleTable(views: DomainThrottleView[]): string {
+  const head = ['Domain', 'Vdev', 'Devid', 'Config', 'In force (QEMU)', 'Share (QEMU)', 'Sponsor aggregate'];
+  const cells = views.flatMap((v) =>
+    v.disks.map((x: ThrottleView) => [
+      v.name,
+      x.vdev,
+      String(x.devid),
+      formatThrottle(x.config),
+      x.inForce === null ? 'n/a' : formatThrottle(x.inForce),
+      shareWords(x.share),
+      shareWords(v.aggregate),
+    ]),
+  );
+  const w = head.map((h, i) => Math.max(h.length, ...cells.map((r) => (r[i] ?? '').length)));
+  const line = (cs: string[]) =>
+    cs
+      .map((c, i) => c.padEnd(w[i] as number))
+      .join('  ')
+      .trimEnd();
+  return `${[line(head), ...cells.map(line)].join('\n')}\n`;
 }
 
 export function blockStatsTable(rows: Array<DiskStatsView & { domain: string }>): string {
@@ -96,6 +130,44 @@ Several arguments are joined with commas. The disk stays in the domain's config.
           ctx.err(`${errorMessage(e)}\n`);
         }
       }
+      return 0;
+    },
+  },
+  {
+    name: 'block-set-throttle',
+    example: 'xenode block-set-throttle web1 xvdb bps=10M iops=500',
+    args: '<domain> <vdev> <limits...>',
+    summary: "Set a disk's I/O limits at runtime (bytes/s, operations/s, burst); none clears them",
+    help: `The limits are the disk spec's (docs/disks.md): bps, bps_rd, bps_wr, iops, iops_rd,
+iops_wr, each with _max (burst rate) and _max_length (burst seconds), and iops_size.
+Bytes take K/M/G/T (1024^n), e.g. bps=10M. The words given become the disk's whole
+set of limits (as in its disk= spec); 'none' removes them. They take effect at once,
+stay in the domain's config (restart, save/restore, migration), and apply under the
+sponsor's aggregate share, which a disk's own limit never raises.`,
+    async run(ctx, [dom, vdev, ...words]) {
+      const throttle = parseThrottleWords(words);
+      const v = await ctx
+        .client()
+        .put<ThrottleView>(`/v1/domains/${enc(dom)}/block/${enc(vdev ?? '')}/throttle`, { throttle });
+      ctx.out(`${v.vdev}: ${v.inForce === null ? 'n/a' : formatThrottle(v.inForce)}\n`);
+      return 0;
+    },
+  },
+  {
+    name: 'block-throttle',
+    example: 'xenode block-throttle web1',
+    args: '<domains...>',
+    summary: "Disks' I/O limits: configured, in force in QEMU, and each disk's share of the sponsor aggregate",
+    help: `Config is the disk's own limits in the domain's config; In force is what its QEMU
+applies now (read back from it); Share is the disk's part of its sponsor's aggregate
+(quota-set disk-bps / disk-iops), moved every second towards the disks that use it.
+A disk moves at most the lower of the two.`,
+    options: [{ flags: '--json', help: 'print the API objects' }],
+    async run(ctx, doms, opts) {
+      const c = ctx.client();
+      const views: DomainThrottleView[] = [];
+      for (const dom of doms) views.push(await c.get<DomainThrottleView>(`/v1/domains/${enc(dom)}/block/throttle`));
+      ctx.out(opts.json === true ? `${JSON.stringify(views, null, 2)}\n` : blockThrottleTable(views));
       return 0;
     },
   },

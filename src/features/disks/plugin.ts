@@ -1,12 +1,14 @@
 // Disks for domains as a toolstack plugin: disk=[...] becomes QEMU devices at
 // launch, block-attach/-detach hot-plug them, the control store mirrors them in
-// xl's layout, and their I/O counters feed the charts (docs/disks.md).
+// xl's layout, and their I/O counters feed the charts (docs/disks.md). Each disk
+// carries its own limits (its spec's throttle keys, block-set-throttle) and a
+// share of its sponsor's aggregate (sponsor-share.ts).
 
 import { closeSync, constants, accessSync as fsAccess, openSync, readSync, realpathSync, statSync } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
 import type { ApiContext } from '../../api/context.ts';
 import { vdevNumber } from '../../config/disk.ts';
-import type { DiskSpec } from '../../config/types.ts';
+import type { DiskSpec, DiskThrottle } from '../../config/types.ts';
 import {
   DEFAULT_DISK_IO,
   DISK_BRIDGE_ID,
@@ -27,17 +29,20 @@ import {
   releaseDiskBackend,
   requestUnplug,
 } from '../../engine/disk-hotplug.ts';
+import { readThrottle, type ShareLimits, setOwnThrottle } from '../../engine/disk-throttle.ts';
 import type { QemuMachine } from '../../engine/qemu-machine.ts';
-import { XenodeError } from '../../errors.ts';
+import { errorMessage, XenodeError } from '../../errors.ts';
 import type { Domain } from '../../toolstack/domain.ts';
 import type { DiskChainSource, IoCounters } from '../../toolstack/lifecycle-hooks.ts';
 import type { DaemonLog } from '../../toolstack/log.ts';
 import type { LaunchContribution, PluginHost, ToolstackPlugin } from '../../toolstack/plugin.ts';
+import type { SponsorLimits, SponsorPolicy } from '../../toolstack/sponsors.ts';
 import { ControlStoreSink } from '../../toolstack/store-factory.ts';
 import type { Toolstack } from '../../toolstack/toolstack.ts';
 import { registerBlockRoutes } from './routes.ts';
+import { type ShareDisk, SponsorShares } from './sponsor-share.ts';
 import { DiskStore, vbdBackendPath, XENBUS } from './store.ts';
-import type { BlockEntry, DiskOps, DiskStatsView } from './views.ts';
+import type { BlockEntry, DiskOps, DiskStatsView, DomainThrottleView, ThrottleView } from './views.ts';
 
 /** How long block-detach waits for the guest to eject a disk. */
 export const DETACH_TIMEOUT_MS = 30_000;
@@ -123,8 +128,23 @@ export class DiskPlugin implements ToolstackPlugin, DiskOps {
   private detaching = new Map<number, Map<number, Detaching>>();
   /** Domains whose config changed before the toolstack was reachable (daemon restart). */
   private dirty = new Set<Domain>();
+  private sponsors?: SponsorPolicy;
+  private readonly shares = new SponsorShares(
+    () => this.openDisks(),
+    () => this.sponsors,
+    { warn: (m, domid) => this.log.warn(m, domid) },
+  );
 
   constructor(private readonly chains?: DiskChainSource) {}
+
+  /** Every open disk with an image, for the sponsor shares. */
+  private openDisks(): ShareDisk[] {
+    const out: ShareDisk[] = [];
+    for (const o of this.open.values()) {
+      for (const [devnum, spec] of o.disks) if (spec.target !== '') out.push({ d: o.d, devnum, spec });
+    }
+    return out;
+  }
 
   /** A disk with its checked chain where its domain's sponsor has one. */
   private pin(d: Domain, p: PlacedDisk): PlacedDisk {
@@ -136,6 +156,17 @@ export class DiskPlugin implements ToolstackPlugin, DiskOps {
   async start(host: PluginHost): Promise<void> {
     this.log = host.log;
     this.store = new DiskStore(host.store instanceof ControlStoreSink ? host.store.store : undefined, host.log);
+    this.sponsors = host.sponsors;
+    this.shares.start();
+  }
+
+  async stop(): Promise<void> {
+    this.shares.stop();
+  }
+
+  /** quota-set changed the sponsor's disk-bps / disk-iops: split them again now. */
+  async onSponsorLimits(sponsor: string, limits: SponsorLimits): Promise<void> {
+    await this.shares.apply(sponsor, limits);
   }
 
   routes(app: FastifyInstance, ctx: ApiContext): void {
@@ -150,10 +181,20 @@ export class DiskPlugin implements ToolstackPlugin, DiskOps {
   async beforeLaunch(d: Domain): Promise<LaunchContribution | undefined> {
     const disks = d.rec.config.disk;
     for (const spec of disks) checkImage(spec);
-    const placed = placeDisks(disks).map((p) => this.pin(d, p));
+    const pinned = placeDisks(disks).map((p) => this.pin(d, p));
     this.checkSharing(d, disks);
-    this.open.set(d.domid, { d, disks: new Map(placed.map((p) => [p.devnum, p.spec])) });
+    this.open.set(d.domid, { d, disks: new Map(pinned.map((p) => [p.devnum, p.spec])) });
     this.detaching.delete(d.domid);
+    // Every image gets its throttle filters, limited or not, so limits can be set later at runtime.
+    const shares = await this.shares.reserve(
+      d,
+      pinned.filter((p) => p.spec.target !== '').map((p) => ({ d, devnum: p.devnum, spec: p.spec })),
+      false,
+    );
+    const placed = pinned.map((p) => ({
+      ...p,
+      throttle: { own: p.spec.throttle ?? {}, share: shares.get(p.devnum) ?? {} },
+    }));
     return {
       qemuArgs: diskArgs(placed, () => DEFAULT_DISK_IO),
       cmdline: dataDiskWords(d, placed),
@@ -187,9 +228,18 @@ export class DiskPlugin implements ToolstackPlugin, DiskOps {
     }
     this.open.set(d.domid, { d, disks: open });
     for (const [devnum, spec] of open) this.store.write(d.domid, devnum, spec, XENBUS.connected);
+    // The config is the truth: a daemon killed between writing it and telling QEMU tells QEMU now.
+    for (const [devnum, spec] of open) {
+      if (spec.target === '') continue;
+      await setOwnThrottle(m, devnum, spec.vdev, spec.throttle ?? {}).catch((e: unknown) => {
+        if (!(e instanceof XenodeError && e.kind === 'state')) this.log.warn(errorMessage(e), d.domid);
+      });
+    }
+    await this.shares.adopt(d, m, [...open.keys()]);
   }
 
   async onTeardown(d: Domain): Promise<void> {
+    this.shares.forget(d.domid);
     this.subs.get(d.domid)?.();
     this.subs.delete(d.domid);
     this.open.delete(d.domid);
@@ -215,6 +265,7 @@ export class DiskPlugin implements ToolstackPlugin, DiskOps {
     await releaseDiskBackend(m, devnum);
     const vdev = this.open.get(d.domid)?.disks.get(devnum)?.vdev ?? String(devnum);
     this.open.get(d.domid)?.disks.delete(devnum);
+    this.shares.forget(d.domid, devnum);
     this.dropFromConfig(d, devnum);
     this.store.remove(d.domid, devnum);
     const p = this.detaching.get(d.domid)?.get(devnum);
@@ -302,13 +353,26 @@ export class DiskPlugin implements ToolstackPlugin, DiskOps {
       this.checkSharing(d, [...(this.open.get(d.domid)?.disks.values() ?? []), spec]);
       const kind = spec.devtype === 'cdrom' ? 'scsi-cd' : 'virtio-blk';
       const slot = kind === 'scsi-cd' ? await freeScsiTarget(m) : await freeDiskSlot(m);
-      await plugDisk(m, this.pin(d, { spec, devnum, kind, slot }), DEFAULT_DISK_IO);
+      const share =
+        spec.target === '' ? undefined : (await this.shares.reserve(d, [{ d, devnum, spec }], true)).get(devnum);
+      const throttle = share && { own: spec.throttle ?? {}, share };
+      try {
+        await plugDisk(
+          m,
+          this.pin(d, { spec, devnum, kind, slot, ...(throttle ? { throttle } : {}) }),
+          DEFAULT_DISK_IO,
+        );
+      } catch (e) {
+        this.shares.settle(d.domid, devnum, false);
+        throw e;
+      }
       let o = this.open.get(d.domid);
       if (!o) {
         o = { d, disks: new Map() };
         this.open.set(d.domid, o);
       }
       o.disks.set(devnum, spec);
+      this.shares.settle(d.domid, devnum, true);
       d.rec.config = { ...d.rec.config, disk: [...d.rec.config.disk, spec] };
       this.persist(d);
       this.store.write(d.domid, devnum, spec, XENBUS.connected);
@@ -416,17 +480,76 @@ export class DiskPlugin implements ToolstackPlugin, DiskOps {
     return out.sort((a, b) => a.devid - b.devid);
   }
 
-  /** Byte counters for the metrics sampler (found by duck typing). */
+  // ---- limits -------------------------------------------------------------------
+
+  private aggregateOf(sponsor: string): ShareLimits {
+    const l = sponsor === 'admin' ? {} : (this.sponsors?.limits(sponsor) ?? {});
+    const out: ShareLimits = {};
+    if (l.diskBps !== undefined) out.bps = l.diskBps;
+    if (l.diskIops !== undefined) out.iops = l.diskIops;
+    return out;
+  }
+
+  private async throttleEntry(d: Domain, spec: DiskSpec): Promise<ThrottleView> {
+    const devid = devnumOf(spec);
+    const m = d.machine?.alive && spec.target !== '' ? d.machine : undefined;
+    const q = m ? await readThrottle(m, devid) : undefined;
+    return { vdev: spec.vdev, devid, config: spec.throttle ?? {}, inForce: q?.own ?? null, share: q?.share ?? null };
+  }
+
+  async throttleList(d: Domain): Promise<DomainThrottleView> {
+    const disks: ThrottleView[] = [];
+    for (const spec of d.rec.config.disk) disks.push(await this.throttleEntry(d, spec));
+    disks.sort((a, b) => a.devid - b.devid);
+    return { domid: d.domid, name: d.name, aggregate: this.aggregateOf(d.rec.sponsor), disks };
+  }
+
+  /**
+   * block-set-throttle: the disk's own limits, all of them, now and for every
+   * later QEMU of the domain (restart, restore, migration). The config is
+   * written first: a daemon killed before QEMU heard applies it at reattach.
+   */
+  setThrottle(d: Domain, ref: string, t: DiskThrottle): Promise<ThrottleView> {
+    return d.serial(async () => {
+      const devnum = vdevNumber(ref);
+      const spec = devnum === undefined ? undefined : d.rec.config.disk.find((s) => devnumOf(s) === devnum);
+      if (devnum === undefined || !spec) throw new XenodeError('not-found', `Error: Device ${ref} not connected.`);
+      if (spec.target === '') {
+        throw new XenodeError('state', `${spec.vdev} is an empty CD-ROM: there is no image to limit`);
+      }
+      const m = this.liveMachine(d);
+      const { throttle: _old, ...rest } = spec;
+      const next: DiskSpec = Object.keys(t).length ? { ...rest, throttle: t } : rest;
+      const put = (s: DiskSpec) => {
+        d.rec.config = { ...d.rec.config, disk: d.rec.config.disk.map((x) => (devnumOf(x) === devnum ? s : x)) };
+        this.open.get(d.domid)?.disks.set(devnum, s);
+        this.persist(d);
+      };
+      put(next);
+      try {
+        await setOwnThrottle(m, devnum, spec.vdev, t);
+      } catch (e) {
+        put(spec);
+        throw e;
+      }
+      this.log.info(`disk ${spec.vdev} limits set: ${JSON.stringify(t)}`, d.domid);
+      return this.throttleEntry(d, next);
+    });
+  }
+
+  /** I/O counters for the metrics sampler and accounting (found by duck typing). */
   async ioCounters(d: Domain): Promise<IoCounters | undefined> {
     const m = d.machine;
     if (!m?.alive || d.rec.config.disk.length === 0) return undefined;
-    let rd = 0;
-    let wr = 0;
-    for (const s of (await diskStats(m)).values()) {
-      rd += s.rdBytes;
-      wr += s.wrBytes;
+    const sum = { diskReadBytes: 0, diskWriteBytes: 0, diskReadOps: 0, diskWriteOps: 0 };
+    const devices: Record<string, IoCounters> = {};
+    for (const [devnum, s] of await diskStats(m)) {
+      const c = { diskReadBytes: s.rdBytes, diskWriteBytes: s.wrBytes, diskReadOps: s.rdOps, diskWriteOps: s.wrOps };
+      // QEMU's counters start at zero with each QEMU (and each re-plug: accounting sees those go back).
+      devices[`vbd-${devnum}@${m.pid}`] = c;
+      for (const k of Object.keys(sum) as Array<keyof typeof sum>) sum[k] += c[k];
     }
-    return { diskReadBytes: rd, diskWriteBytes: wr };
+    return { ...sum, devices };
   }
 }
 

@@ -1,10 +1,11 @@
-// Disk routes: block-attach / block-detach / block-list and per-disk I/O
-// counters (for the CLI and the web UI's charts).
+// Disk routes: block-attach / block-detach / block-list, per-disk I/O
+// counters (for the CLI and the web UI's charts), and disk limits.
 
 import type { FastifyInstance } from 'fastify';
 import type { ApiContext } from '../../api/context.ts';
 import { parseDiskSpec } from '../../config/disk.ts';
-import type { DiskSpec } from '../../config/types.ts';
+import { isThrottleKey, throttleProblem } from '../../config/disk-throttle.ts';
+import type { DiskSpec, DiskThrottle } from '../../config/types.ts';
 import { XenodeError } from '../../errors.ts';
 import type { DiskOps } from './views.ts';
 
@@ -21,6 +22,27 @@ export interface BlockDetachBody {
   /** vdev (xvdc) or Xen device number (51744). */
   vdev?: unknown;
   force?: unknown;
+}
+
+export interface BlockThrottleBody {
+  /** The disk's limits, e.g. {"bps": 4194304, "iops_wr": 50}; {} (or 0 values) = none. */
+  throttle?: unknown;
+}
+
+/** A body's limits as typed data, by the same rules as a disk spec's; 0 means none, as in QEMU. */
+export function throttleFromBody(v: unknown): DiskThrottle {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) {
+    throw new XenodeError('usage', 'block throttle needs {"throttle": {"bps": N, "iops": N, ...}} ({} for none)');
+  }
+  const out: DiskThrottle = {};
+  for (const [k, n] of Object.entries(v)) {
+    if (!isThrottleKey(k)) throw new XenodeError('usage', `unknown limit '${k.slice(0, 24)}'`);
+    if (typeof n !== 'number') throw new XenodeError('usage', `limit ${k} must be a number`);
+    if (n !== 0) out[k] = n;
+  }
+  const problem = throttleProblem(out);
+  if (problem) throw new XenodeError('usage', problem);
+  return out;
 }
 
 /** Parse a spec from the API: there is no current directory to resolve a relative target against. */
@@ -47,6 +69,21 @@ export function registerBlockRoutes(app: FastifyInstance, ctx: ApiContext, disks
     const d = ts.find(req.params.dom, req.principal);
     return { domid: d.domid, name: d.name, disk: await disks.stats(d) };
   });
+
+  app.get<{ Params: DomParams }>('/v1/domains/:dom/block/throttle', async (req) => {
+    const d = ts.find(req.params.dom, req.principal);
+    return disks.throttleList(d);
+  });
+
+  // A sponsor sets its own domains' limits: any value only slows its own disk, and
+  // its share of the aggregate stays in force below it.
+  app.put<{ Params: DomParams & { vdev: string }; Body: BlockThrottleBody }>(
+    '/v1/domains/:dom/block/:vdev/throttle',
+    async (req) => {
+      const d = ts.find(req.params.dom, req.principal);
+      return disks.setThrottle(d, req.params.vdev, throttleFromBody(req.body?.throttle));
+    },
+  );
 
   app.post<{ Params: DomParams; Body: BlockAttachBody }>('/v1/domains/:dom/block-attach', async (req) => {
     const d = ts.find(req.params.dom, req.principal);

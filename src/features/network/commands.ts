@@ -5,6 +5,7 @@ import type { ApiClient } from '../../cli/client.ts';
 import type { CommandSpec } from '../../cli/command-spec.ts';
 import type { SponsorPair } from '../../net/policy.ts';
 import type { NetStatus, VifView } from './manager.ts';
+import { formatRate } from './rate.ts';
 
 const enc = encodeURIComponent;
 
@@ -43,6 +44,8 @@ export function networkStatsTable(doms: DomainNet[]): string {
     'RX drop',
     'Policy drop',
     'Spoof drop',
+    'Rate',
+    'Rate holds',
   ];
   const rows = doms.flatMap((d) =>
     d.vifs.map((v) => [
@@ -59,6 +62,8 @@ export function networkStatsTable(doms: DomainNet[]): string {
       n(v.counters?.rx_dropped),
       n(v.counters?.tx_policy_dropped),
       n(v.counters?.tx_spoof_dropped),
+      v.rate_in_force ? formatRate(v.rate_in_force) : '-',
+      n(v.counters?.tx_rate_holds),
     ]),
   );
   return table(head, rows);
@@ -85,6 +90,7 @@ export function formatNetStatus(s: NetStatus): string {
     `restarts   : ${s.switch.restarts}`,
     `host port  : ${s.host_port ? `${s.host_port.name} ${s.host_port.address} mtu ${s.host_port.mtu} ${s.host_port.up ? 'up' : `down${s.host_port.error ? ` (${s.host_port.error})` : ''}`}` : 'none'}`,
     `allowed    : ${s.allow.length ? s.allow.map(([a, b]) => `${a}<->${b}`).join(' ') : 'none (sponsors isolated)'}`,
+    `net-rate   : ${s.sponsor_rates?.length ? s.sponsor_rates.map((r) => `${r.sponsor}=${formatRate(r.rate)}`).join(' ') : 'none'}`,
     `log        : ${s.switch.log}`,
   ];
   let out = `${lines.join('\n')}\n`;
@@ -102,6 +108,8 @@ export function formatNetStatus(s: NetStatus): string {
         'Out drop',
         'Policy drop',
         'Spoof drop',
+        'Rate',
+        'Rate holds',
       ],
       s.ports.map((p) => [
         p.id,
@@ -115,6 +123,8 @@ export function formatNetStatus(s: NetStatus): string {
         String(p.counters.txDrops),
         String(p.counters.policyDrops),
         String(p.counters.spoofDrops),
+        p.rate ? formatRate(p.rate) : '-',
+        String(p.counters.rateHolds ?? 0),
       ]),
     )}`;
   }
@@ -169,6 +179,33 @@ is on Xenode's switch; bridge=NAME puts it on Linux bridge NAME through a TAP.`,
       }
       ctx.out(`${networkListHeader()}\n`);
       for (const d of doms) for (const v of d.vifs) ctx.out(`${networkListRow(v)}\n`);
+      return 0;
+    },
+  },
+  {
+    name: 'network-rate',
+    args: '<domain> <device> [rate]',
+    summary: "Show or change a vif's rate limit (rate=) on a running domain",
+    help: `DEVICE is a devid or a MAC, as for network-detach. RATE is vif rate= syntax,
+RATE/s[@INTERVAL] (e.g. 10Mb/s, 1MB/s@20ms; default interval 50ms), or none.
+It limits what the guest sends, takes effect at once and is kept in the
+domain's config (restart, save/restore, migration). Without RATE: the limit in
+force, read back from the switch. Sponsors may change their own domains' vifs;
+their aggregate limit (quota-set net-rate=) still applies on top.`,
+    example: 'xenode network-rate web1 0 10Mb/s@20ms',
+    async run(ctx, [dom, dev, rate]) {
+      const c = ctx.client();
+      if (rate !== undefined) {
+        await c.put(`/v1/domains/${enc(dom)}/net/${enc(dev)}/rate`, { rate: rate === 'none' ? null : rate });
+        return 0;
+      }
+      const d = await c.get<DomainNet>(`/v1/domains/${enc(dom)}/net`);
+      const v = d.vifs.find((x) => (dev.includes(':') ? x.mac === dev.toLowerCase() : String(x.devid) === dev));
+      if (!v) {
+        ctx.err(`Unknown device ${dev}.\n`);
+        return 1;
+      }
+      ctx.out(`${v.rate_in_force ? formatRate(v.rate_in_force) : 'none'}\n`);
       return 0;
     },
   },

@@ -10,7 +10,8 @@ import { NIC_BRIDGE_SLOTS, type NicDevice, nicArgs, nicBridgeArgs, vifSocketPath
 import { plugNic, unplugNic } from '../../engine/net-hotplug.ts';
 import { entropyDeviceArgs } from '../../engine/rng-args.ts';
 import { XenodeError } from '../../errors.ts';
-import type { HostPortSpec, PortStatus, SwitchStats, VifPortSpec } from '../../net/control-protocol.ts';
+import { type AuditRules, parseRules, RulesError } from '../../net/audit/rules.ts';
+import type { HostPortSpec, PortStatus, RateSpec, SwitchStats, VifPortSpec } from '../../net/control-protocol.ts';
 import {
   createBridgeTap,
   deleteLink,
@@ -18,15 +19,20 @@ import {
   isBridge,
   linkCounters,
   linkExists,
+  setTapIngressRate,
+  tapIngressPoliced,
 } from '../../net/host-links.ts';
 import { generateMac } from '../../net/mac.ts';
 import type { SponsorPair } from '../../net/policy.ts';
 import type { Domain } from '../../toolstack/domain.ts';
+import type { NetAuditSink } from '../../toolstack/lifecycle-hooks.ts';
 import type { DaemonLog } from '../../toolstack/log.ts';
 import { loadVifs, saveVifs, type VifRecord } from '../../toolstack/net-vifs.ts';
 import type { LaunchContribution, PluginHost } from '../../toolstack/plugin.ts';
+import type { SponsorLimits, SponsorPolicy } from '../../toolstack/sponsors.ts';
 import { ControlStoreSink } from '../../toolstack/store-factory.ts';
 import { guestIpCmdline, hostPortFromEnv } from './addressing.ts';
+import { sponsorRateSpec, vifRateSpec } from './rate.ts';
 import { backendPath, NetStore } from './store.ts';
 import { SwitchSupervisor } from './switch.ts';
 
@@ -47,6 +53,10 @@ export interface VifCounters {
   tx_policy_dropped: number;
   /** Frames from the guest the switch dropped for a source (or ARP sender) MAC not the vif's own. */
   tx_spoof_dropped: number;
+  /** Times the switch stopped taking the guest's frames for lack of rate credit (the vif's or its sponsor's). */
+  tx_rate_holds: number;
+  /** Frames the audit rules refused (connection limits, throttle, quarantine). */
+  tx_audit_dropped: number;
 }
 
 export interface VifView {
@@ -57,7 +67,10 @@ export interface VifView {
   ifname: string;
   ip?: string;
   model: string;
+  /** rate= as configured (xl syntax). */
   rate?: string;
+  /** The limit in force, read back from the switch (or, for a bridge vif, rate= while tc's policer is on its TAP). */
+  rate_in_force?: RateSpec;
   mtu?: number;
   hotplugged: boolean;
   /** XenbusState: 4 = Connected. */
@@ -72,6 +85,8 @@ export interface NetStatus {
   host_port?: HostPortSpec & { up: boolean; error?: string };
   allow: SponsorPair[];
   ports: PortStatus[];
+  /** Per-sponsor aggregate limits in force in the switch. */
+  sponsor_rates: Array<{ sponsor: string; rate: RateSpec }>;
 }
 
 interface DomainNet {
@@ -90,6 +105,7 @@ export class NetManager {
   private log?: DaemonLog;
   private readonly domains = new Map<number, DomainNet>();
   private allowPairs: SponsorPair[] = [];
+  private sponsors?: SponsorPolicy;
 
   private get supervisor(): SwitchSupervisor {
     if (!this.sup) throw new XenodeError('internal', 'network plugin not started');
@@ -98,6 +114,7 @@ export class NetManager {
 
   async start(host: PluginHost): Promise<void> {
     this.log = host.log;
+    this.sponsors = host.sponsors;
     const cs = host.store instanceof ControlStoreSink ? host.store.store : undefined;
     this.store = new NetStore(cs, host.log);
     this.sup = new SwitchSupervisor({ base: host.dirs.base, log: host.log, hostPort: hostPortFromEnv() });
@@ -214,7 +231,29 @@ export class NetManager {
       sponsor: d.rec.sponsor,
       mac: v.mac,
       path: vifSocketPath(d.rec.runDir, v.devid),
+      domain: d.name,
+      ...(v.rate ? { rate: vifRateSpec(v.rate) } : {}),
     };
+  }
+
+  /** The sponsor's aggregate (quota-set net-rate=); the admin is never limited. */
+  private sponsorRate(sponsor: string, limits?: SponsorLimits): RateSpec | undefined {
+    if (sponsor === 'admin') return undefined;
+    return sponsorRateSpec((limits ?? this.sponsors?.limits(sponsor))?.netBps);
+  }
+
+  /** A bridge vif's rate= through tc on its TAP; refused (never ignored) where tc cannot. */
+  private applyTapRate(d: Domain, v: VifRecord, rate: string | undefined): void {
+    try {
+      setTapIngressRate(v.ifname, rate === undefined ? undefined : vifRateSpec(rate));
+    } catch (e) {
+      // tc's complaint names the TAP: it goes to the admin's log, not to the caller.
+      const err = hostLinkError(e);
+      this.warn(`vif ${v.devid}: rate ${rate} on TAP ${v.ifname}: ${err.message}`, d.domid);
+      throw new XenodeError('config', `rate= cannot be enforced on vif ${v.devid} (bridge '${v.bridge}')`, {
+        hint: "this host's tc cannot police the TAP (xenode dmesg says why); leave bridge= out to use Xenode's switch, which enforces rate=, or leave rate= out",
+      });
+    }
   }
 
   private storeEntry(v: VifRecord) {
@@ -261,8 +300,11 @@ export class NetManager {
     const vifs = saved ?? d.rec.config.vif.map((s, devid) => this.makeRecord(d, s, devid, inUse));
     const created: string[] = [];
     try {
-      for (const v of vifs)
-        if (v.backend === 'bridge' && this.prepareTap(d, v, saved !== undefined)) created.push(v.ifname);
+      for (const v of vifs) {
+        if (v.backend !== 'bridge') continue;
+        if (this.prepareTap(d, v, saved !== undefined)) created.push(v.ifname);
+        if (v.rate) this.applyTapRate(d, v, v.rate);
+      }
       const e: DomainNet = { d, vifs };
       this.persist(e);
       this.domains.set(d.domid, e);
@@ -296,6 +338,7 @@ export class NetManager {
 
   private async connectPort(d: Domain, v: VifRecord, waitMs: number): Promise<void> {
     try {
+      await this.supervisor.setSponsorRate(d.rec.sponsor, this.sponsorRate(d.rec.sponsor));
       const r = await this.supervisor.addPort(this.portSpec(d, v), waitMs);
       if (waitMs && !r.connected) this.warn(`vif ${v.devid}: switch link not up yet`, d.domid);
     } catch (err) {
@@ -340,6 +383,7 @@ export class NetManager {
       v.hotplugged = true;
       const tap = v.backend === 'bridge' && this.prepareTap(d, v, false);
       try {
+        if (tap && v.rate) this.applyTapRate(d, v, v.rate);
         await plugNic(m, this.nic(d, v));
       } catch (err) {
         if (tap) deleteLink(v.ifname);
@@ -361,17 +405,7 @@ export class NetManager {
   detach(d: Domain, ref: string): Promise<void> {
     return d.serial(async () => {
       const e = this.entry(d);
-      let v: VifRecord | undefined;
-      if (ref.includes(':')) {
-        let mac: string | undefined;
-        try {
-          mac = parseMac(ref);
-        } catch {
-          mac = undefined;
-        }
-        v = e.vifs.find((x) => x.mac === mac);
-      } else if (/^\d+$/.test(ref)) v = e.vifs.find((x) => x.devid === Number(ref));
-      if (!v) throw new XenodeError('not-found', `Unknown device ${ref}.`);
+      const v = findVif(e.vifs, ref);
       const m = this.running(d);
       await unplugNic(m, v.devid);
       if (v.backend === 'switch') await this.sup?.removePort(v.ifname).catch(() => undefined);
@@ -381,6 +415,54 @@ export class NetManager {
       this.store?.removeVif(d.domid, v.devid);
       this.log?.info(`vif ${v.devid} detached (${v.mac})`, d.domid);
     });
+  }
+
+  // ---- rate limits -------------------------------------------------------------
+
+  /**
+   * network-rate: change vif `ref`'s rate= on a running domain (undefined: no
+   * limit). In force at once, and kept where every later launch reads it: the
+   * vif record (restart, save, migration), the domain's config and the store.
+   */
+  setRate(d: Domain, ref: string, rate: string | undefined, configChanged: () => void): Promise<VifView> {
+    return d.serial(async () => {
+      const e = this.entry(d);
+      const v = findVif(e.vifs, ref);
+      this.running(d);
+      const spec = rate === undefined ? undefined : vifRateSpec(rate);
+      if (v.backend === 'bridge') this.applyTapRate(d, v, rate);
+      else {
+        try {
+          await this.supervisor.setPortRate(v.ifname, spec);
+        } catch (err) {
+          // Kept as desired state: the switch gets it when it is back.
+          this.warn(`vif ${v.devid}: rate not sent to the switch yet: ${(err as Error).message}`, d.domid);
+        }
+      }
+      if (rate === undefined) delete v.rate;
+      else v.rate = rate;
+      this.persist(e);
+      this.store?.writeVif(d.domid, this.storeEntry(v));
+      const cv = v.hotplugged ? undefined : d.rec.config.vif[v.devid];
+      if (cv) {
+        if (rate === undefined) delete cv.rate;
+        else cv.rate = rate;
+        configChanged();
+      }
+      this.log?.info(`vif ${v.devid}: rate ${rate ?? 'none'}`, d.domid);
+      return (await this.views(d)).find((x) => x.devid === v.devid) as VifView;
+    });
+  }
+
+  /** quota-set changed a sponsor's limits: its aggregate net-rate applies at once. */
+  async applySponsorLimits(sponsor: string, limits: SponsorLimits): Promise<void> {
+    const rate = this.sponsorRate(sponsor, limits);
+    await this.sup?.setSponsorRate(sponsor, rate);
+    const bridged = [...this.domains.values()].some(
+      (e) => e.d.rec.sponsor === sponsor && e.vifs.some((v) => v.backend === 'bridge'),
+    );
+    if (rate && bridged)
+      this.warn(`sponsor ${sponsor}: net-rate covers its vifs on Xenode's switch, not those on Linux bridges`);
   }
 
   // ---- views ------------------------------------------------------------------
@@ -409,6 +491,7 @@ export class NetManager {
         if (port) {
           const c = port.counters;
           view.link = port.connected ? 'up' : 'down';
+          if (port.rate) view.rate_in_force = port.rate;
           view.counters = {
             rx_bytes: c.txBytes,
             rx_packets: c.txPackets,
@@ -417,12 +500,15 @@ export class NetManager {
             rx_dropped: c.txDrops,
             tx_policy_dropped: c.policyDrops,
             tx_spoof_dropped: c.spoofDrops,
+            tx_rate_holds: c.rateHolds ?? 0,
+            tx_audit_dropped: c.auditDrops ?? 0,
           };
         } else view.link = 'down';
       } else {
         // The TAP's counters are the host's: what it transmits, the guest receives.
         const c = linkCounters(v.ifname);
         view.link = c ? 'up' : 'down';
+        if (v.rate && tapIngressPoliced(v.ifname)) view.rate_in_force = vifRateSpec(v.rate);
         if (c) {
           view.counters = {
             rx_bytes: c.txBytes,
@@ -432,6 +518,8 @@ export class NetManager {
             rx_dropped: c.txDropped,
             tx_policy_dropped: 0,
             tx_spoof_dropped: 0,
+            tx_rate_holds: 0,
+            tx_audit_dropped: 0,
           };
         }
       }
@@ -464,6 +552,7 @@ export class NetManager {
         : undefined,
       allow: this.allowPairs,
       ports: stats?.ports ?? [],
+      sponsor_rates: stats?.sponsorRates ?? [],
     };
   }
 
@@ -505,7 +594,43 @@ export class NetManager {
     return this.allowPairs;
   }
 
+  // ---- audit (the audit feature's NetAuditLink) ----------------------------------
+
+  setAuditSink(sink: NetAuditSink): void {
+    this.supervisor.setAuditSink(sink);
+  }
+
+  /** Check rules in the switch's grammar, put them in force; the normalized rules back. */
+  async setAuditRules(raw: unknown): Promise<AuditRules> {
+    let rules: AuditRules;
+    try {
+      rules = parseRules(raw);
+    } catch (e) {
+      if (e instanceof RulesError)
+        throw new XenodeError('config', `audit rules: ${e.message}`, { hint: 'see docs/audit.md' });
+      throw e;
+    }
+    await this.supervisor.setAuditRules(rules as unknown as Record<string, unknown>);
+    return rules;
+  }
+
   stop(): void {
     this.sup?.stop();
   }
+}
+
+/** xl's device reference: a devid, or a MAC when it has a colon. */
+function findVif(vifs: VifRecord[], ref: string): VifRecord {
+  let v: VifRecord | undefined;
+  if (ref.includes(':')) {
+    let mac: string | undefined;
+    try {
+      mac = parseMac(ref);
+    } catch {
+      mac = undefined;
+    }
+    v = vifs.find((x) => x.mac === mac);
+  } else if (/^\d+$/.test(ref)) v = vifs.find((x) => x.devid === Number(ref));
+  if (!v) throw new XenodeError('not-found', `Unknown device ${ref}.`);
+  return v;
 }

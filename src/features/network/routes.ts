@@ -17,6 +17,11 @@ export interface AttachBody {
   spec?: string;
 }
 
+export interface RateBody {
+  /** xl's rate= (e.g. "10Mb/s@20ms"), or null / "none" for no limit. */
+  rate?: unknown;
+}
+
 export interface PolicyBody {
   a?: string;
   b?: string;
@@ -50,6 +55,19 @@ export function registerNetRoutes(app: FastifyInstance, ctx: ApiContext, net: Ne
     const d = ts.find(req.params.dom, req.principal);
     await net.detach(d, req.params.dev);
     return { ok: true };
+  });
+
+  // A sponsor changes its own domains' vifs: its aggregate (quota-set net-rate=) still bounds them all.
+  app.put<{ Params: DomParams & { dev: string }; Body: RateBody }>('/v1/domains/:dom/net/:dev/rate', async (req) => {
+    const d = ts.find(req.params.dom, req.principal);
+    const rate = req.body?.rate;
+    if (rate !== null && (typeof rate !== 'string' || rate.length === 0 || rate.length > 64)) {
+      throw new XenodeError('usage', 'network-rate needs {"rate": "RATE/s[@INTERVAL]"} or {"rate": null}', {
+        hint: "e.g. '10Mb/s', '1MB/s@20ms', or none",
+      });
+    }
+    const none = rate === null || rate === 'none';
+    return net.setRate(d, req.params.dev, none ? undefined : rate, () => ts.touch(d));
   });
 
   app.get('/v1/net', async (req) => {

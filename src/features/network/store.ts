@@ -67,7 +67,7 @@ export class NetStore {
           // Xen's backend form: bytes per interval, interval in µs.
           const r = parseVifRate(v.rate);
           w(`${be}/rate`, `${r.bytesPerInterval},${r.intervalUs}`);
-        }
+        } else if (s.tryRead(TOOLSTACK, `${be}/rate`) !== undefined) s.rm(TOOLSTACK, `${be}/rate`);
         if (v.mtu) w(`${be}/mtu`, String(v.mtu));
         w(`${be}/hotplug-status`, 'connected');
         w(`${be}/state`, String(XENBUS_CONNECTED));

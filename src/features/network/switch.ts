@@ -1,7 +1,8 @@
 // xenoded's supervision of the switch process. The daemon keeps the desired
 // state (host port, policy, one port per switch vif) and replays it whenever it
 // connects to a switch: a fresh one after a crash, or one that outlived an
-// earlier daemon. A closed control channel means the switch died; it is
+// earlier daemon. That state includes the rate limits (each port's, and the
+// per-sponsor aggregates), so a switch never runs a domain unlimited for long. A closed control channel means the switch died; it is
 // restarted at once, and QEMU, which listens on each vif socket, takes the new
 // connection. A switch that stops answering pings is killed and restarted.
 
@@ -11,19 +12,24 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
   type AddPortResult,
+  type AuditDrain,
   CONTROL_VERSION,
   type HelloResult,
   type HostPortSpec,
+  type RateSpec,
   type SwitchStats,
   type VifPortSpec,
 } from '../../net/control-protocol.ts';
 import type { SponsorPair } from '../../net/policy.ts';
 import { SwitchClient } from '../../net/switch-client.ts';
+import type { NetAuditSink } from '../../toolstack/lifecycle-hooks.ts';
 import type { DaemonLog } from '../../toolstack/log.ts';
 
 const PING_EVERY_MS = 2000;
 const PING_TIMEOUT_MS = 5000;
 const START_TIMEOUT_MS = 15_000;
+/** How often flow records and audit events are fetched from the switch. */
+const AUDIT_DRAIN_MS = 1000;
 
 export interface SwitchSupervisorOptions {
   base: string;
@@ -38,6 +44,13 @@ export class SwitchSupervisor {
   private connecting?: Promise<SwitchClient>;
   private readonly ports = new Map<string, VifPortSpec>();
   private allow: SponsorPair[] = [];
+  /** Per-sponsor aggregates, null = none (sent too: a switch that outlived a daemon may hold an old one). */
+  private readonly sponsorRates = new Map<string, RateSpec | null>();
+  /** The admin's audit rules (as the switch's grammar has them), for every switch started. */
+  private auditRules?: Record<string, unknown>;
+  private auditSink?: NetAuditSink;
+  private drainTimer?: NodeJS.Timeout;
+  private draining = false;
   private pid?: number;
   private stopping = false;
   private pingTimer?: NodeJS.Timeout;
@@ -142,11 +155,46 @@ export class SwitchSupervisor {
       }
     }
     await c.call({ op: 'set-policy', allow: this.allow });
+    if (this.auditRules) await c.call({ op: 'audit-rules', rules: this.auditRules });
+    // Limits before ports, so no port runs unlimited in between.
+    for (const [sponsor, rate] of this.sponsorRates) await c.call({ op: 'sponsor-rate', sponsor, rate });
     // Ports it already has are kept as they are (a reattaching daemon re-adds the same ones);
     // the switch itself drops ports whose domain's run directory is gone.
     for (const p of this.ports.values()) await c.call({ op: 'add-port', port: p });
     this.startPings(c);
+    this.startDrains(c);
     return c;
+  }
+
+  /** Flow records and rule events from the switch to the audit log, once a second. */
+  private startDrains(c: SwitchClient): void {
+    clearInterval(this.drainTimer);
+    this.drainTimer = setInterval(() => {
+      if (this.draining || c.isClosed || !this.auditSink) return;
+      this.draining = true;
+      c.call<AuditDrain>({ op: 'audit-drain' })
+        .then((d) => {
+          if (d.lost > 0) this.o.log.warn(`switch: ${d.lost} flow records or audit events lost (outbox full)`);
+          if (d.events.length > 0) this.auditSink?.events(d.events);
+          if (d.flows.length > 0) this.auditSink?.flows(d.flows);
+        })
+        .catch(() => undefined)
+        .finally(() => {
+          this.draining = false;
+        });
+    }, AUDIT_DRAIN_MS);
+    this.drainTimer.unref();
+  }
+
+  setAuditSink(sink: NetAuditSink): void {
+    this.auditSink = sink;
+  }
+
+  /** Put audit rules (already checked) in force now and in every switch started later. */
+  async setAuditRules(rules: Record<string, unknown>): Promise<void> {
+    this.auditRules = rules;
+    const c = this.client;
+    if (c && !c.isClosed) await c.call({ op: 'audit-rules', rules });
   }
 
   private startPings(c: SwitchClient): void {
@@ -181,6 +229,7 @@ export class SwitchSupervisor {
     if (this.client !== c) return;
     this.client = undefined;
     clearInterval(this.pingTimer);
+    clearInterval(this.drainTimer);
     if (this.stopping) return;
     const now = Date.now();
     this.recentDeaths = [...this.recentDeaths.filter((t) => now - t < 60_000), now];
@@ -214,6 +263,26 @@ export class SwitchSupervisor {
     return c.call<AddPortResult>({ op: 'add-port', port: spec, waitMs }, waitMs + 5000);
   }
 
+  /** Change a port's rate limit (undefined: none); kept for a restarted switch. */
+  async setPortRate(id: string, rate: RateSpec | undefined): Promise<void> {
+    const spec = this.ports.get(id);
+    if (!spec) return;
+    if (rate) spec.rate = rate;
+    else delete spec.rate;
+    const c = this.client;
+    if (c && !c.isClosed) await c.call({ op: 'set-rate', portId: id, rate: rate ?? null });
+  }
+
+  /** Set a sponsor's aggregate limit (undefined: none); kept for a restarted switch. */
+  async setSponsorRate(sponsor: string, rate: RateSpec | undefined): Promise<void> {
+    const known = this.sponsorRates.has(sponsor);
+    const old = this.sponsorRates.get(sponsor) ?? undefined;
+    this.sponsorRates.set(sponsor, rate ?? null);
+    if (known && old?.bytesPerSec === rate?.bytesPerSec && old?.intervalUs === rate?.intervalUs) return;
+    const c = this.client;
+    if (c && !c.isClosed) await c.call({ op: 'sponsor-rate', sponsor, rate: rate ?? null });
+  }
+
   async removePort(id: string): Promise<void> {
     this.ports.delete(id);
     const c = this.client;
@@ -241,6 +310,7 @@ export class SwitchSupervisor {
   stop(): void {
     this.stopping = true;
     clearInterval(this.pingTimer);
+    clearInterval(this.drainTimer);
     this.client?.close();
   }
 }

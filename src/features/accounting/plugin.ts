@@ -1,0 +1,68 @@
+// Accounting as a toolstack plugin: every domain's CPU, memory, disk and
+// network usage sampled every few seconds and at its end, kept per domain and
+// per sponsor in the daemon's state directory (accounting.db), with the price
+// table, the bill and Prometheus /metrics.
+
+import { join } from 'node:path';
+import type { Domain } from '../../toolstack/domain.ts';
+import type { ToolstackPlugin } from '../../toolstack/plugin.ts';
+import { LOCAL_ADMIN } from '../../toolstack/principal.ts';
+import { registerAccountingRoutes } from './routes.ts';
+import { Accountant } from './sampler.ts';
+import { AccountStore } from './store.ts';
+
+/** XENODE_ACCOUNT_INTERVAL_MS: how often domains are sampled (500 ms to 60 s; 2 s by default). */
+function intervalMs(): number {
+  const v = Number(process.env.XENODE_ACCOUNT_INTERVAL_MS);
+  return Number.isInteger(v) && v >= 500 && v <= 60_000 ? v : 2000;
+}
+
+export function accountingPlugin(): ToolstackPlugin {
+  let acc: Accountant | undefined;
+  let bound: object | undefined;
+  const accountant = (): Accountant => {
+    if (!acc) throw new Error('accounting is not started');
+    return acc;
+  };
+  return {
+    name: 'accounting',
+    async start(host) {
+      acc = new Accountant(new AccountStore(join(host.dirs.base, 'accounting.db')), {
+        intervalMs: intervalMs(),
+        log: host.log,
+      });
+      acc.start();
+    },
+    async afterLaunch(d: Domain) {
+      acc?.track(d);
+    },
+    async afterReattach(d: Domain) {
+      acc?.track(d);
+    },
+    async onTeardown(d: Domain) {
+      try {
+        await acc?.final(d);
+      } catch (e) {
+        acc?.log?.warn(`accounting: last sample: ${e instanceof Error ? e.message : String(e)}`, d.domid);
+      }
+    },
+    routes(app, ctx) {
+      const a = accountant();
+      // Routes are registered once per listener; the toolstack is bound once.
+      if (bound !== ctx.toolstack) {
+        bound = ctx.toolstack;
+        a.setSources(ctx.toolstack.plugins);
+        ctx.toolstack.events.on('gone', (d) => a.gone(d));
+        // Domains that went while no daemon ran (or before accounting saw their end) are closed.
+        const live = ctx.toolstack.list(LOCAL_ADMIN).map((d) => ({ uuid: d.rec.uuid, domid: d.domid }));
+        const closed = a.store.closeMissing(live);
+        if (closed > 0) ctx.log.info(`accounting: closed the accounts of ${closed} domains gone while no daemon ran`);
+      }
+      registerAccountingRoutes(app, ctx, () => a.store);
+    },
+    async stop() {
+      await acc?.stop();
+      acc?.store.close();
+    },
+  };
+}
