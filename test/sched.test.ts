@@ -286,11 +286,14 @@ describe('CPU scheduling through cgroups', {
     host.killDaemon('SIGKILL');
     // Someone (or something) changed the files while no daemon ran.
     writeFileSync(join(CG, 'cpu', top, g, 'cpu.shares'), '1024');
+    writeFileSync(join(CG, 'cpuset', top, g, 'cpuset.cpus'), '0-1');
     writeFileSync(join(CG, 'cpuset', top, g, 'vcpu0', 'cpuset.cpus'), '0-1');
     assert.match(await host.ok(['list']), /sc1/);
     assert.equal(cg('cpu', g, 'cpu.shares'), '4096');
     assert.equal(cg('cpu', g, 'cpu.cfs_quota_us'), '30000');
     assert.equal(cg('cpuset', `${g}/vcpu0`, 'cpuset.cpus'), '1');
+    // QEMU's other threads on the union of the vCPUs' CPUs (libvirt's emulatorpin default).
+    assert.equal(cg('cpuset', g, 'cpuset.cpus'), '1');
     assert.equal(kernelAffinity(qemuPid(id), g, 0), '1');
   });
 
