@@ -276,6 +276,40 @@ describe('flow log and audit rules on real guests', { skip: !root && 'needs root
     assert.equal(all.find((f) => f.proto === 1)?.pktsOut, 3);
   });
 
+  it("a spoofed source IP and an ARP claiming another guest's address are dropped", async () => {
+    const spoofBefore = (await vif0('ma', alice)).counters?.tx_spoof_dropped ?? 0;
+    // An address that is not ma's (its ip= is A_IP): nothing from it reaches the host.
+    const out = await con('ma').run(
+      `ip addr add ${NET}.50/32 dev eth0; ping -c 3 -W 1 -I ${NET}.50 ${HOST_IP} | grep received; ip addr del ${NET}.50/32 dev eth0`,
+      60_000,
+    );
+    assert.match(out, /0 packets received/);
+    const mid = (await vif0('ma', alice)).counters?.tx_spoof_dropped ?? 0;
+    assert.ok(mid - spoofBefore >= 3, `spoofed pings counted: ${mid - spoofBefore}`);
+
+    // ma announces bob's address as its own (gratuitous ARP). The host's entry for B_IP
+    // is a learned one here, so a forwarded announcement would move it to ma's MAC.
+    const macB = (await vif0('mb', bob)).mac;
+    execFileSync('ip', ['neigh', 'replace', B_IP, 'lladdr', macB, 'dev', HOST_TAP, 'nud', 'reachable']);
+    await con('ma').run(
+      `ip addr add ${B_IP}/32 dev eth0; arping -U -c 3 -s ${B_IP} -I eth0 ${B_IP} >/dev/null 2>&1; ip addr del ${B_IP}/32 dev eth0`,
+      60_000,
+    );
+    const neigh = execFileSync('ip', ['neigh', 'show', B_IP, 'dev', HOST_TAP], { encoding: 'utf8' });
+    assert.match(neigh, new RegExp(macB), neigh);
+    const after = (await vif0('ma', alice)).counters?.tx_spoof_dropped ?? 0;
+    assert.ok(after - mid >= 3, `spoofed ARP counted: ${after - mid}`);
+    execFileSync('ip', ['neigh', 'replace', B_IP, 'lladdr', macB, 'dev', HOST_TAP, 'nud', 'permanent']);
+    const ev = await waitFor(
+      'the anti-spoofing events',
+      () => events(alice),
+      (e) => e.some((x) => x.rule === 'anti-spoofing' && x.action === 'drop' && x.detail.includes(B_IP)),
+    );
+    assert.ok(ev.some((x) => x.rule === 'anti-spoofing' && x.detail.includes(`${NET}.50`)));
+    // ma's own address still works.
+    assert.match(await con('ma').run(`ping -c 2 -W 2 ${HOST_IP} | grep received`, 60_000), /2 packets received/);
+  });
+
   it(`detects a port scan within ${SCAN_PROBES} probes and throttles the scanner only`, async () => {
     const t0 = Date.now();
     const out = await con('mb').run(

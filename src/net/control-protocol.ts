@@ -2,6 +2,7 @@
 // the desired state (ports, policy, host port) and replays it to a restarted
 // switch; the switch owns the links and the counters.
 
+import { isIPv4 } from 'node:net';
 import { type RateSpec, rateProblem } from './credit.ts';
 import type { SponsorPair } from './policy.ts';
 import type { PortCounters } from './switch-core.ts';
@@ -21,6 +22,8 @@ export interface VifPortSpec {
   rate?: RateSpec;
   /** The domain's name, for flow records. */
   domain?: string;
+  /** The IPv4 addresses the vif may send from (ip=); absent: the first one it uses. */
+  ips?: string[];
 }
 
 export interface HostPortSpec {
@@ -42,7 +45,9 @@ export type ControlRequest =
   | { id: number; op: 'stats' }
   | { id: number; op: 'ping' }
   | { id: number; op: 'audit-rules'; rules: Record<string, unknown> }
-  | { id: number; op: 'audit-drain'; max?: number };
+  | { id: number; op: 'audit-drain'; max?: number }
+  | { id: number; op: 'capture-start'; portId: string; path: string; maxBytes: number }
+  | { id: number; op: 'capture-stop'; portId: string };
 
 export interface PortStatus {
   id: string;
@@ -102,7 +107,8 @@ export type ControlResponse = { id: number; ok: true; result?: unknown } | { id:
 /**
  * 2: vif ports forward only frames from their own MAC (anti-spoofing).
  * 3: rate limits per vif (add-port's rate, set-rate) and per sponsor (sponsor-rate).
- * 4: flow log and audit rules (audit-rules, audit-drain).
+ * 4: flow log and audit rules (audit-rules, audit-drain), IPv4 and ARP anti-spoofing (add-port's ips),
+ *    packet capture (capture-start, capture-stop).
  * A daemon replaces a running switch of an older version instead of adopting it.
  */
 export const CONTROL_VERSION = 4;
@@ -127,6 +133,8 @@ const OPS = new Set([
   'ping',
   'audit-rules',
   'audit-drain',
+  'capture-start',
+  'capture-stop',
 ]);
 
 function str(o: Record<string, unknown>, k: string, max = 256): string {
@@ -188,6 +196,12 @@ export function parseControlRequest(line: string): ControlRequest {
         };
         if (q.rate !== undefined) spec.rate = rateOf(q.rate);
         if (q.domain !== undefined) spec.domain = str(q, 'domain', 64);
+        if (q.ips !== undefined) {
+          const ips = q.ips;
+          if (!Array.isArray(ips) || ips.length > 16 || !ips.every((a) => typeof a === 'string' && isIPv4(a)))
+            throw new ControlError('ips must be a list of at most 16 IPv4 addresses');
+          spec.ips = ips as string[];
+        }
         const waitMs = o.waitMs === undefined ? undefined : int(o, 'waitMs');
         return { id, op, port: spec, waitMs };
       }
@@ -220,6 +234,10 @@ export function parseControlRequest(line: string): ControlRequest {
       }
       case 'audit-drain':
         return { id, op, max: o.max === undefined ? undefined : int(o, 'max') };
+      case 'capture-start':
+        return { id, op, portId: str(o, 'portId', 64), path: str(o, 'path', 4096), maxBytes: int(o, 'maxBytes') };
+      case 'capture-stop':
+        return { id, op, portId: str(o, 'portId', 64) };
       default:
         return { id, op } as ControlRequest;
     }

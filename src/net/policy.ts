@@ -16,6 +16,8 @@ export interface PortInfo {
   readonly mac?: string;
   /** The domain's name, for flow records. */
   readonly domain?: string;
+  /** The IPv4 addresses the vif may send from (its ip=); none: the first it uses, then only that. */
+  readonly ips?: readonly string[];
 }
 
 export type Verdict = 'forward' | 'drop';
@@ -32,7 +34,8 @@ export interface FramePolicy {
  * frame delivered to a vif, for the flow log.
  */
 export interface FrameAudit {
-  fromVif(src: PortInfo, frame: Uint8Array): 'forward' | 'drop' | 'reject';
+  /** `spoof`: a source IPv4 (or ARP sender) address that is not the vif's. */
+  fromVif(src: PortInfo, frame: Uint8Array): 'forward' | 'drop' | 'reject' | 'spoof';
   /** The answer to a rejected frame (a TCP RST), sent back to its vif. */
   reply(frame: Uint8Array): Uint8Array | undefined;
   toVif(dst: PortInfo, frame: Uint8Array): void;

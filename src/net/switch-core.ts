@@ -31,7 +31,7 @@ export interface PortCounters {
   txDrops: number;
   /** Frames from this port too short to be Ethernet. */
   errors: number;
-  /** Frames from this (vif) port dropped because their source MAC, or their ARP sender MAC, is not its own. */
+  /** Frames from this (vif) port dropped because their source MAC or IPv4 address, or their ARP sender, is not its own. */
   spoofDrops: number;
   /** Times this (vif) port had to stop reading because its rate limit, or its sponsor's, was out of credit. */
   rateHolds: number;
@@ -133,6 +133,8 @@ export class SwitchCore {
   private readonly sponsorLimits = new Map<string, Limiter>();
   /** Flow log and audit rules (src/net/audit): undefined = none. */
   audit?: FrameAudit;
+  /** Packet captures by port id (net-capture): each sees what its vif sends and receives. */
+  readonly captures = new Map<string, (frame: Uint8Array) => void>();
 
   constructor(
     public policy: FramePolicy,
@@ -261,6 +263,7 @@ export class SwitchCore {
     if (src.info.kind === 'vif' && (this.portLimits.size > 0 || this.sponsorLimits.size > 0)) {
       if (!this.admit(src, frame.length)) return false;
     }
+    if (this.captures.size > 0) this.captures.get(src.info.id)?.(frame);
     const c = src.counters;
     c.rxPackets++;
     c.rxBytes += frame.length;
@@ -278,6 +281,10 @@ export class SwitchCore {
     }
     if (this.audit && src.info.kind === 'vif') {
       const v = this.audit.fromVif(src.info, frame);
+      if (v === 'spoof') {
+        c.spoofDrops++;
+        return true;
+      }
       if (v !== 'forward') {
         c.auditDrops++;
         const rst = v === 'reject' ? this.audit.reply(frame) : undefined;
@@ -285,6 +292,7 @@ export class SwitchCore {
           c.txPackets++;
           c.txBytes += rst.length;
           this.audit.toVif(src.info, rst);
+          if (this.captures.size > 0) this.captures.get(src.info.id)?.(rst);
         }
         return true;
       }
@@ -324,6 +332,7 @@ export class SwitchCore {
       dst.counters.txPackets++;
       dst.counters.txBytes += frame.length;
       if (this.audit && dst.info.kind === 'vif') this.audit.toVif(dst.info, frame);
+      if (this.captures.size > 0) this.captures.get(dst.info.id)?.(frame);
     } else dst.counters.txDrops++;
   }
 

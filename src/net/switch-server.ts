@@ -20,6 +20,7 @@ import {
   type SwitchStats,
 } from './control-protocol.ts';
 import type { RateSpec } from './credit.ts';
+import { PcapWriter } from './capture.ts';
 import { HostLinkError } from './host-links.ts';
 import { SponsorIsolation, type SponsorPair } from './policy.ts';
 import { StreamPort } from './stream-port.ts';
@@ -39,6 +40,7 @@ export class SwitchServer {
   /** Flow log and audit rules (default rules until the daemon sends the admin's). */
   readonly audit = new AuditEngine();
   private auditTimer?: NodeJS.Timeout;
+  private readonly caps = new Map<string, PcapWriter>();
   private readonly vifs = new Map<string, StreamPort>();
   private tap?: TapPort;
   private tapError?: string;
@@ -52,7 +54,7 @@ export class SwitchServer {
   private socketIno = 0;
 
   constructor(private readonly o: SwitchServerOptions) {
-    // FAILFIRST this.core.audit = this.audit;
+    this.core.audit = this.audit;
   }
 
   async listen(): Promise<void> {
@@ -201,7 +203,28 @@ export class SwitchServer {
         return {};
       case 'audit-drain':
         return this.audit.drain(req.max);
+      case 'capture-start': {
+        if (!this.vifs.has(req.portId)) throw new Error(`no port ${req.portId}`);
+        this.stopCapture(req.portId);
+        const w = new PcapWriter(req.path, req.maxBytes);
+        this.caps.set(req.portId, w);
+        this.core.captures.set(req.portId, (f) => w.write(f));
+        this.o.log(`port ${req.portId}: capture to ${req.path}`);
+        return {};
+      }
+      case 'capture-stop':
+        return { packets: this.stopCapture(req.portId) };
     }
+  }
+
+  /** Stop a port's capture; the packets it wrote. */
+  private stopCapture(id: string): number {
+    const w = this.caps.get(id);
+    if (!w) return 0;
+    w.close();
+    this.caps.delete(id);
+    this.core.captures.delete(id);
+    return w.packets;
   }
 
   private dropPort(id: string, why: string): void {
@@ -211,6 +234,7 @@ export class SwitchServer {
     this.vifs.delete(id);
     this.core.removePort(id);
     this.audit.removePort(id);
+    this.stopCapture(id);
     this.o.log(`port ${id} ${why}`);
   }
 
@@ -234,6 +258,7 @@ export class SwitchServer {
           devid: spec.devid,
           mac: spec.mac,
           domain: spec.domain,
+          ips: spec.ips,
         },
         spec.path,
         this.core,

@@ -335,6 +335,23 @@ export class Cgroups {
   }
 
   /**
+   * A new domain must not inherit a group an earlier domain with the same domid
+   * left behind (its removal gave up while threads lingered): that group's CPU
+   * time would be billed to the new domain. Remove it; if threads still hold it,
+   * zero its v1 usage counter (accounting reads a counter going back as a reset).
+   */
+  clearLeftover(sponsor: string, domid: number): void {
+    if (!this.mounts) return;
+    const dom = this.domainGroup(sponsor, domid);
+    if (!existsSync(this.dir('cpu', dom))) return;
+    try {
+      this.remove(sponsor, domid);
+    } catch {
+      if (this.mounts.mode === 'v1') this.write('cpuacct', dom, 'cpuacct.usage', '0');
+    }
+  }
+
+  /**
    * Remove other daemons' top groups (`xenode-*`) that hold no thread anywhere
    * and are over a minute old: left by daemons killed with their domains (tests).
    * A live domain's groups always hold its QEMU's threads.

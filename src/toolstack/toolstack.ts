@@ -210,6 +210,11 @@ export class Toolstack {
     }
     cfg = this.admit(cfg, p);
     const domid = this.o.table.nextDomid();
+    try {
+      this.cgroups.clearLeftover(cfg.sponsor, domid);
+    } catch (e) {
+      this.o.log.warn(`cgroups: leftover group of domid ${domid}: ${e instanceof Error ? e.message : String(e)}`);
+    }
     const uuid = cfg.uuid ?? randomUUID();
     const rec: DomainRecord = {
       domid,

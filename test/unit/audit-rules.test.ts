@@ -298,7 +298,10 @@ describe('audit engine', () => {
       );
     }
     e.tick();
-    assert.equal(e.drain().events.length, 0);
+    assert.deepEqual(
+      e.drain().events.filter((x) => x.rule !== 'anti-spoofing'),
+      [],
+    );
     for (let i = 0; i < 21; i++) e.fromVif(alice1, syn(alice1, 40000 + i, 80));
     e.tick();
     assert.ok(e.drain().events.some((x) => x.rule === 'syn-flood' && x.action === 'throttle'));
@@ -378,7 +381,7 @@ describe('audit engine', () => {
       ev.some((x) => x.domid === 2 && x.rule === 'ack-symmetry'),
       JSON.stringify(ev),
     );
-    assert.ok(!ev.some((x) => x.domid === 1));
+    assert.ok(!ev.some((x) => x.domid === 1 && x.rule === 'ack-symmetry'));
     assert.equal(send(alice2, 7001, seq), 'drop');
     assert.equal(send(alice1, 7000, seq), 'forward');
   });
@@ -398,7 +401,7 @@ describe('audit engine', () => {
       ev.some((x) => x.domid === 3 && x.rule === 'ack-symmetry' && x.action === 'throttle'),
       JSON.stringify(ev),
     );
-    assert.ok(!ev.some((x) => x.domid === 1));
+    assert.ok(!ev.some((x) => x.domid === 1 && x.rule === 'ack-symmetry'));
     const v = Array.from({ length: 30 }, () =>
       e.fromVif(bob, udp(bob.mac as string, HOST_MAC, '10.200.0.13', hostIp, 9999, 9)),
     );
@@ -459,6 +462,65 @@ describe('audit engine', () => {
     t.advance(60_000);
     e.tick();
     assert.equal(e.drain().flows.length, 0);
+  });
+
+  it("drops IPv4 and ARP from addresses not the vif's: its ip=, or the first it used", () => {
+    const t = setup();
+    const { e } = t;
+    const fixed: PortInfo = { ...vif(5, 'carol'), ips: ['10.200.0.55'] };
+    const fromFixed = (src: string) => udp(fixed.mac as string, HOST_MAC, src, hostIp, 1000, 53);
+    assert.equal(e.fromVif(fixed, fromFixed('10.200.0.55')), 'forward');
+    assert.equal(e.fromVif(fixed, fromFixed('10.200.0.11')), 'spoof');
+    // No ip=: the first address it uses is its own from then on.
+    assert.equal(e.fromVif(bob, udp(bob.mac as string, HOST_MAC, '10.200.0.13', hostIp, 1000, 53)), 'forward');
+    assert.equal(e.fromVif(bob, udp(bob.mac as string, HOST_MAC, '10.200.0.99', hostIp, 1000, 53)), 'spoof');
+    const arp = (mac: string, op: number, senderIp: string) =>
+      Uint8Array.from([
+        ...macBytes('ff:ff:ff:ff:ff:ff'),
+        ...macBytes(mac),
+        0x08,
+        0x06,
+        0,
+        1,
+        8,
+        0,
+        6,
+        4,
+        0,
+        op,
+        ...macBytes(mac),
+        ...ipBytes(senderIp),
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        ...ipBytes(hostIp),
+      ]);
+    // A reply claiming another guest's address; its own; a probe (sender 0.0.0.0).
+    assert.equal(e.fromVif(bob, arp(bob.mac as string, 2, aIp)), 'spoof');
+    assert.equal(e.fromVif(bob, arp(bob.mac as string, 2, '10.200.0.13')), 'forward');
+    assert.equal(e.fromVif(bob, arp(bob.mac as string, 1, '0.0.0.0')), 'forward');
+    // DHCP from 0.0.0.0 passes; anything else from 0.0.0.0 does not.
+    assert.equal(
+      e.fromVif(alice2, udp(alice2.mac as string, HOST_MAC, '0.0.0.0', '255.255.255.255', 68, 67)),
+      'forward',
+    );
+    assert.equal(e.fromVif(alice2, udp(alice2.mac as string, HOST_MAC, '0.0.0.0', hostIp, 68, 53)), 'spoof');
+    e.tick();
+    const ev = e.drain().events.filter((x) => x.rule === 'anti-spoofing' && x.action === 'drop');
+    assert.deepEqual(
+      ev.map((x) => [x.domid, /^(\d+) frame/.exec(x.detail)?.[1]]),
+      [
+        [5, '1'],
+        [3, '2'],
+        [2, '1'],
+      ],
+    );
+    // Off when the admin turns it off.
+    e.setRules(parseRules({ antiSpoofing: { enabled: false } }));
+    assert.equal(e.fromVif(fixed, fromFixed('10.200.0.11')), 'forward');
   });
 
   it('keeps at most maxFlowsPerVif flows per vif; the rest go to one overflow record', () => {

@@ -2,7 +2,7 @@
 // the files a domain's groups get, in a fake v1 and a fake v2 tree.
 
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -126,6 +126,18 @@ describe('the layout in a fake v1 tree', () => {
     }
     assert.equal(c.domainGroup('alice', 7), 'xenode/alice/dom7');
     assert.deepEqual(c.vcpuGroupsOf('alice', 7), [0, 1]);
+  });
+
+  it('a new domain never inherits the CPU time of a group an earlier domain with its domid left', () => {
+    const { c, root } = fakeV1();
+    c.attach('alice', 7, 1000, [1001]);
+    writeFileSync(join(root, 'cpuacct', 'xenode/alice/dom7/cpuacct.usage'), '5000000000');
+    // The fake tree's groups hold files, so rmdir fails as it does while threads linger.
+    c.clearLeftover('alice', 7);
+    assert.equal(read(root, 'cpuacct', 'xenode/alice/dom7/cpuacct.usage'), '0');
+    // No leftover: nothing to do, nothing made.
+    c.clearLeftover('bob', 9);
+    assert.equal(existsSync(join(root, 'cpu', 'xenode/bob')), false);
   });
 
   it('weight, cap and CPUs go to the right files; a domain with fewer vCPUs loses its vcpuN group', () => {

@@ -425,7 +425,8 @@ export class VhostBlkDevice {
     const fd = newMemfd('xenode-blk-inflight', size);
     try {
       this.mapInflight(fd, size, 0, numQueues, queueSize);
-      const out = Buffer.alloc(20);
+      // struct VhostUserInflight: 20 bytes of fields, padded to 24.
+      const out = Buffer.alloc(24);
       out.writeBigUInt64LE(BigInt(size), 0);
       out.writeBigUInt64LE(0n, 8);
       out.writeUInt16LE(numQueues, 16);

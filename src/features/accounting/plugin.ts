@@ -4,6 +4,7 @@
 // table, the bill and Prometheus /metrics.
 
 import { join } from 'node:path';
+import { XenodeError } from '../../errors.ts';
 import type { Domain } from '../../toolstack/domain.ts';
 import type { ToolstackPlugin } from '../../toolstack/plugin.ts';
 import { LOCAL_ADMIN } from '../../toolstack/principal.ts';
@@ -17,20 +18,43 @@ function intervalMs(): number {
   return Number.isInteger(v) && v >= 500 && v <= 60_000 ? v : 2000;
 }
 
+/** The routes of registerAccountingRoutes, answered with the reason while the database cannot be opened. */
+const UNAVAILABLE_ROUTES: ReadonlyArray<['GET' | 'PUT', string]> = [
+  ['GET', '/v1/account'],
+  ['GET', '/v1/bill'],
+  ['GET', '/v1/prices'],
+  ['PUT', '/v1/prices'],
+  ['GET', '/metrics'],
+];
+
 export function accountingPlugin(): ToolstackPlugin {
   let acc: Accountant | undefined;
   let bound: object | undefined;
+  /** Why there is no accounting (its database could not be opened). */
+  let broken: string | undefined;
   const accountant = (): Accountant => {
     if (!acc) throw new Error('accounting is not started');
     return acc;
   };
+  const unavailable = (): XenodeError =>
+    new XenodeError('internal', `accounting is unavailable: ${broken}`, {
+      hint: 'the daemon log says why; move the file away (or repair it) and restart xenoded',
+    });
   return {
     name: 'accounting',
     async start(host) {
-      acc = new Accountant(new AccountStore(join(host.dirs.base, 'accounting.db')), {
-        intervalMs: intervalMs(),
-        log: host.log,
-      });
+      const path = join(host.dirs.base, 'accounting.db');
+      let store: AccountStore;
+      try {
+        store = new AccountStore(path);
+      } catch (e) {
+        // A broken bill must not take the toolstack down: domains stay manageable, and the
+        // counters are cumulative, so a repaired database counts what was missed (docs/accounting.md).
+        broken = `cannot open ${path}: ${e instanceof Error ? e.message : String(e)}`;
+        host.log.error(`accounting: ${broken}; nothing is accounted until it is repaired or moved away`);
+        return;
+      }
+      acc = new Accountant(store, { intervalMs: intervalMs(), log: host.log });
       acc.start();
     },
     async afterLaunch(d: Domain) {
@@ -47,6 +71,17 @@ export function accountingPlugin(): ToolstackPlugin {
       }
     },
     routes(app, ctx) {
+      if (broken !== undefined) {
+        for (const [method, url] of UNAVAILABLE_ROUTES)
+          app.route({
+            method,
+            url,
+            handler: async () => {
+              throw unavailable();
+            },
+          });
+        return;
+      }
       const a = accountant();
       // Routes are registered once per listener; the toolstack is bound once.
       if (bound !== ctx.toolstack) {

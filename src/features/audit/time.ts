@@ -15,7 +15,7 @@ export function parseFlowTime(s: string, now: number, what: string): number {
   if (s === 'now') return now;
   const rel = RELATIVE.exec(s);
   if (rel) return now - Number(rel[1]) * (UNIT_MS[rel[2] as string] as number);
-  if (/^\d{10,15}$/.test(s)) return Number(s);
+  if (/^\d{1,15}$/.test(s)) return Number(s);
   if (ISO.test(s)) {
     // Without a zone, UTC (Date.parse would take a date-time as local time).
     const withZone = /[T ]\d{2}:\d{2}/.test(s) && !/(Z|[+-]\d{2}:\d{2})$/.test(s) ? `${s.replace(' ', 'T')}Z` : s;

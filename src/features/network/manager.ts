@@ -3,6 +3,7 @@
 // sponsor policy. The net plugin calls into this; the API routes too.
 
 import { existsSync } from 'node:fs';
+import { isIPv4 } from 'node:net';
 import type { VifSpec } from '../../config/types.ts';
 import { parseMac } from '../../config/vif.ts';
 import { chooseMachine } from '../../engine/machine.ts';
@@ -232,6 +233,7 @@ export class NetManager {
       mac: v.mac,
       path: vifSocketPath(d.rec.runDir, v.devid),
       domain: d.name,
+      ...(vifIps(v.ip).length ? { ips: vifIps(v.ip) } : {}),
       ...(v.rate ? { rate: vifRateSpec(v.rate) } : {}),
     };
   }
@@ -617,6 +619,15 @@ export class NetManager {
   stop(): void {
     this.sup?.stop();
   }
+}
+
+/** The IPv4 addresses of a vif's ip= (each may carry a /prefix): the ones it may send from. */
+function vifIps(ip: string | undefined): string[] {
+  return (ip ?? '')
+    .split(/\s+/)
+    .map((a) => a.split('/')[0] as string)
+    .filter((a) => isIPv4(a))
+    .slice(0, 16);
 }
 
 /** xl's device reference: a devid, or a MAC when it has a colon. */

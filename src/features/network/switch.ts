@@ -190,6 +190,17 @@ export class SwitchSupervisor {
     this.auditSink = sink;
   }
 
+  /** Capture a port's frames into `path` (pcap) until stopCapture() or `maxBytes`. */
+  async capture(portId: string, path: string, maxBytes: number): Promise<void> {
+    const c = await this.ensure();
+    await c.call({ op: 'capture-start', portId, path, maxBytes });
+  }
+
+  async stopCapture(portId: string): Promise<void> {
+    const c = this.client;
+    if (c && !c.isClosed) await c.call({ op: 'capture-stop', portId });
+  }
+
   /** Put audit rules (already checked) in force now and in every switch started later. */
   async setAuditRules(rules: Record<string, unknown>): Promise<void> {
     this.auditRules = rules;

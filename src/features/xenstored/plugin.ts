@@ -18,8 +18,15 @@ export function xenstoredPlugin(): ToolstackPlugin {
         host.log.info('xenstored: no control store in this daemon; the wire protocol is off');
         return;
       }
-      sockets = new XenstoredSockets(host.store.store, paths, host.log);
-      await sockets.start();
+      const started = new XenstoredSockets(host.store.store, paths, host.log);
+      try {
+        await started.start();
+        sockets = started;
+      } catch (e) {
+        // The daemon still runs its domains; the log says why Xen's tools cannot reach it.
+        host.log.error(`xenstored: not serving the wire protocol: ${e instanceof Error ? e.message : String(e)}`);
+        await started.stop();
+      }
     },
     async stop() {
       await sockets?.stop();

@@ -3,9 +3,10 @@
 // connections act for that domain with its permissions and quotas. All are
 // mode 0600 in the daemon's private directory: only its user (root) connects.
 
-import { chmodSync, mkdirSync, rmSync } from 'node:fs';
-import { createServer, type Server, type Socket } from 'node:net';
-import { join } from 'node:path';
+import { chmodSync, existsSync, mkdirSync, rmSync } from 'node:fs';
+import { connect, createServer, type Server, type Socket } from 'node:net';
+import { dirname, join } from 'node:path';
+import { XenodeError } from '../../errors.ts';
 import { type ControlStore, DOMID_GUEST_MAX, TOOLSTACK } from '../../store/index.ts';
 import { serveStream, type WireConnection, WireServer } from '../../store/wire/index.ts';
 import type { DaemonLog } from '../../toolstack/log.ts';
@@ -53,6 +54,13 @@ export class XenstoredSockets {
     // Sockets left by a daemon that died are stale: start from an empty directory.
     rmSync(this.paths.domainDir, { recursive: true, force: true });
     mkdirSync(this.paths.domainDir, { recursive: true, mode: 0o700 });
+    // XENODE_XENSTORED_PATH may name Xen's own /var/run/xenstored/socket: never take a live daemon's socket.
+    if (await answers(this.paths.socket)) {
+      throw new XenodeError('conflict', `${this.paths.socket} is in use by another xenstored`, {
+        hint: 'stop it, or point XENODE_XENSTORED_PATH elsewhere',
+      });
+    }
+    mkdirSync(dirname(this.paths.socket), { recursive: true, mode: 0o755 });
     this.main = await this.listen(this.paths.socket, { domid: 0, privileged: true }, MAX_CONNECTIONS);
     const sync = () => this.schedule();
     this.store.watch(TOOLSTACK, '@introduceDomain', this.token, sync);
@@ -150,4 +158,17 @@ export class XenstoredSockets {
     await new Promise<void>((resolve) => l.server.close(() => resolve()));
     rmSync(l.path, { force: true });
   }
+}
+
+/** True when something accepts connections on the socket at `path`. */
+function answers(path: string): Promise<boolean> {
+  if (!existsSync(path)) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const s = connect(path);
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
 }

@@ -17,14 +17,15 @@
 //   throttle               at most throttle.pps packets a second, for holdSec
 //   quarantine             nothing but ARP, for quarantineSec
 
-import { dstMac, isGroupMac, type ParsedFrame, parseFrame, TCP_ACK, TCP_SYN } from '../frame.ts';
+import { dstMac, isGroupMac, parseFrame, TCP_ACK, TCP_SYN } from '../frame.ts';
 import { macFromString } from '../mac.ts';
 import type { PortInfo } from '../policy.ts';
 import { type Flow, type FlowAction, FlowTable, type SwitchFlowRecord } from './flow-table.ts';
+import { newPeek, PEEK_ARP, PEEK_IPV4, type Peek, peek } from './peek.ts';
 import { rstFor } from './rst.ts';
 import { type AuditRules, type ConnLimitRule, defaultRules } from './rules.ts';
 
-export type AuditVerdict = 'forward' | 'drop' | 'reject';
+export type AuditVerdict = 'forward' | 'drop' | 'reject' | 'spoof';
 
 export interface SwitchAuditEvent {
   time: number;
@@ -51,6 +52,11 @@ interface Bucket {
 interface VifState {
   port: PortInfo;
   mac: number;
+  /** The IPv4 addresses it may send from: its ip=, or the first it used (learned, then locked). */
+  ips: Set<number>;
+  /** Frames dropped as spoofed since the last tick, and the last address they claimed. */
+  spoofed: number;
+  spoofedIp: number;
   // Port-scan window.
   scanStart: number;
   dests: Set<string>;
@@ -76,6 +82,15 @@ interface VifState {
 const MAX_OUTBOX_FLOWS = 200_000;
 const MAX_OUTBOX_EVENTS = 10_000;
 
+function ipNumber(s: string): number {
+  const [a = 0, b = 0, c = 0, d = 0] = s.split('.').map(Number);
+  return ((a << 24) | (b << 16) | (c << 8) | d) >>> 0;
+}
+
+function ipText(ip: number): string {
+  return `${ip >>> 24}.${(ip >>> 16) & 255}.${(ip >>> 8) & 255}.${ip & 255}`;
+}
+
 function macOf(p: PortInfo): number {
   try {
     return p.mac === undefined ? Number.NaN : macFromString(p.mac);
@@ -98,12 +113,17 @@ export class AuditEngine {
   private flows: SwitchFlowRecord[] = [];
   private events: SwitchAuditEvent[] = [];
   private lost = 0;
-  // The last frame parsed: one frame flooded to several ports is parsed once.
+  // The last frame read: one frame flooded to several ports is read once.
   private lastFrame?: Uint8Array;
-  private lastParsed?: ParsedFrame;
+  private readonly pk: Peek = newPeek();
+  private lastVif?: VifState;
+  /** The clock when the last frame was first seen: one read per frame, however many ports it reaches. */
+  private frameTime = 0;
+  private exemptSet = new Set<string>();
 
   constructor(rules: AuditRules = defaultRules(), o: AuditEngineOptions = {}) {
     this.rules = rules;
+    this.exemptSet = new Set(rules.exempt);
     this.now = o.now ?? Date.now;
     this.table = new FlowTable(rules.flows.windowSec * 1000, rules.flows.idleSec * 1000, rules.flows.maxFlowsPerVif);
   }
@@ -117,26 +137,34 @@ export class AuditEngine {
     const was = new Map(this.rules.connLimits.map((l) => [l.name, JSON.stringify(l)]));
     const keep = new Set(r.connLimits.filter((l) => was.get(l.name) === JSON.stringify(l)).map((l) => l.name));
     this.rules = r;
+    this.exemptSet = new Set(r.exempt);
     this.table.windowMs = r.flows.windowSec * 1000;
     this.table.idleMs = r.flows.idleSec * 1000;
     this.table.maxFlowsPerVif = r.flows.maxFlowsPerVif;
     for (const k of this.buckets.keys()) if (!keep.has(k.split('|')[0] as string)) this.buckets.delete(k);
   }
 
-  private parse(frame: Uint8Array): ParsedFrame | undefined {
+  private peek(frame: Uint8Array): Peek {
     if (frame !== this.lastFrame) {
       this.lastFrame = frame;
-      this.lastParsed = parseFrame(frame);
+      peek(frame, this.pk);
+      this.frameTime = this.now();
     }
-    return this.lastParsed;
+    return this.pk;
   }
 
   private vif(port: PortInfo, now: number): VifState {
+    const last = this.lastVif;
+    if (last && last.port === port) return last;
     let v = this.vifs.get(port.id);
     if (!v || v.port !== port) {
       v = {
         port,
         mac: macOf(port),
+        // A learned binding stays with the vif when its port is re-added.
+        ips: port.ips?.length ? new Set(port.ips.map(ipNumber)) : (v?.ips ?? new Set()),
+        spoofed: 0,
+        spoofedIp: 0,
         scanStart: now,
         dests: new Set(),
         hosts: new Set(),
@@ -154,6 +182,7 @@ export class AuditEngine {
       };
       this.vifs.set(port.id, v);
     }
+    this.lastVif = v;
     return v;
   }
 
@@ -167,36 +196,35 @@ export class AuditEngine {
   }
 
   private exempt(p: PortInfo): boolean {
-    return this.rules.exempt.includes(p.sponsor);
+    return this.exemptSet.has(p.sponsor);
   }
 
   /** A frame vif `src` sends (its MACs already checked). */
   fromVif(src: PortInfo, frame: Uint8Array): AuditVerdict {
-    const now = this.now();
+    const p = this.peek(frame);
+    const now = this.frameTime;
     const v = this.vif(src, now);
-    const p = this.parse(frame);
-    const ip = p?.ipv4 !== undefined;
+    const ip = p.kind === PEEK_IPV4;
+    if (this.rules.antiSpoofing.enabled && (ip || p.kind === PEEK_ARP) && this.spoofed(v, p, now)) return 'spoof';
     if (v.quarantinedUntil > now) {
       // ARP still passes, so the guest stays reachable for whoever investigates.
-      if (!p || p.arp !== undefined || p.eth.ethertype === 0x0806) return 'forward';
-      const hit = p && ip ? this.table.lookup(src, true, p, now) : undefined;
-      if (hit) {
-        this.table.count(hit.flow, true, frame.length, p as ParsedFrame, now);
-        this.table.act(hit.flow, 'quarantine', v.quarantineRule);
+      if (p.kind === PEEK_ARP) return 'forward';
+      if (ip) {
+        const f = this.table.lookup(src, true, p, now);
+        this.table.count(f, true, frame.length, p, now);
+        this.table.act(f, 'quarantine', v.quarantineRule);
       }
       v.held.set(v.quarantineRule, (v.held.get(v.quarantineRule) ?? 0) + 1);
       return 'drop';
     }
-    if (!p || !ip) return this.throttled(v, undefined, now) ? 'drop' : 'forward';
-    const hit = this.table.lookup(src, true, p, now);
-    if (!hit) return 'forward';
-    const f = hit.flow;
+    if (!ip) return this.throttled(v, undefined, now) ? 'drop' : 'forward';
+    const f = this.table.lookup(src, true, p, now);
+    const isNew = this.table.lastNew;
     this.table.count(f, true, frame.length, p, now);
     if (f.overflow) return this.throttled(v, f, now) ? 'drop' : 'forward';
-    const tcp = p.tcp;
-    const synOnly = tcp !== undefined && (tcp.flags & (TCP_SYN | TCP_ACK)) === TCP_SYN;
-    if (tcp) this.trackSeq(f, tcp.seq, tcp.flags, p.payloadLength);
-    if (this.exempt(src)) return 'forward';
+    const synOnly = p.tcp && (p.flags & (TCP_SYN | TCP_ACK)) === TCP_SYN;
+    if (p.tcp) this.trackSeq(f, p.seq, p.flags, p.payload);
+    if (this.exemptSet.size > 0 && this.exempt(src)) return 'forward';
     // A refused connection stays refused (its retransmitted SYNs too), without taking more tokens.
     if (f.verdict !== 'forward') {
       this.table.act(f, f.verdict === 'reject' ? 'reject' : 'drop', f.rule || this.limitFor(f)?.name || '');
@@ -204,9 +232,8 @@ export class AuditEngine {
       return f.verdict;
     }
     // New connections: the guest's SYN on a new flow, or the first packet of a UDP flow.
-    const newConn = f.guestFirst && (synOnly || (p.udp !== undefined && hit.isNew));
-    if (newConn) {
-      if (synOnly && hit.isNew) {
+    if (isNew && f.guestFirst && (synOnly || p.udp)) {
+      if (synOnly) {
         const lim = this.limitFor(f);
         if (lim && !this.take(lim, src, now)) {
           f.verdict = lim.action;
@@ -218,7 +245,7 @@ export class AuditEngine {
       this.watchScan(v, f, now);
       if (synOnly) this.watchSyn(v, now);
     }
-    if (tcp && f.isnOut !== undefined && this.rules.ackSymmetry.enabled) {
+    if (p.tcp && f.isnOut !== undefined && this.rules.ackSymmetry.enabled) {
       const unacked = f.sentOut - f.ackedByPeer;
       if (unacked > this.rules.ackSymmetry.maxUnackedBytes && f.throttledUntil <= now) {
         f.throttledUntil = now + this.rules.throttle.holdSec * 1000;
@@ -228,17 +255,39 @@ export class AuditEngine {
           v,
           'ack-symmetry',
           'throttle',
-          `flow to ${f.remoteIp >>> 24}.${(f.remoteIp >>> 16) & 255}.${(f.remoteIp >>> 8) & 255}.${f.remoteIp & 255}:${f.remotePort}: ${unacked} bytes sent without ACKs`,
+          `flow to ${ipText(f.remoteIp)}:${f.remotePort}: ${unacked} bytes sent without ACKs`,
           now,
         );
       }
     }
+    if (v.throttledUntil <= now && f.throttledUntil <= now) return 'forward';
     return this.throttled(v, f, now) ? 'drop' : 'forward';
+  }
+
+  /**
+   * A source address that is not the vif's: an IPv4 packet's source, an ARP's
+   * sender. 0.0.0.0 passes for an ARP probe and a DHCP request (UDP 68 to 67); a
+   * vif without ip= is bound to the first other address it uses.
+   */
+  private spoofed(v: VifState, p: Peek, now: number): boolean {
+    const a = p.kind === PEEK_IPV4 ? p.srcIp : p.arpSenderIp;
+    // An ARP that is not Ethernet/IPv4 claims nothing (the MAC check already passed).
+    if (a < 0) return false;
+    if (a === 0 && (p.kind === PEEK_ARP || (p.udp && p.sport === 68 && p.dport === 67))) return false;
+    if (v.ips.has(a)) return false;
+    if (v.ips.size === 0 && a !== 0) {
+      v.ips.add(a);
+      this.event(v, 'anti-spoofing', 'accept', `bound to ${ipText(a)} (the first address it used)`, now);
+      return false;
+    }
+    v.spoofed++;
+    v.spoofedIp = a;
+    return true;
   }
 
   /** The RST that answers a frame fromVif() rejected. */
   reply(frame: Uint8Array): Uint8Array | undefined {
-    const p = this.parse(frame);
+    const p = parseFrame(frame);
     return p ? rstFor(frame, p) : undefined;
   }
 
@@ -347,6 +396,7 @@ export class AuditEngine {
 
   /** Under a throttle (the vif's or the flow's) and out of packet credit: drop, and mark the flow. */
   private throttled(v: VifState, f: Flow | undefined, now: number): boolean {
+    if (v.throttledUntil <= now && (!f || f.throttledUntil <= now)) return false;
     const pps = this.rules.throttle.pps;
     const spend = (o: { credit: number; creditAt: number }): boolean => {
       o.credit = Math.min(pps, o.credit + ((now - o.creditAt) * pps) / 1000);
@@ -370,25 +420,22 @@ export class AuditEngine {
 
   /** A frame delivered to vif `dst` (counted only if it is for the vif's MAC or a group). */
   toVif(dst: PortInfo, frame: Uint8Array): void {
-    const now = this.now();
-    const v = this.vif(dst, now);
     if (frame.length < 14) return;
+    const p = this.peek(frame);
+    const now = this.frameTime;
+    const v = this.vif(dst, now);
     const to = dstMac(frame);
     if (to !== v.mac && !isGroupMac(to)) return;
-    const p = this.parse(frame);
-    if (!p?.ipv4) return;
-    const hit = this.table.lookup(dst, false, p, now);
-    if (!hit) return;
-    const f = hit.flow;
+    if (p.kind !== PEEK_IPV4) return;
+    const f = this.table.lookup(dst, false, p, now);
     this.table.count(f, false, frame.length, p, now);
-    const tcp = p.tcp;
-    if (!tcp || f.overflow) return;
-    if ((tcp.flags & (TCP_SYN | TCP_ACK)) === (TCP_SYN | TCP_ACK) && f.guestFirst && !f.synAck) {
+    if (!p.tcp || f.overflow) return;
+    if ((p.flags & (TCP_SYN | TCP_ACK)) === (TCP_SYN | TCP_ACK) && f.guestFirst && !f.synAck) {
       f.synAck = true;
       if (v.halfOpen > 0) v.halfOpen--;
     }
-    if (tcp.flags & TCP_ACK && f.isnOut !== undefined) {
-      const rel = (tcp.ack - f.isnOut) >>> 0;
+    if (p.flags & TCP_ACK && f.isnOut !== undefined) {
+      const rel = (p.ack - f.isnOut) >>> 0;
       if (rel < 0x80000000 && rel > f.ackedByPeer) f.ackedByPeer = rel;
     }
   }
@@ -401,6 +448,17 @@ export class AuditEngine {
     this.table.sweep(now, recs);
     this.push(recs);
     for (const v of this.vifs.values()) {
+      if (v.spoofed > 0) {
+        const n = v.spoofed;
+        this.event(
+          v,
+          'anti-spoofing',
+          'drop',
+          `${n} frame${n === 1 ? '' : 's'} from ${ipText(v.spoofedIp)}, not its address`,
+          now,
+        );
+        v.spoofed = 0;
+      }
       for (const [rule, n] of v.refused) {
         const l = this.rules.connLimits.find((x) => x.name === rule);
         const limit = l ? ` (limit ${l.connections} per ${l.perSec} s per ${l.per}, ports ${l.ports.join(',')})` : '';
@@ -461,6 +519,7 @@ export class AuditEngine {
     this.table.endPort(id, recs);
     this.push(recs);
     this.vifs.delete(id);
+    this.lastVif = undefined;
   }
 
   /** Records and events so far; the outbox empties. */

@@ -6,8 +6,9 @@
 // A vif holds at most maxFlowsPerVif entries; beyond, its new flows are counted
 // in one overflow entry, so a guest cannot grow the table without bound.
 
-import { ipv4ToString, type ParsedFrame, TCP_FIN, TCP_RST } from '../frame.ts';
+import { ipv4ToString, TCP_FIN, TCP_RST } from '../frame.ts';
 import type { PortInfo } from '../policy.ts';
+import type { Peek } from './peek.ts';
 
 export type FlowAction = 'accept' | 'reject' | 'drop' | 'throttle' | 'quarantine';
 
@@ -81,13 +82,17 @@ export interface Flow {
   creditAt: number;
 }
 
-function keyOf(portId: string, proto: number, lip: number, lport: number, rip: number, rport: number): string {
-  return `${portId}|${proto}|${lip}|${lport}|${rip}|${rport}`;
+/** A flow's key within its vif: seven UTF-16 units, cheap to build and to hash. */
+function keyOf(proto: number, lip: number, lport: number, rip: number, rport: number): string {
+  return String.fromCharCode(proto, lip >>> 16, lip & 0xffff, lport, rip >>> 16, rip & 0xffff, rport);
 }
 
+const OVERFLOW_KEY = 'overflow';
+
 export class FlowTable {
-  private readonly flows = new Map<string, Flow>();
-  private readonly perVif = new Map<string, number>();
+  /** Flows by vif, then by key. */
+  private readonly vifs = new Map<string, Map<string, Flow>>();
+  private count_ = 0;
 
   constructor(
     public windowMs: number,
@@ -96,33 +101,43 @@ export class FlowTable {
   ) {}
 
   get size(): number {
-    return this.flows.size;
+    return this.count_;
   }
 
+  /** Whether the last lookup() made its flow (kept here: no object per frame). */
+  lastNew = false;
+  private lastPort?: PortInfo;
+  private lastMap?: Map<string, Flow>;
+
   /**
-   * The flow a parsed IPv4 frame belongs to, made if new (`isNew` tells).
-   * `out`: the vif sent it; else the vif receives it.
+   * The flow an IPv4 frame (peeked as `p`) belongs to, made if new (then
+   * lastNew is true). `out`: the vif sent it; else the vif receives it.
    */
-  lookup(port: PortInfo, out: boolean, p: ParsedFrame, now: number): { flow: Flow; isNew: boolean } | undefined {
-    const ip = p.ipv4;
-    if (!ip) return undefined;
-    const l4 = p.tcp ?? p.udp;
-    const sport = l4?.srcPort ?? 0;
-    const dport = l4?.dstPort ?? 0;
-    const [lip, lport, rip, rport] = out ? [ip.src, sport, ip.dst, dport] : [ip.dst, dport, ip.src, sport];
-    const key = keyOf(port.id, ip.protocol, lip, lport, rip, rport);
-    const f = this.flows.get(key);
-    if (f) return { flow: f, isNew: false };
-    const n = this.perVif.get(port.id) ?? 0;
-    if (n >= this.maxFlowsPerVif) {
-      const ok = `${port.id}|overflow`;
-      const o = this.flows.get(ok) ?? this.make(ok, port, 0, 0, 0, 0, 0, out, now, true);
-      return { flow: o, isNew: false };
+  lookup(port: PortInfo, out: boolean, p: Peek, now: number): Flow {
+    let m = this.lastPort === port ? this.lastMap : this.vifs.get(port.id);
+    if (!m) {
+      m = new Map();
+      this.vifs.set(port.id, m);
     }
-    return { flow: this.make(key, port, ip.protocol, lip, lport, rip, rport, out, now, false), isNew: true };
+    this.lastPort = port;
+    this.lastMap = m;
+    const lip = out ? p.srcIp : p.dstIp;
+    const lport = out ? p.sport : p.dport;
+    const rip = out ? p.dstIp : p.srcIp;
+    const rport = out ? p.dport : p.sport;
+    const key = keyOf(p.proto, lip, lport, rip, rport);
+    const f = m.get(key);
+    this.lastNew = false;
+    if (f) return f;
+    if (m.size >= this.maxFlowsPerVif) {
+      return m.get(OVERFLOW_KEY) ?? this.make(m, OVERFLOW_KEY, port, 0, 0, 0, 0, 0, out, now, true);
+    }
+    this.lastNew = true;
+    return this.make(m, key, port, p.proto, lip, lport, rip, rport, out, now, false);
   }
 
   private make(
+    m: Map<string, Flow>,
     key: string,
     port: PortInfo,
     proto: number,
@@ -168,34 +183,30 @@ export class FlowTable {
       credit: 0,
       creditAt: 0,
     };
-    this.flows.set(key, f);
-    if (!overflow) this.perVif.set(port.id, (this.perVif.get(port.id) ?? 0) + 1);
+    m.set(key, f);
+    this.count_++;
     return f;
   }
 
   /** Count one packet of `len` bytes on `f`. */
-  count(f: Flow, out: boolean, len: number, p: ParsedFrame, now: number): void {
+  count(f: Flow, out: boolean, len: number, p: Peek, now: number): void {
     if (f.pktsOut + f.pktsIn === 0) f.winFirst = now;
     f.lastSeen = now;
-    const tcp = p.tcp;
+    const flags = p.tcp ? p.flags : 0;
     if (out) {
       f.pktsOut++;
       f.bytesOut += len;
       f.detBytesOut += len;
-      if (tcp) {
-        f.flagsOut |= tcp.flags;
-        if (tcp.flags & TCP_FIN) f.finOut = true;
-      }
+      f.flagsOut |= flags;
+      if (flags & TCP_FIN) f.finOut = true;
     } else {
       f.pktsIn++;
       f.bytesIn += len;
       f.detPktsIn++;
-      if (tcp) {
-        f.flagsIn |= tcp.flags;
-        if (tcp.flags & TCP_FIN) f.finIn = true;
-      }
+      f.flagsIn |= flags;
+      if (flags & TCP_FIN) f.finIn = true;
     }
-    if (tcp && tcp.flags & TCP_RST) f.rst = true;
+    if (flags & TCP_RST) f.rst = true;
   }
 
   /** Mark what was done to a packet of `f`: the record keeps the most severe. */
@@ -207,11 +218,11 @@ export class FlowTable {
   }
 
   flowsOf(portId: string): Flow[] {
-    return [...this.flows.values()].filter((f) => f.port.id === portId);
+    return [...(this.vifs.get(portId)?.values() ?? [])];
   }
 
-  all(): IterableIterator<Flow> {
-    return this.flows.values();
+  *all(): Generator<Flow> {
+    for (const m of this.vifs.values()) yield* m.values();
   }
 
   /**
@@ -219,38 +230,31 @@ export class FlowTable {
    * closed connection lingers 2 s for its last ACKs); those end.
    */
   sweep(now: number, out: SwitchFlowRecord[]): void {
-    for (const f of this.flows.values()) {
-      const closed = f.rst || (f.finOut && f.finIn);
-      const idle = now - f.lastSeen >= (closed ? 2000 : this.idleMs);
-      if (idle) {
-        this.emit(f, out);
-        this.remove(f);
-      } else if (now - f.winFirst >= this.windowMs) this.emit(f, out);
+    for (const [id, m] of this.vifs) {
+      for (const [key, f] of m) {
+        const closed = f.rst || (f.finOut && f.finIn);
+        const idle = now - f.lastSeen >= (closed ? 2000 : this.idleMs);
+        if (idle) {
+          this.emit(f, out);
+          m.delete(key);
+          this.count_--;
+        } else if (now - f.winFirst >= this.windowMs) this.emit(f, out);
+      }
+      if (m.size === 0) this.vifs.delete(id);
     }
+    this.lastPort = undefined;
+    this.lastMap = undefined;
   }
 
   /** Every flow of a vif ends now (its port went away). */
   endPort(portId: string, out: SwitchFlowRecord[]): void {
-    for (const f of this.flowsOf(portId)) {
-      this.emit(f, out);
-      this.remove(f);
-    }
-    this.perVif.delete(portId);
-  }
-
-  /** Every flow ends now (the switch is stopping). */
-  endAll(out: SwitchFlowRecord[]): void {
-    for (const f of this.flows.values()) this.emit(f, out);
-    this.flows.clear();
-    this.perVif.clear();
-  }
-
-  private remove(f: Flow): void {
-    this.flows.delete(f.key);
-    if (f.overflow) return;
-    const n = (this.perVif.get(f.port.id) ?? 1) - 1;
-    if (n <= 0) this.perVif.delete(f.port.id);
-    else this.perVif.set(f.port.id, n);
+    const m = this.vifs.get(portId);
+    if (!m) return;
+    for (const f of m.values()) this.emit(f, out);
+    this.count_ -= m.size;
+    this.vifs.delete(portId);
+    this.lastPort = undefined;
+    this.lastMap = undefined;
   }
 
   private emit(f: Flow, out: SwitchFlowRecord[]): void {

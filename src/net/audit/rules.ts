@@ -68,6 +68,11 @@ export interface AuditRules {
   quarantineSec: number;
   /** Sponsors no rule applies to (their flows are still logged). */
   exempt: string[];
+  /**
+   * A vif sends only from its IPv4 addresses (its ip=, else the first it uses,
+   * then only that) and its ARP claims only those: others' addresses are dropped.
+   */
+  antiSpoofing: { enabled: boolean };
 }
 
 export function defaultRules(): AuditRules {
@@ -81,6 +86,7 @@ export function defaultRules(): AuditRules {
     throttle: { pps: 50, holdSec: 60 },
     quarantineSec: 300,
     exempt: [],
+    antiSpoofing: { enabled: true },
   };
 }
 
@@ -180,7 +186,17 @@ export function parseRules(v: unknown): AuditRules {
   if (!isObj(v)) throw new RulesError('rules must be a JSON object');
   known(
     v,
-    ['flows', 'connLimits', 'ackSymmetry', 'synFlood', 'portScan', 'throttle', 'quarantineSec', 'exempt'],
+    [
+      'flows',
+      'connLimits',
+      'ackSymmetry',
+      'synFlood',
+      'portScan',
+      'throttle',
+      'quarantineSec',
+      'exempt',
+      'antiSpoofing',
+    ],
     'rules',
   );
   const f = sub(v, 'flows', 'flows');
@@ -191,6 +207,8 @@ export function parseRules(v: unknown): AuditRules {
   known(s, ['enabled', 'maxHalfOpen', 'windowSec', 'action'], 'synFlood');
   const p = sub(v, 'portScan', 'portScan');
   known(p, ['enabled', 'maxPorts', 'maxHosts', 'windowSec', 'action'], 'portScan');
+  const as = sub(v, 'antiSpoofing', 'antiSpoofing');
+  known(as, ['enabled'], 'antiSpoofing');
   const t = sub(v, 'throttle', 'throttle');
   known(t, ['pps', 'holdSec'], 'throttle');
   const cl = v.connLimits;
@@ -231,5 +249,6 @@ export function parseRules(v: unknown): AuditRules {
     },
     quarantineSec: int(v, 'quarantineSec', d.quarantineSec, 1, 86400 * 30, 'rules'),
     exempt: names(v, 'exempt', 'rules') ?? [],
+    antiSpoofing: { enabled: bool(as, 'enabled', d.antiSpoofing.enabled, 'antiSpoofing') },
   };
 }
