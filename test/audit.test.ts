@@ -8,8 +8,8 @@
 // restarted while the guest talks).
 
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFile, execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
@@ -17,7 +17,7 @@ import { after, before, describe, it } from 'node:test';
 import { ensureDefaultGuest } from '../guest/build.ts';
 import type { VifView } from '../src/features/network/manager.ts';
 import type { AuditEvent, FlowRecord } from '../src/toolstack/lifecycle-hooks.ts';
-import { type ConsoleSession, TestHost } from './helpers/host.ts';
+import { type ConsoleSession, TestHost, XENODE_BIN } from './helpers/host.ts';
 
 const TAG = String(process.pid % 100000);
 const HOST_TAP = `xna${TAG}`;
@@ -308,6 +308,56 @@ describe('flow log and audit rules on real guests', { skip: !root && 'needs root
     assert.ok(ev.some((x) => x.rule === 'anti-spoofing' && x.detail.includes(`${NET}.50`)));
     // ma's own address still works.
     assert.match(await con('ma').run(`ping -c 2 -W 2 ${HOST_IP} | grep received`, 60_000), /2 packets received/);
+  });
+
+  it('net-capture writes a pcap of the vif both ways that tcpdump reads; only the owner may capture', async () => {
+    const file = join(host.dir, 'ma.pcap');
+    const env = { ...host.env, XENODE_URL: `http://127.0.0.1:${port}`, XENODE_TOKEN: alice };
+    const child = execFile(XENODE_BIN, ['net-capture', 'ma', '-w', file, '-c', '6'], { env });
+    const done = new Promise<{ code: number; stderr: string }>((resolve) => {
+      let stderr = '';
+      child.stderr?.on('data', (d: Buffer) => {
+        stderr += d.toString();
+      });
+      child.on('exit', (code) => resolve({ code: code ?? 1, stderr }));
+    });
+    // In force once the pcap header has arrived.
+    await waitFor(
+      'the capture to start',
+      async () => (existsSync(file) ? statSync(file).size : 0),
+      (n) => n >= 24,
+      30_000,
+    );
+    await con('ma').run(`ping -c 3 -i 0.3 -W 2 ${HOST_IP} >/dev/null`, 60_000);
+    const r = await done;
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /6 packets captured/);
+    // The file as pcap: 24-byte header, then (header, frame) records.
+    const b = readFileSync(file);
+    assert.equal(b.readUInt32LE(0), 0xa1b2c3d4);
+    assert.equal(b.readUInt32LE(20), 1, 'Ethernet');
+    let records = 0;
+    for (let off = 24; off < b.length; off += 16 + b.readUInt32LE(off + 8)) records++;
+    assert.equal(records, 6);
+    if (spawnSync('tcpdump', ['--version']).status === 0) {
+      const text = execFileSync('tcpdump', ['-n', '-r', file], {
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'ignore'],
+      });
+      const lines = text.trim().split('\n');
+      assert.equal(lines.length, 6, text);
+      assert.equal(lines.filter((l) => l.includes(`${A_IP} > ${HOST_IP}: ICMP echo request`)).length, 3, text);
+      assert.equal(lines.filter((l) => l.includes(`${HOST_IP} > ${A_IP}: ICMP echo reply`)).length, 3, text);
+    }
+    // Another sponsor's domain is not there for bob; a bad vif and bad bounds are the caller's error.
+    const asBob = await http('GET', '/v1/domains/ma/capture?count=1', bob);
+    assert.equal(asBob.status, 404);
+    assert.equal((await http('GET', '/v1/domains/ma/capture?vif=7&count=1', alice)).status, 404);
+    assert.equal((await http('GET', '/v1/domains/ma/capture?count=0', alice)).status, 400);
+    // Nothing is left in the domain's run directory.
+    const run = join(host.dir, 'domains');
+    const left = execFileSync('find', [run, '-name', 'capture-*'], { encoding: 'utf8' }).trim();
+    assert.equal(left, '');
   });
 
   it(`detects a port scan within ${SCAN_PROBES} probes and throttles the scanner only`, async () => {

@@ -15,6 +15,7 @@ import { registerDomainRoutes } from './routes-domains.ts';
 import { registerHostRoutes } from './routes-host.ts';
 import { registerQuotaRoutes } from './routes-quota.ts';
 import { registerWebRoutes } from './routes-web.ts';
+import { registerXlRoutes } from './routes-xl.ts';
 import { SocketRegistry } from './socket-registry.ts';
 import { crossSiteRefusal, isPublicRoute, sessionIdOf } from './web-auth.ts';
 
@@ -116,6 +117,7 @@ export async function buildApi(ctx: ApiContext, mode: 'local' | 'tcp'): Promise<
   });
   registerHostRoutes(app, ctx);
   registerDomainRoutes(app, ctx);
+  registerXlRoutes(app, ctx);
   registerQuotaRoutes(app, ctx);
   if (mode === 'tcp') await registerWebRoutes(app, ctx, { limiter, sockets });
   for (const r of ctx.extraRoutes ?? []) r(app, ctx);

@@ -58,5 +58,7 @@ export interface HostInfo {
   xenode_version: string;
   daemon_pid: number;
   daemon_uptime: number;
+  /** Seconds since the host booted: Domain-0's uptime, as xl shows it. */
+  host_uptime: number;
   domains: number;
 }

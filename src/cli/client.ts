@@ -12,6 +12,7 @@ import {
   readFileSync,
   readSync,
   statSync,
+  writeSync,
 } from 'node:fs';
 import { type RequestOptions, request } from 'node:http';
 import { dirname, join } from 'node:path';
@@ -128,6 +129,64 @@ export class ApiClient {
   }
   del<T>(path: string): Promise<T> {
     return this.call<T>('DELETE', path);
+  }
+
+  /**
+   * GET a stream (e.g. a pcap) into `file` as it arrives: each chunk is written
+   * at once, so what an interrupt leaves behind is what had arrived. Bytes written.
+   */
+  async download(path: string, file: string): Promise<number> {
+    const headers: Record<string, string> = {};
+    if (this.token) headers.authorization = `Bearer ${this.token}`;
+    const noTls: RequestOptions = { servername: '' } as RequestOptions;
+    const target: RequestOptions = this.url
+      ? { ...noTls, host: this.url.hostname, port: Number(this.url.port || 80), path, method: 'GET', headers }
+      : { ...noTls, socketPath: this.dirs.socket, path, method: 'GET', headers };
+    // Starts the daemon if need be, and fails as every command does when it cannot.
+    await this.get('/v1/whoami');
+    return new Promise((resolve, reject) => {
+      const req = request(target, (res) => {
+        if ((res.statusCode ?? 0) >= 400) {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => {
+            let err: WireError | undefined;
+            try {
+              err = (JSON.parse(Buffer.concat(chunks).toString('utf8')) as { error?: WireError }).error;
+            } catch {
+              /* not JSON */
+            }
+            reject(
+              err ? XenodeError.fromWire(err) : new XenodeError('internal', `xenoded answered HTTP ${res.statusCode}`),
+            );
+          });
+          return;
+        }
+        let fd: number;
+        try {
+          fd = openSync(file, 'w', 0o600);
+        } catch (e) {
+          res.destroy();
+          reject(new XenodeError('not-found', `cannot write ${file}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`));
+          return;
+        }
+        let n = 0;
+        res.on('data', (c: Buffer) => {
+          writeSync(fd, c);
+          n += c.length;
+        });
+        res.on('end', () => {
+          closeSync(fd);
+          resolve(n);
+        });
+        res.on('error', (e) => {
+          closeSync(fd);
+          reject(e);
+        });
+      });
+      req.on('error', reject);
+      req.end();
+    });
   }
 
   /** POST a file as the raw request body (application/octet-stream), reporting bytes sent. */

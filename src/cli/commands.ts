@@ -14,13 +14,15 @@ import { FEATURE_COMMANDS } from './feature-commands.ts';
 import { formatInfo, formatList, formatUptimeTable, parseMemSizeMiB } from './format.ts';
 import { storeCommands } from './store-commands.ts';
 import { topCommand } from './top.ts';
+import { isDom0Ref, xlCommands } from './xl-commands.ts';
 
 const enc = encodeURIComponent;
 
 async function domainViews(c: ApiClient, refs: string[]): Promise<DomainView[]> {
   if (refs.length === 0) return c.get<DomainView[]>('/v1/domains');
+  // Domain-0 is the host, answered from /v1/info by the callers that show it.
   const out: DomainView[] = [];
-  for (const r of refs) out.push(await c.get<DomainView>(`/v1/domains/${enc(r)}`));
+  for (const r of refs.filter((x) => !isDom0Ref(x))) out.push(await c.get<DomainView>(`/v1/domains/${enc(r)}`));
   return out;
 }
 
@@ -92,7 +94,7 @@ A config without kernel= boots the default guest (built on first use).`,
       if (args.length === 0) {
         const who = await c.get<{ admin: boolean }>('/v1/whoami');
         if (who.admin) info = await c.get<HostInfo>('/v1/info');
-      }
+      } else if (args.some(isDom0Ref)) info = await c.get<HostInfo>('/v1/info');
       ctx.out(formatList(info, doms));
       return 0;
     },
@@ -182,6 +184,7 @@ A config without kernel= boots the default guest (built on first use).`,
     args: '<domain> <newname>',
     summary: 'Rename a domain',
     async run(ctx, [dom, name]) {
+      if (isDom0Ref(dom)) throw new XenodeError('permission', 'Domain-0 is the host and cannot be renamed');
       await ctx.client().post(`/v1/domains/${enc(dom)}/rename`, { name });
       return 0;
     },
@@ -192,6 +195,10 @@ A config without kernel= boots the default guest (built on first use).`,
     args: '<name>',
     summary: 'Convert a domain name to domain id',
     async run(ctx, [name]) {
+      if (name === 'Domain-0') {
+        ctx.out('0\n');
+        return 0;
+      }
       const doms = await ctx.client().get<DomainView[]>('/v1/domains');
       const d = doms.find((x) => x.name === name);
       if (!d)
@@ -209,6 +216,10 @@ A config without kernel= boots the default guest (built on first use).`,
     args: '<domid>',
     summary: 'Convert a domain id to domain name',
     async run(ctx, [id]) {
+      if (id === '0') {
+        ctx.out('Domain-0\n');
+        return 0;
+      }
       const doms = await ctx.client().get<DomainView[]>('/v1/domains');
       const d = doms.find((x) => String(x.domid) === id);
       if (!d)
@@ -226,7 +237,10 @@ A config without kernel= boots the default guest (built on first use).`,
     args: '[domains...]',
     summary: 'Print uptime for all/some domains',
     async run(ctx, args) {
-      ctx.out(formatUptimeTable(await domainViews(ctx.client(), args)));
+      const c = ctx.client();
+      const showDom0 = args.length === 0 ? (await c.get<{ admin: boolean }>('/v1/whoami')).admin : args.some(isDom0Ref);
+      const dom0 = showDom0 ? (await c.get<HostInfo>('/v1/info')).host_uptime : undefined;
+      ctx.out(formatUptimeTable(await domainViews(c, args), dom0));
       return 0;
     },
   },
@@ -273,6 +287,7 @@ A config without kernel= boots the default guest (built on first use).`,
     },
   },
   topCommand,
+  ...xlCommands,
   ...storeCommands,
   ...FEATURE_COMMANDS,
   {

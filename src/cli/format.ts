@@ -37,8 +37,10 @@ export function formatUptime(seconds: number): string {
   return days > 0 ? `${days} day${days > 1 ? 's' : ''}, ${hms}` : hms;
 }
 
-export function formatUptimeTable(doms: DomainView[]): string {
+/** `dom0Seconds`: the host's uptime, for a Domain-0 row first (as xl prints it). */
+export function formatUptimeTable(doms: DomainView[], dom0Seconds?: number): string {
   const lines = [`${'Name'.padEnd(33)} ${'ID'.padStart(4)} Uptime`];
+  if (dom0Seconds !== undefined) lines.push(`${'Domain-0'.padEnd(33)} ${'0'.padStart(4)} ${formatUptime(dom0Seconds)}`);
   for (const d of doms)
     lines.push(`${d.name.padEnd(33)} ${String(d.domid).padStart(4)} ${formatUptime(d.uptimeSeconds)}`);
   return `${lines.join('\n')}\n`;

@@ -5,6 +5,7 @@ import { errorMessage, XenodeError } from '../errors.ts';
 import { ApiClient } from './client.ts';
 import type { CmdContext } from './command-spec.ts';
 import { COMMANDS } from './commands.ts';
+import { missingCommandMessage } from './xl-commands.ts';
 
 export async function runCli(argv: string[]): Promise<number> {
   let client: ApiClient | undefined;
@@ -46,6 +47,15 @@ export async function runCli(argv: string[]): Promise<number> {
       if (name && !c) throw new XenodeError('usage', `command '${name}' not implemented`, { exitCode: 1 });
       (c ?? program).outputHelp();
     });
+  // A command Xenode lacks: say whether it is Xen-only or not there yet (xl exits 1).
+  const word = argv[0] ?? '';
+  if (!program.commands.some((c) => c.name() === word)) {
+    const missing = missingCommandMessage(word);
+    if (missing) {
+      process.stderr.write(`${missing}\n`);
+      return 1;
+    }
+  }
   try {
     await program.parseAsync(argv, { from: 'user' });
   } catch (e) {

@@ -11,6 +11,9 @@
 // placement keys are accepted and ignored since the backend is always Xenode's.
 // Xenode extension: I/O limit keys (bps=, iops_rd=, bps_max=, ...; QEMU's names,
 // see disk-throttle.ts); a spec without them parses exactly as before.
+// Xenode extension: `backendtype=xenode` serves the disk from Xenode's own
+// vhost-user backend process (src/backends/vhost-blk) instead of QEMU's block
+// layer; `backendtype=qdisk` (xl's name for QEMU) is the default. Raw disks only.
 
 import path from 'node:path';
 import { checkThrottle, takeThrottleItem } from './disk-throttle.ts';
@@ -26,7 +29,7 @@ export interface DiskParseOptions {
 const HINT = "e.g. 'file:/srv/web.img,xvda,w' or 'format=qcow2, vdev=xvda, access=rw, target=/srv/web.qcow2'";
 const VDEV_HINT = 'a vdev is xvdX[N], hdX[N], sdX[N], dNpM or a number, e.g. xvda';
 
-const IGNORED_PARAMS = new Set(['backend', 'backendtype', 'script', 'specification', 'grant_usage']);
+const IGNORED_PARAMS = new Set(['backend', 'script', 'specification', 'grant_usage']);
 const IGNORED_FLAGS = new Set(['direct-io-safe', 'discard', 'no-discard', 'trusted', 'untrusted']);
 const UNSUPPORTED_PARAMS = new Set(['colo-host', 'colo-port', 'colo-export', 'active-disk', 'hidden-disk']);
 const UNSUPPORTED_FLAGS = new Set(['colo', 'no-colo']);
@@ -47,6 +50,7 @@ interface State {
   hadPrefix: boolean;
   throttle: DiskThrottle;
   throttleSeen: Set<string>;
+  backendtype?: string;
 }
 
 function setFormat(st: State, value: string): void {
@@ -223,6 +227,12 @@ export function parseDiskSpec(spec: string, opts: DiskParseOptions): DiskSpec {
         else if (value === 'disk') st.cdrom = false;
         else throw configError(`unknown disk devtype '${value}'`, undefined, 'devtype is disk or cdrom');
         break;
+      case 'backendtype':
+        if (st.backendtype !== undefined && st.backendtype !== value) {
+          throw configError(`disk backendtype given twice ('${st.backendtype}' and '${value}')`, undefined, HINT);
+        }
+        st.backendtype = value;
+        break;
       default:
         if (takeThrottleItem(st.throttle, st.throttleSeen, key, value)) break;
         if (IGNORED_PARAMS.has(key)) warn(`disk parameter '${key}=' is ignored: Xenode always serves disks itself`);
@@ -264,5 +274,30 @@ export function parseDiskSpec(spec: string, opts: DiskParseOptions): DiskSpec {
     checkThrottle(st.throttle);
     out.throttle = st.throttle;
   }
+  if (st.backendtype !== undefined) backendType(out, st.backendtype, warn);
   return out;
+}
+
+const BACKEND_HINT = 'backendtype=xenode (Xenode\'s own backend) or qdisk (QEMU, the default): docs/disks.md';
+
+/** `backendtype=`: where the disk is served; xl's phy/tap/standalone have no meaning here. */
+function backendType(out: DiskSpec, value: string, warn: (msg: string) => void): void {
+  if (value === 'qdisk') return;
+  if (value === 'phy' || value === 'tap' || value === 'standalone') {
+    warn(`disk backendtype '${value}' is ignored: Xenode serves ${out.vdev} with QEMU (qdisk)`);
+    return;
+  }
+  if (value !== 'xenode') throw configError(`unknown disk backendtype '${value}'`, undefined, BACKEND_HINT);
+  const refuse = (why: string, hint: string) => {
+    throw configError(`${out.vdev}: backendtype=xenode ${why}`, undefined, hint);
+  };
+  if (out.devtype === 'cdrom') refuse('serves disks, not CD-ROMs', 'drop backendtype= for a CD-ROM');
+  if (out.format !== 'raw') refuse('serves raw images only', 'convert it: qemu-img convert -O raw IMAGE IMAGE.raw');
+  if (out.throttle) {
+    refuse(
+      'does not enforce I/O limits (QEMU\'s block layer, where they are applied, is not in its path)',
+      'drop the limit keys, or serve the disk with QEMU (backendtype=qdisk)',
+    );
+  }
+  out.backendtype = 'xenode';
 }

@@ -51,6 +51,7 @@ export const DiskSpecSchema = Type.Object(
     access: Type.Union([Type.Literal('rw'), Type.Literal('ro')]),
     devtype: Type.Union([Type.Literal('disk'), Type.Literal('cdrom')]),
     throttle: Type.Optional(DiskThrottleSchema),
+    backendtype: Type.Optional(Type.Literal('xenode')),
   },
   { additionalProperties: false },
 );

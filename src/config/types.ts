@@ -20,6 +20,8 @@ export interface DiskSpec {
   devtype: 'disk' | 'cdrom';
   /** I/O limits (Xenode's extension of the spec, src/config/disk-throttle.ts); absent = none. */
   throttle?: DiskThrottle;
+  /** `backendtype=xenode`: served by Xenode's own vhost-user backend process; absent = QEMU (qdisk). */
+  backendtype?: 'xenode';
 }
 
 /** A disk's limit keys, QEMU's throttle names: bytes/s, operations/s, burst rate and seconds. */

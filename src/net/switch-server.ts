@@ -6,6 +6,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
 import { AuditEngine } from './audit/engine.ts';
 import { parseRules, RulesError } from './audit/rules.ts';
+import { PcapWriter } from './capture.ts';
 import {
   type AddPortResult,
   CONTROL_VERSION,
@@ -20,7 +21,6 @@ import {
   type SwitchStats,
 } from './control-protocol.ts';
 import type { RateSpec } from './credit.ts';
-import { PcapWriter } from './capture.ts';
 import { HostLinkError } from './host-links.ts';
 import { SponsorIsolation, type SponsorPair } from './policy.ts';
 import { StreamPort } from './stream-port.ts';

@@ -53,7 +53,7 @@ function refuse(message: string, hint?: string): never {
 }
 
 /** A sponsor's host file, through the storage pools' gate; without one, none at all. */
-function sponsorFile(gates: readonly SponsorFileGate[], sponsor: string, path: string, use: FileUse): string {
+export function sponsorFile(gates: readonly SponsorFileGate[], sponsor: string, path: string, use: FileUse): string {
   const gate = gates[0];
   if (!gate)
     refuse(`${use.kind} '${path}' is not a volume of yours`, 'sponsors may use only volumes of their storage pools');

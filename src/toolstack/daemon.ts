@@ -2,7 +2,7 @@
 
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, freemem, hostname, release, totalmem, version } from 'node:os';
+import { cpus, freemem, hostname, release, totalmem, uptime, version } from 'node:os';
 import type { FastifyInstance } from 'fastify';
 import type { ApiContext } from '../api/context.ts';
 import { buildApi } from '../api/server.ts';
@@ -106,6 +106,7 @@ export async function startDaemon(o: DaemonOptions, storeFactory?: StoreFactory)
     xenode_version: XENODE_VERSION,
     daemon_pid: process.pid,
     daemon_uptime: (Date.now() - started) / 1000,
+    host_uptime: uptime(),
     domains: toolstack.list({ sponsor: 'admin', admin: true }).length,
   });
   const extraRoutes: NonNullable<ApiContext['extraRoutes']> = [...(store?.routes ?? [])];

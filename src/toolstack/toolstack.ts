@@ -630,7 +630,8 @@ export class Toolstack {
   rename(d: Domain, name: string): void {
     if (!NAME_RE.test(name)) throw new XenodeError('usage', `invalid domain name '${name}'`);
     if (name === d.name) return;
-    if ([...this.domains.values()].some((x) => x.name === name)) {
+    // Domain-0 is the host's own name in xl's tables (list, uptime, domid).
+    if (name === 'Domain-0' || [...this.domains.values()].some((x) => x.name === name)) {
       throw new XenodeError('conflict', `Can't rename domain '${d.name}': '${name}' is taken.`);
     }
     this.renameInternal(d, name);

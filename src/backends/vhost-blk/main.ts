@@ -61,10 +61,13 @@ async function main(): Promise<void> {
   const image = new RawImage(imagePath, process.argv.includes('--read-only'), direct);
   const device = new VhostBlkDevice(image, { serial: arg('--serial') ?? '', log });
   let firstCompletionAt: number | undefined;
+  const clients = new Set<Socket>();
   device.onComplete = () => {
     if (firstCompletionAt !== undefined) return;
     firstCompletionAt = Date.now();
     log(`first request completed at ${firstCompletionAt} (${firstCompletionAt - startedAt} ms after start)`);
+    // The supervisor counts a backend that served a request as healthy.
+    for (const c of clients) c.write(`${JSON.stringify(status())}\n`);
   };
   const server = new BlkServer({
     socketPath,
@@ -86,7 +89,6 @@ async function main(): Promise<void> {
   });
   if (controlPath) {
     if (existsSync(controlPath)) unlinkSync(controlPath);
-    const clients = new Set<Socket>();
     const ctl = createServer((s) => {
       clients.add(s);
       s.on('close', () => clients.delete(s));

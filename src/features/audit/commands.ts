@@ -111,7 +111,8 @@ export const auditCommands: CommandSpec[] = [
   {
     name: 'flows',
     args: '[action]',
-    summary: 'List the flow log (verify: check it for tampering; events: what the audit rules did; rotate: close the segment)',
+    summary:
+      'List the flow log (verify: check it for tampering; events: what the audit rules did; rotate: close the segment)',
     help:
       'One record per flow (5-tuple) per vif per window, newest last: packets and bytes each way, TCP flags, ' +
       'and the action a rule took. A sponsor sees only its own flows and events; `flows verify` (the admin) ' +
@@ -150,7 +151,9 @@ export const auditCommands: CommandSpec[] = [
         return 0;
       }
       if (action !== undefined)
-        throw new XenodeError('usage', `unknown flows action '${action}'`, { hint: 'xenode flows [verify|events|rotate]' });
+        throw new XenodeError('usage', `unknown flows action '${action}'`, {
+          hint: 'xenode flows [verify|events|rotate]',
+        });
       const q = new URLSearchParams();
       for (const k of ['sponsor', 'domain', 'port', 'since', 'until', 'limit']) {
         const v = opt(opts[k]);

@@ -31,6 +31,7 @@ import {
 } from '../../engine/disk-hotplug.ts';
 import { readThrottle, type ShareLimits, setOwnThrottle } from '../../engine/disk-throttle.ts';
 import type { QemuMachine } from '../../engine/qemu-machine.ts';
+import { vhostBlkArgs } from '../../engine/vhost-blk-args.ts';
 import { errorMessage, XenodeError } from '../../errors.ts';
 import type { Domain } from '../../toolstack/domain.ts';
 import type { DiskChainSource, IoCounters } from '../../toolstack/lifecycle-hooks.ts';
@@ -39,6 +40,7 @@ import type { LaunchContribution, PluginHost, ToolstackPlugin } from '../../tool
 import type { SponsorLimits, SponsorPolicy } from '../../toolstack/sponsors.ts';
 import { ControlStoreSink } from '../../toolstack/store-factory.ts';
 import type { Toolstack } from '../../toolstack/toolstack.ts';
+import { type BackendSpec, BlkBackendSupervisor, backendPaths } from './backend-supervisor.ts';
 import { registerBlockRoutes } from './routes.ts';
 import { type ShareDisk, SponsorShares } from './sponsor-share.ts';
 import { DiskStore, vbdBackendPath, XENBUS } from './store.ts';
@@ -69,6 +71,11 @@ function realTarget(t: string): string {
   }
 }
 
+/** Served by Xenode's backend process rather than by QEMU (`backendtype=xenode`). */
+export function servedByBackend(spec: DiskSpec): boolean {
+  return spec.backendtype === 'xenode';
+}
+
 /** The image exists, is usable as asked, and is the format the spec says. */
 export function checkImage(spec: DiskSpec): void {
   const t = spec.target;
@@ -78,6 +85,11 @@ export function checkImage(spec: DiskSpec): void {
     const st = statSync(t);
     if (st.isDirectory()) throw new XenodeError('config', `disk image '${t}' for ${spec.vdev} is a directory`);
     isFile = st.isFile();
+    if (!isFile && servedByBackend(spec)) {
+      throw new XenodeError('config', `${spec.vdev}: backendtype=xenode serves image files only ('${t}' is not one)`, {
+        hint: 'serve a block device with QEMU (drop backendtype=)',
+      });
+    }
   } catch (e) {
     if (e instanceof XenodeError) throw e;
     throw new XenodeError('not-found', `disk image '${t}' for ${spec.vdev} not found`, {
@@ -134,6 +146,16 @@ export class DiskPlugin implements ToolstackPlugin, DiskOps {
     () => this.sponsors,
     { warn: (m, domid) => this.log.warn(m, domid) },
   );
+  private hostLog?: DaemonLog;
+  /** The backend processes of `backendtype=xenode` disks. */
+  readonly backends = new BlkBackendSupervisor({
+    log: {
+      info: (m, domid) => this.hostLog?.info(m, domid),
+      warn: (m, domid) => this.hostLog?.warn(m, domid),
+      error: (m, domid) => this.hostLog?.error(m, domid),
+    },
+    report: (spec, r) => this.store.writeBackend(spec.domid, spec.devnum, r),
+  });
 
   constructor(private readonly chains?: DiskChainSource) {}
 
@@ -141,7 +163,10 @@ export class DiskPlugin implements ToolstackPlugin, DiskOps {
   private openDisks(): ShareDisk[] {
     const out: ShareDisk[] = [];
     for (const o of this.open.values()) {
-      for (const [devnum, spec] of o.disks) if (spec.target !== '') out.push({ d: o.d, devnum, spec });
+      // A backend-served disk has no throttle group in QEMU to hold a share.
+      for (const [devnum, spec] of o.disks) {
+        if (spec.target !== '' && !servedByBackend(spec)) out.push({ d: o.d, devnum, spec });
+      }
     }
     return out;
   }
@@ -155,6 +180,7 @@ export class DiskPlugin implements ToolstackPlugin, DiskOps {
 
   async start(host: PluginHost): Promise<void> {
     this.log = host.log;
+    this.hostLog = host.log;
     this.store = new DiskStore(host.store instanceof ControlStoreSink ? host.store.store : undefined, host.log);
     this.sponsors = host.sponsors;
     this.shares.start();
@@ -162,10 +188,21 @@ export class DiskPlugin implements ToolstackPlugin, DiskOps {
 
   async stop(): Promise<void> {
     this.shares.stop();
+    this.backends.close();
   }
 
   /** quota-set changed the sponsor's disk-bps / disk-iops: split them again now. */
   async onSponsorLimits(sponsor: string, limits: SponsorLimits): Promise<void> {
+    if (limits.diskBps !== undefined || limits.diskIops !== undefined) {
+      for (const o of this.open.values()) {
+        if (o.d.rec.sponsor !== sponsor) continue;
+        for (const spec of o.disks.values()) {
+          if (servedByBackend(spec)) {
+            this.log.warn(`${spec.vdev} (backendtype=xenode) is not limited by sponsor ${sponsor}'s aggregate`, o.d.domid);
+          }
+        }
+      }
+    }
     await this.shares.apply(sponsor, limits);
   }
 
@@ -186,17 +223,41 @@ export class DiskPlugin implements ToolstackPlugin, DiskOps {
     this.open.set(d.domid, { d, disks: new Map(pinned.map((p) => [p.devnum, p.spec])) });
     this.detaching.delete(d.domid);
     // Every image gets its throttle filters, limited or not, so limits can be set later at runtime.
+    const viaBackend = pinned.filter((p) => servedByBackend(p.spec));
+    if (viaBackend.length > 0) {
+      const agg = this.aggregateOf(d.rec.sponsor);
+      if (agg.bps !== undefined || agg.iops !== undefined) {
+        throw new XenodeError(
+          'config',
+          `${viaBackend[0]?.spec.vdev}: backendtype=xenode cannot be limited, and sponsor ${d.rec.sponsor}'s disks are (quota-set disk-bps/disk-iops)`,
+          { hint: 'serve the disk with QEMU (drop backendtype=xenode)' },
+        );
+      }
+    }
     const shares = await this.shares.reserve(
       d,
-      pinned.filter((p) => p.spec.target !== '').map((p) => ({ d, devnum: p.devnum, spec: p.spec })),
+      pinned
+        .filter((p) => p.spec.target !== '' && !servedByBackend(p.spec))
+        .map((p) => ({ d, devnum: p.devnum, spec: p.spec })),
       false,
     );
     const placed = pinned.map((p) => ({
       ...p,
       throttle: { own: p.spec.throttle ?? {}, share: shares.get(p.devnum) ?? {} },
     }));
+    // Backends first: QEMU waits for each vhost-user socket when it starts.
+    const vhost: Array<{ placed: PlacedDisk; socketPath: string }> = [];
+    try {
+      for (const p of placed.filter((x) => servedByBackend(x.spec))) {
+        await this.backends.ensure(this.backendSpec(d, p.devnum, p.spec));
+        vhost.push({ placed: p, socketPath: backendPaths(d.rec.runDir, p.devnum).socket });
+      }
+    } catch (e) {
+      this.backends.stop(d.domid);
+      throw new XenodeError('engine', errorMessage(e));
+    }
     return {
-      qemuArgs: diskArgs(placed, () => DEFAULT_DISK_IO),
+      qemuArgs: [...diskArgs(placed.filter((p) => !servedByBackend(p.spec)), () => DEFAULT_DISK_IO), ...vhostBlkArgs(vhost)],
       cmdline: dataDiskWords(d, placed),
     };
   }
@@ -206,8 +267,26 @@ export class DiskPlugin implements ToolstackPlugin, DiskOps {
     for (const spec of d.rec.config.disk) this.store.write(d.domid, devnumOf(spec), spec, XENBUS.connected);
   }
 
+  private backendSpec(d: Domain, devnum: number, spec: DiskSpec): BackendSpec {
+    return {
+      domid: d.domid,
+      devnum,
+      vdev: spec.vdev,
+      image: spec.target,
+      readOnly: spec.access === 'ro',
+      runDir: d.rec.runDir,
+    };
+  }
+
   async afterReattach(d: Domain, m: QemuMachine): Promise<void> {
     this.watch(d, m);
+    // Backends outlive a daemon: find each again, or start it if it died meanwhile (QEMU reconnects).
+    for (const spec of d.rec.config.disk) {
+      if (!servedByBackend(spec)) continue;
+      await this.backends.ensure(this.backendSpec(d, devnumOf(spec), spec)).catch((e: unknown) => {
+        this.log.warn(`disk backend of ${spec.vdev}: ${errorMessage(e)}`, d.domid);
+      });
+    }
     const open = new Map(d.rec.config.disk.map((s) => [devnumOf(s), s]));
     const ids = await peripheralIds(m);
     if (ids.has(DISK_BRIDGE_ID)) {
@@ -230,7 +309,7 @@ export class DiskPlugin implements ToolstackPlugin, DiskOps {
     for (const [devnum, spec] of open) this.store.write(d.domid, devnum, spec, XENBUS.connected);
     // The config is the truth: a daemon killed between writing it and telling QEMU tells QEMU now.
     for (const [devnum, spec] of open) {
-      if (spec.target === '') continue;
+      if (spec.target === '' || servedByBackend(spec)) continue;
       await setOwnThrottle(m, devnum, spec.vdev, spec.throttle ?? {}).catch((e: unknown) => {
         if (!(e instanceof XenodeError && e.kind === 'state')) this.log.warn(errorMessage(e), d.domid);
       });
@@ -239,6 +318,7 @@ export class DiskPlugin implements ToolstackPlugin, DiskOps {
   }
 
   async onTeardown(d: Domain): Promise<void> {
+    this.backends.stop(d.domid);
     this.shares.forget(d.domid);
     this.subs.get(d.domid)?.();
     this.subs.delete(d.domid);
@@ -334,6 +414,11 @@ export class DiskPlugin implements ToolstackPlugin, DiskOps {
   attach(d: Domain, spec: DiskSpec): Promise<BlockEntry> {
     return d.serial(async () => {
       const m = this.liveMachine(d);
+      if (servedByBackend(spec)) {
+        throw new XenodeError('config', `${spec.vdev}: backendtype=xenode disks cannot be hot-plugged yet`, {
+          hint: 'put the disk in the domain\'s disk=[...] and restart it, or attach it without backendtype=',
+        });
+      }
       const devnum = devnumOf(spec);
       const clash = d.rec.config.disk.find((s) => devnumOf(s) === devnum);
       if (clash) {
@@ -390,6 +475,11 @@ export class DiskPlugin implements ToolstackPlugin, DiskOps {
     const devnum = vdevNumber(ref);
     const spec = devnum === undefined ? undefined : d.rec.config.disk.find((s) => devnumOf(s) === devnum);
     if (devnum === undefined || !spec) throw new XenodeError('not-found', `Error: Device ${ref} not connected.`);
+    if (servedByBackend(spec)) {
+      throw new XenodeError('state', `${spec.vdev}: backendtype=xenode disks cannot be detached from a running domain yet`, {
+        hint: 'drop it from disk=[...] and restart the domain',
+      });
+    }
     const done = await d.serial(async () => {
       const m = this.liveMachine(d);
       if (!force && d.rec.state === 'paused') {
@@ -516,6 +606,11 @@ export class DiskPlugin implements ToolstackPlugin, DiskOps {
       if (devnum === undefined || !spec) throw new XenodeError('not-found', `Error: Device ${ref} not connected.`);
       if (spec.target === '') {
         throw new XenodeError('state', `${spec.vdev} is an empty CD-ROM: there is no image to limit`);
+      }
+      if (servedByBackend(spec)) {
+        throw new XenodeError('state', `${spec.vdev} is served by Xenode's backend (backendtype=xenode), which has no limits`, {
+          hint: 'serve the disk with QEMU (drop backendtype=) to limit it',
+        });
       }
       const m = this.liveMachine(d);
       const { throttle: _old, ...rest } = spec;

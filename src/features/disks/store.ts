@@ -49,8 +49,8 @@ export class DiskStore {
       w(`${be}/frontend-id`, String(domid));
       w(`${be}/params`, spec.target);
       w(`${be}/mode`, spec.access === 'ro' ? 'r' : 'w');
-      // libxl's name for a backend served by QEMU.
-      w(`${be}/type`, 'qdisk');
+      // libxl's name for a backend served by QEMU; Xenode's own for its backend process.
+      w(`${be}/type`, spec.backendtype === 'xenode' ? 'xenode' : 'qdisk');
       w(`${be}/format`, spec.format);
       w(`${be}/dev`, spec.vdev);
       w(`${be}/device-type`, spec.devtype);
@@ -58,6 +58,17 @@ export class DiskStore {
       w(`${be}/state`, String(state));
       // As in Xen, the frontend domain may read its backend's nodes.
       s.setPerms(TOOLSTACK, be, readOnlyPerms(domid));
+    });
+  }
+
+  /** A backend-served disk's process (backendtype=xenode): `xenode-backend/{state,pid,restarts}` under its backend node. */
+  writeBackend(domid: number, devnum: number, r: { state: string; pid?: number; restarts: number }): void {
+    this.guard(`vbd ${devnum} backend`, domid, (s) => {
+      const be = vbdBackendPath(domid, devnum);
+      if (s.tryRead(TOOLSTACK, be) === undefined) return;
+      s.write(TOOLSTACK, `${be}/xenode-backend/state`, r.state);
+      s.write(TOOLSTACK, `${be}/xenode-backend/pid`, r.pid === undefined ? '' : String(r.pid));
+      s.write(TOOLSTACK, `${be}/xenode-backend/restarts`, String(r.restarts));
     });
   }
 

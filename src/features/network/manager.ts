@@ -2,8 +2,10 @@
 // launch, switch ports, TAPs on Linux bridges, hotplug, counters and the
 // sponsor policy. The net plugin calls into this; the API routes too.
 
-import { existsSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, rmSync } from 'node:fs';
 import { isIPv4 } from 'node:net';
+import { join } from 'node:path';
 import type { VifSpec } from '../../config/types.ts';
 import { parseMac } from '../../config/vif.ts';
 import { chooseMachine } from '../../engine/machine.ts';
@@ -594,6 +596,31 @@ export class NetManager {
     await this.supervisor.setPolicy(this.allowPairs);
     this.log?.info(`network policy: ${a} <-> ${b} ${allowed ? 'allowed' : 'denied'}`);
     return this.allowPairs;
+  }
+
+  // ---- capture ----------------------------------------------------------------------
+
+  /**
+   * net-capture: start capturing vif `ref` of running domain `d` into a new
+   * file in its run directory; returns the file and the function that stops it.
+   */
+  async startCapture(d: Domain, ref: string, maxBytes: number): Promise<{ path: string; stop: () => Promise<void> }> {
+    const v = findVif(this.entry(d).vifs, ref);
+    this.running(d);
+    if (v.backend !== 'switch')
+      throw new XenodeError('state', `vif ${v.devid} is on bridge ${v.bridge}, outside Xenode's switch`, {
+        hint: 'capture on the bridge with tcpdump -i',
+      });
+    const path = join(d.rec.runDir, `capture-${v.devid}-${randomBytes(6).toString('hex')}.pcap`);
+    await this.supervisor.capture(v.ifname, path, maxBytes);
+    this.log?.info(`capture of vif ${v.devid} started`, d.domid);
+    return {
+      path,
+      stop: async () => {
+        await this.sup?.stopCapture(v.ifname).catch(() => undefined);
+        rmSync(path, { force: true });
+      },
+    };
   }
 
   // ---- audit (the audit feature's NetAuditLink) ----------------------------------
