@@ -5,6 +5,7 @@
 //   core      src/{config,engine,store,toolstack,api,cli}/ and src/*.ts
 //   features  src/features/<name>/   everything one feature adds
 //   switch    src/net/               the virtual switch, a program of its own
+//   backends  src/backends/vhost-blk/ the disk backend (vhost-user-blk), a program of its own
 //
 // The core never imports a feature, except the two lists of features
 // (src/toolstack/plugins.ts for the daemon, src/cli/feature-commands.ts for the
@@ -60,6 +61,22 @@ module.exports = {
       severity: 'error',
       from: { path: '^src/', pathNot: ['^src/(net|features/network)/'] },
       to: { path: '^src/net/' },
+    },
+    {
+      name: 'blk-backend-only-from-disks',
+      comment:
+        "The disk backend (src/backends/vhost-blk) is a program of its own; only the disks feature starts it, " +
+        'and nothing else imports it.',
+      severity: 'error',
+      from: { path: '^src/', pathNot: ['^src/(backends/vhost-blk|features/disks)/'] },
+      to: { path: '^src/backends/vhost-blk/' },
+    },
+    {
+      name: 'blk-backend-stands-alone',
+      comment: 'The disk backend imports nothing of Xenode outside its folder: it serves a guest, it runs no domain.',
+      severity: 'error',
+      from: { path: '^src/backends/vhost-blk/' },
+      to: { path: '^src/', pathNot: '^src/backends/vhost-blk/' },
     },
     {
       name: 'config-is-the-bottom',

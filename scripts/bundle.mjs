@@ -33,6 +33,7 @@ await build({
 });
 await build({ ...common, entryPoints: ['src/daemon-main.ts'], outfile: 'dist/xenoded.mjs' });
 await build({ ...common, entryPoints: ['src/net/switch-main.ts'], outfile: 'dist/xenode-switch.mjs' });
+await build({ ...common, entryPoints: ['src/backends/vhost-blk/main.ts'], outfile: 'dist/xenode-blk.mjs' });
 
 // bin/xenode-cli.cjs runs the bundle as a vm.Script, which has no loader for a
 // real import(): esbuild turns import() of bundled code into require(), but not of

@@ -78,6 +78,29 @@ describe('commands Xenode does not have', () => {
   });
 });
 
+describe('create -n (dry run)', () => {
+  it('needs no host file: missing files become warnings and the config is printed', async () => {
+    const cfg = host.writeConfig(
+      'dry.cfg',
+      'name = "dry"\nmemory = 128\nkernel = "/nonexistent/vmlinuz"\nramdisk = "/nonexistent/initrd"\ndisk = ["/nonexistent/disk.img,raw,xvda,rw"]\n',
+    );
+    const r = await host.xl(['create', '-n', cfg]);
+    assert.equal(r.code, 0, r.stderr);
+    const out = JSON.parse(r.stdout) as { name: string; kernel: string };
+    assert.equal(out.name, 'dry');
+    assert.equal(out.kernel, '/nonexistent/vmlinuz');
+    for (const f of ['vmlinuz', 'initrd', 'disk.img'])
+      assert.match(r.stderr, new RegExp(`warning: .*/nonexistent/${f}`));
+    assert.doesNotMatch(await host.ok(['list']), /^dry /m);
+  });
+
+  it('still refuses what is wrong in the config itself', async () => {
+    const r = await host.xl(['create', '-n', host.writeConfig('bad.cfg', 'name = "bad"\nmemory = "lots"\n')]);
+    assert.notEqual(r.code, 0);
+    assert.equal(r.stdout, '');
+  });
+});
+
 describe('Domain-0, answered as xl answers it', () => {
   it('domid Domain-0 is 0 and domname 0 is Domain-0', async () => {
     assert.equal((await host.ok(['domid', 'Domain-0'])).trim(), '0');
@@ -95,11 +118,41 @@ describe('Domain-0, answered as xl answers it', () => {
   it('uptime lists Domain-0 first with the host uptime, and uptime 0 alone', async () => {
     const all = (await host.ok(['uptime'])).trim().split('\n');
     assert.match(all[0], /^Name\s+ID Uptime$/);
-    assert.match(all[1], /^Domain-0\s+0 (\d+ days?, )?\d\d:\d\d:\d\d$/);
+    // xl: "%-33s %4d %s" with the hour as %2d (space-padded), e.g. "Domain-0  0  3:04:05".
+    assert.match(all[1], /^Domain-0 {29}0 (\d+ days?, )?[ \d]\d:\d\d:\d\d$/);
+    assert.match(all.find((l) => l.startsWith('xc1')) ?? '', /^xc1 {30}\s*\d+ [ \d]\d:\d\d:\d\d$/);
+    assert.doesNotMatch(all.join('\n'), / 0\d:\d\d:\d\d$/m);
     assert.ok(all.some((l) => /^xc1\s/.test(l)));
     const one = (await host.ok(['uptime', '0'])).trim().split('\n');
     assert.equal(one.length, 2);
     assert.match(one[1], /^Domain-0\s+0 /);
+  });
+
+  it('uptime -s prints xl short lines: time, up, name (id)', async () => {
+    const lines = (await host.ok(['uptime', '-s'])).trimEnd().split('\n');
+    assert.match(lines[0], /^ \d\d:\d\d:\d\d up (\d+ days?, )?[ \d]\d:\d\d, Domain-0 \(0\)$/);
+    assert.ok(
+      lines.some((l) => /^ \d\d:\d\d:\d\d up [ \d]\d:\d\d, xc1 \(\d+\)$/.test(l)),
+      lines.join('\n'),
+    );
+  });
+
+  it('list -v, -Z, -c and -n add the columns xl adds', async () => {
+    const header = 'Name                                        ID   Mem VCPUs\tState\tTime(s)';
+    let lines = (await host.ok(['list', '-v'])).split('\n');
+    assert.equal(lines[0], `${header}   UUID                            Reason-Code\tSecurity Label`);
+    assert.match(lines[1], /^Domain-0 .* 00000000-0000-0000-0000-000000000000 {8}- {16}-$/);
+    const row = lines.find((l) => l.startsWith('xc1 ')) ?? '';
+    assert.match(row, / [0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12} {8}- {16}-$/);
+    lines = (await host.ok(['list', '-Z'])).split('\n');
+    assert.equal(lines[0], `${header}   Security Label`);
+    assert.match(lines.find((l) => l.startsWith('xc1 ')) ?? '', /\.\d {16}-$/);
+    lines = (await host.ok(['list', '-c'])).split('\n');
+    assert.equal(lines[0], `${header}         Cpupool`);
+    assert.match(lines.find((l) => l.startsWith('xc1 ')) ?? '', /\.\d {10}Pool-0$/);
+    lines = (await host.ok(['list', '-n'])).split('\n');
+    assert.equal(lines[0], `${header} NODE Affinity`);
+    assert.match(lines.find((l) => l.startsWith('xc1 ')) ?? '', /\.\d all$/);
   });
 
   it('Domain-0 is refused as a rename target, and cannot be renamed', async () => {
@@ -236,6 +289,19 @@ describe('sysrq, trigger, qemu-monitor-command on a real guest', () => {
     assert.match(await host.ok(['qemu-monitor-command', 'xc1', 'info status']), /VM status: running/);
   });
 
+  it("save D FILE CFG and restore CFG FILE (xl's order) refuse the config file and change nothing", async () => {
+    const cfg = host.writeConfig('other.cfg', 'name = "other"\nmemory = 128\n');
+    const file = join(host.dir, 'xc1.save');
+    let r = await host.xl(['save', 'xc1', file, cfg]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /save with a config file is not supported/);
+    assert.equal(existsSync(file), false);
+    assert.match(await host.ok(['qemu-monitor-command', 'xc1', 'info status']), /VM status: running/);
+    r = await host.xl(['restore', cfg, file]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /restore with a config file is not supported/);
+  });
+
   it('trigger D reset resets the guest in place (it boots again)', async () => {
     const from = con.output.length;
     const r = await host.xl(['trigger', 'xc1', 'reset']);
@@ -253,5 +319,45 @@ describe('sysrq, trigger, qemu-monitor-command on a real guest', () => {
     const l = await host.xl(['list', 'xc1']);
     assert.equal(l.code, 1);
     assert.match(l.stderr, /invalid domain identifier/);
+  });
+});
+
+describe("a sponsor's own domain", () => {
+  it('takes trigger and sysrq from its sponsor, never a host file, the monitor or a core dump', async () => {
+    const made = await http('POST', '/v1/domains', alice, {
+      configText: 'name = "ac1"\nmemory = 160\ndisk = ["vdev=xvdc,devtype=cdrom,target="]\n',
+    });
+    assert.equal(made.status, 200, made.text);
+    const ac = await host.console('ac1');
+    await ac.expect(/XENODE-READY/, 120_000);
+    await ac.expect(/ac1:\/# /, 60_000);
+    let from = ac.output.length;
+    assert.equal((await http('POST', '/v1/domains/ac1/sysrq', alice, { key: 'h' })).status, 200);
+    await ac.expect(/sysrq: HELP :/, 30_000, from);
+    assert.equal((await http('POST', '/v1/domains/ac1/trigger', alice, { kind: 'nmi' })).status, 200);
+    assert.match(await ac.run('dmesg | grep "NMI received" | head -1'), /NMI received/);
+
+    const hostFile = host.writeConfig('host-secret.iso', 'HOST'.padEnd(4096, '.'));
+    const ins = await http('POST', '/v1/domains/ac1/cd-insert', alice, { vdev: 'xvdc', file: hostFile });
+    // The storage gate's answer: the same for a host file as for a missing one.
+    assert.equal(ins.status, 404, ins.text);
+    assert.match(ins.text, /is not a volume of yours/);
+    assert.doesNotMatch(await host.ok(['qemu-monitor-command', 'ac1', 'info block']), /host-secret/);
+    const mon = await http('POST', '/v1/domains/ac1/monitor', alice, { command: 'info status' });
+    assert.equal(mon.status, 403);
+    const core = join(host.dir, 'ac1.core');
+    assert.equal((await http('POST', '/v1/domains/ac1/dump-core', alice, { file: core })).status, 403);
+    assert.equal(existsSync(core), false);
+
+    // The worst moment: a trigger for a domain that is being destroyed is refused, never half done.
+    from = ac.output.length;
+    const [gone, late] = await Promise.all([
+      http('POST', '/v1/domains/ac1/destroy', alice),
+      http('POST', '/v1/domains/ac1/trigger', alice, { kind: 'nmi' }),
+    ]);
+    assert.equal(gone.status, 200);
+    assert.ok([200, 404, 409].includes(late.status), `late trigger: ${late.status} ${late.text}`);
+    ac.close();
+    assert.equal((await http('POST', '/v1/domains/ac1/trigger', alice, { kind: 'nmi' })).status, 404);
   });
 });

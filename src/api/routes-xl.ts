@@ -1,11 +1,11 @@
-// xl's trigger, button-press, sysrq, cd-insert/cd-eject and qemu-monitor-command as domain routes.
+// xl's trigger, button-press, sysrq, cd-insert/cd-eject, dump-core and qemu-monitor-command as domain routes.
 // The domain is looked up for the caller first, so another sponsor's domain is
 // a 404 like a missing one; the monitor is the admin's alone (it can do anything to QEMU).
 
 import type { FastifyInstance } from 'fastify';
 import { XenodeError } from '../errors.ts';
 import { cdEject, cdInsert } from '../toolstack/xl-cdrom.ts';
-import { isTriggerKind, monitorCommand, sysrq, TRIGGER_KINDS, trigger } from '../toolstack/xl-triggers.ts';
+import { dumpCore, isTriggerKind, monitorCommand, sysrq, TRIGGER_KINDS, trigger } from '../toolstack/xl-triggers.ts';
 import type { ApiContext } from './context.ts';
 
 interface DomParams {
@@ -52,6 +52,18 @@ export function registerXlRoutes(app: FastifyInstance, ctx: ApiContext): void {
     const { vdev } = body(req.body);
     if (typeof vdev !== 'string') throw new XenodeError('usage', 'cd-eject needs {"vdev": "xvdc"}');
     await cdEject(ts, d, vdev);
+    return { ok: true };
+  });
+
+  // The core is a host file written by the daemon: the admin's alone, refused before the lookup.
+  app.post<{ Params: DomParams; Body: unknown }>('/v1/domains/:dom/dump-core', async (req) => {
+    if (!req.principal.admin)
+      throw new XenodeError('permission', 'only the admin may dump a domain core (it is written to a host file)');
+    const d = ts.find(req.params.dom, req.principal);
+    const { file } = body(req.body);
+    if (typeof file !== 'string') throw new XenodeError('usage', 'dump-core needs {"file": PATH}');
+    await dumpCore(d, file);
+    ctx.log.info(`core dumped to ${file}`, d.domid);
     return { ok: true };
   });
 

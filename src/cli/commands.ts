@@ -14,7 +14,7 @@ import { FEATURE_COMMANDS } from './feature-commands.ts';
 import { formatInfo, formatList, formatUptimeTable, parseMemSizeMiB } from './format.ts';
 import { storeCommands } from './store-commands.ts';
 import { topCommand } from './top.ts';
-import { isDom0Ref, xlCommands } from './xl-commands.ts';
+import { dryRunFileCheck, isDom0Ref, xlCommands } from './xl-commands.ts';
 
 const enc = encodeURIComponent;
 
@@ -48,8 +48,11 @@ A config without kernel= boots the default guest (built on first use).`,
       if (!file && overrides.length === 0)
         throw new XenodeError('usage', "'xenode create' requires a config file or key=value arguments");
       if (file && !opts.quiet) ctx.err(`Parsing config from ${file}\n`);
-      const { config, warnings } = loadConfigFile(file ?? '/dev/null', overrides, {});
-      for (const w of warnings) ctx.err(`warning: ${w}\n`);
+      const fileWarnings: string[] = [];
+      // A dry run needs no host file: what is missing is a warning, as with xl create -n.
+      const fileCheck = opts.dryRun ? dryRunFileCheck((m) => fileWarnings.push(m)) : undefined;
+      const { config, warnings } = loadConfigFile(file ?? '/dev/null', overrides, { fileCheck });
+      for (const w of [...warnings, ...fileWarnings]) ctx.err(`warning: ${w}\n`);
       if (opts.dryRun) {
         ctx.out(`${configToJson(config)}\n`);
         return 0;
@@ -75,7 +78,13 @@ A config without kernel= boots the default guest (built on first use).`,
     example: 'xenode list',
     args: '[domains...]',
     summary: 'List information about all/some domains',
-    options: [{ flags: '-l, --long', help: 'output all domain details as JSON' }],
+    options: [
+      { flags: '-l, --long', help: 'output all domain details as JSON' },
+      { flags: '-v, --verbose', help: 'also the UUID, shutdown reason code and security label' },
+      { flags: '-Z, --context', help: 'also the security label (always - : no XSM here)' },
+      { flags: '-c, --cpupool', help: 'also the CPU pool (one pool, Pool-0)' },
+      { flags: '-n, --numa', help: 'also the NUMA node affinity' },
+    ],
     async run(ctx, args, opts) {
       const c = ctx.client();
       const doms = await domainViews(c, args);
@@ -95,7 +104,14 @@ A config without kernel= boots the default guest (built on first use).`,
         const who = await c.get<{ admin: boolean }>('/v1/whoami');
         if (who.admin) info = await c.get<HostInfo>('/v1/info');
       } else if (args.some(isDom0Ref)) info = await c.get<HostInfo>('/v1/info');
-      ctx.out(formatList(info, doms));
+      ctx.out(
+        formatList(info, doms, {
+          verbose: opts.verbose === true,
+          context: opts.context === true,
+          cpupool: opts.cpupool === true,
+          numa: opts.numa === true,
+        }),
+      );
       return 0;
     },
   },
@@ -236,11 +252,12 @@ A config without kernel= boots the default guest (built on first use).`,
     example: 'xenode uptime',
     args: '[domains...]',
     summary: 'Print uptime for all/some domains',
-    async run(ctx, args) {
+    options: [{ flags: '-s, --short', help: "short lines, as uptime(1): ' HH:MM:SS up H:MM, name (id)'" }],
+    async run(ctx, args, opts) {
       const c = ctx.client();
       const showDom0 = args.length === 0 ? (await c.get<{ admin: boolean }>('/v1/whoami')).admin : args.some(isDom0Ref);
       const dom0 = showDom0 ? (await c.get<HostInfo>('/v1/info')).host_uptime : undefined;
-      ctx.out(formatUptimeTable(await domainViews(c, args), dom0));
+      ctx.out(formatUptimeTable(await domainViews(c, args), dom0, opts.short === true));
       return 0;
     },
   },

@@ -15,10 +15,14 @@ export function dom0Row(info: HostInfo): string {
   return listRow('Domain-0', 0, info.total_memory, info.nr_cpus, 'r-----', 0);
 }
 
-export function formatList(info: HostInfo | undefined, doms: DomainView[]): string {
-  const lines = [listHeader()];
-  if (info) lines.push(dom0Row(info));
-  for (const d of doms) lines.push(listRow(d.name, d.domid, d.memMiB, d.vcpus, d.stateLetters, d.cpuSeconds));
+export function formatList(info: HostInfo | undefined, doms: DomainView[], cols: ListColumns = {}): string {
+  const lines = [listHeader() + extraHeader(cols)];
+  if (info) lines.push(dom0Row(info) + extraCells(cols, '00000000-0000-0000-0000-000000000000', 'r-----'));
+  for (const d of doms)
+    lines.push(
+      listRow(d.name, d.domid, d.memMiB, d.vcpus, d.stateLetters, d.cpuSeconds) +
+        extraCells(cols, d.uuid, d.stateLetters),
+    );
   return `${lines.join('\n')}\n`;
 }
 
@@ -26,24 +30,63 @@ function two(n: number): string {
   return String(n).padStart(2, '0');
 }
 
-/** `[D day(s), ]HH:MM:SS` as in xl uptime. */
-export function formatUptime(seconds: number): string {
+/** `[D day(s), ]H:MM:SS` as in xl uptime (the hour space-padded to two, `%2d`); `short`: no seconds. */
+export function formatUptime(seconds: number, short = false): string {
   const s = Math.floor(seconds);
   const days = Math.floor(s / 86400);
   const h = Math.floor((s % 86400) / 3600);
   const m = Math.floor((s % 3600) / 60);
   const sec = s % 60;
-  const hms = `${two(h)}:${two(m)}:${two(sec)}`;
+  const hms = `${String(h).padStart(2)}:${two(m)}${short ? '' : `:${two(sec)}`}`;
   return days > 0 ? `${days} day${days > 1 ? 's' : ''}, ${hms}` : hms;
 }
 
-/** `dom0Seconds`: the host's uptime, for a Domain-0 row first (as xl prints it). */
-export function formatUptimeTable(doms: DomainView[], dom0Seconds?: number): string {
+/** `dom0Seconds`: the host's uptime, for a Domain-0 row first (as xl prints it); `short`: xl uptime -s. */
+export function formatUptimeTable(doms: DomainView[], dom0Seconds?: number, short = false): string {
+  const rows: Array<[string, number, number]> = [];
+  if (dom0Seconds !== undefined) rows.push(['Domain-0', 0, dom0Seconds]);
+  for (const d of doms) rows.push([d.name, d.domid, d.uptimeSeconds]);
+  if (short) {
+    const now = new Date();
+    const clock = `${two(now.getHours())}:${two(now.getMinutes())}:${two(now.getSeconds())}`;
+    return rows.map(([name, id, up]) => ` ${clock} up ${formatUptime(up, true)}, ${name} (${id})\n`).join('');
+  }
   const lines = [`${'Name'.padEnd(33)} ${'ID'.padStart(4)} Uptime`];
-  if (dom0Seconds !== undefined) lines.push(`${'Domain-0'.padEnd(33)} ${'0'.padStart(4)} ${formatUptime(dom0Seconds)}`);
-  for (const d of doms)
-    lines.push(`${d.name.padEnd(33)} ${String(d.domid).padStart(4)} ${formatUptime(d.uptimeSeconds)}`);
+  for (const [name, id, up] of rows) lines.push(`${name.padEnd(33)} ${String(id).padStart(4)} ${formatUptime(up)}`);
   return `${lines.join('\n')}\n`;
+}
+
+/** xl list's shutdown reason codes (libxl_shutdown_reason), by the fifth state letter. */
+const REASON_CODE: Record<string, number> = { '-': 0, r: 1, s: 2, c: 3, w: 4, S: 5 };
+
+export interface ListColumns {
+  verbose?: boolean;
+  context?: boolean;
+  cpupool?: boolean;
+  numa?: boolean;
+}
+
+/** The columns xl list -v / -Z / -c / -n add after Time(s), header and rows. */
+function extraHeader(c: ListColumns): string {
+  let h = '';
+  if (c.verbose) h += '   UUID                            Reason-Code\tSecurity Label';
+  else if (c.context) h += '   Security Label';
+  if (c.cpupool) h += '         Cpupool';
+  if (c.numa) h += ' NODE Affinity';
+  return h;
+}
+
+function extraCells(c: ListColumns, uuid: string, letters: string): string {
+  let s = '';
+  if (c.verbose) {
+    const reason = letters[3] === 's' ? (REASON_CODE[letters[4] ?? '-'] ?? 0).toString(16) : '-';
+    s += ` ${uuid} ${reason.padStart(8)}`;
+  }
+  // No XSM/FLASK here: every domain's label is '-'; one pool; one NUMA node set.
+  if (c.verbose || c.context) s += ` ${'-'.padStart(16)}`;
+  if (c.cpupool) s += 'Pool-0'.padStart(16);
+  if (c.numa) s += ' all';
+  return s;
 }
 
 export function formatInfo(info: HostInfo): string {

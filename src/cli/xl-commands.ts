@@ -1,7 +1,10 @@
 // xl's trigger, button-press, sysrq, cd-insert/cd-eject and qemu-monitor-command, and the answer
 // for the xl subcommands Xenode does not have.
 
+import { constants } from 'node:fs';
 import { resolve } from 'node:path';
+import { checkKernel, checkReadableFile } from '../config/files.ts';
+import type { FileCheck } from '../config/validate.ts';
 import { XenodeError } from '../errors.ts';
 import type { CommandSpec } from './command-spec.ts';
 
@@ -75,6 +78,16 @@ The vcpu argument is accepted for xl compatibility; an NMI goes to every vCPU.`,
     },
   },
   {
+    name: 'dump-core',
+    example: 'xenode dump-core web1 /var/tmp/web1.core',
+    args: '<domain> <file>',
+    summary: "Write a domain's memory to a file as an ELF core (admin only; the guest pauses meanwhile)",
+    async run(ctx, [dom, file]) {
+      await ctx.client().post(`/v1/domains/${enc(dom)}/dump-core`, { file: resolve(file) });
+      return 0;
+    },
+  },
+  {
     name: 'qemu-monitor-command',
     example: "xenode qemu-monitor-command web1 'info status'",
     args: '<domain> <command>',
@@ -98,10 +111,7 @@ const HYPERVISOR_ONLY: RegExp[] = [
 ];
 
 /** xl subcommands that could exist on a QEMU host and that Xenode does not have yet. */
-const NOT_YET: RegExp[] = [
-  /^pci-(attach|detach|list)$/,
-  /^(vncviewer|vm-list|config-update|remus|dump-core|migrate-receive)$/,
-];
+const NOT_YET: RegExp[] = [/^pci-(attach|detach|list)$/, /^(vncviewer|vm-list|config-update|remus|migrate-receive)$/];
 
 /**
  * The message for a command not in the table, or undefined when `name` is not
@@ -118,4 +128,27 @@ export function missingCommandMessage(name: string): string | undefined {
 /** The host's own entry in xl's tables: id 0, name Domain-0. */
 export function isDom0Ref(ref: string): boolean {
   return ref === '0' || ref === 'Domain-0';
+}
+
+/**
+ * `create -n` as xl's: the host's file checks, each failure a warning, so a
+ * config can be checked on a machine that does not hold its files.
+ */
+export function dryRunFileCheck(warn: (m: string) => void): FileCheck {
+  const loc = { file: '<dry-run>', line: 0, column: 0 };
+  return (kind, path, write) => {
+    try {
+      if (kind === 'kernel') checkKernel(path, loc);
+      else if (kind === 'device_model_override') checkReadableFile('device model', path, loc, constants.X_OK);
+      else
+        checkReadableFile(
+          kind === 'disk' ? 'disk target' : 'ramdisk file',
+          path,
+          loc,
+          write ? constants.R_OK | constants.W_OK : constants.R_OK,
+        );
+    } catch (e) {
+      warn(`${kind} ${path}: ${e instanceof Error ? e.message : String(e)}`);
+    }
+  };
 }

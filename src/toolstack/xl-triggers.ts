@@ -1,7 +1,9 @@
-// xl's trigger, button-press, sysrq and qemu-monitor-command on a running domain.
+// xl's trigger, button-press, sysrq, dump-core and qemu-monitor-command on a running domain.
 // Power goes through the toolstack's shutdown (ACPI button, on_poweroff then
 // applies); the rest acts on the machine directly, one action at a time per domain.
 
+import { existsSync, statSync } from 'node:fs';
+import { dirname, isAbsolute } from 'node:path';
 import { HMP_MAX_CHARS, isSysrqKey, MachineTriggers } from '../engine/triggers.ts';
 import { XenodeError } from '../errors.ts';
 import type { Domain } from './domain.ts';
@@ -54,4 +56,17 @@ export async function monitorCommand(d: Domain, line: string): Promise<string> {
   if (line.length === 0 || line.length > HMP_MAX_CHARS)
     throw new XenodeError('usage', `monitor command must be 1 to ${HMP_MAX_CHARS} characters`);
   return d.serial(() => new MachineTriggers(liveMachine(d)).humanMonitor(line));
+}
+
+/** Longest a core dump may take: a large guest's RAM written to a slow disk. */
+const DUMP_TIMEOUT_MS = 30 * 60_000;
+
+/** The guest's memory as an ELF core at `file`, a host path (the admin's alone: the route checks). */
+export async function dumpCore(d: Domain, file: string): Promise<void> {
+  if (!isAbsolute(file) || file.length > 4096) throw new XenodeError('usage', 'dump-core needs an absolute file path');
+  if (!existsSync(dirname(file)) || !statSync(dirname(file)).isDirectory())
+    throw new XenodeError('not-found', `no such directory: ${dirname(file)}`);
+  if (existsSync(file) && !statSync(file).isFile())
+    throw new XenodeError('usage', `${file} exists and is not a regular file`, { exitCode: 1 });
+  await d.serial(() => liveMachine(d).dumpGuestMemory(file, DUMP_TIMEOUT_MS));
 }

@@ -265,6 +265,15 @@ export class DiskPlugin implements ToolstackPlugin, DiskOps {
   async afterLaunch(d: Domain, m: QemuMachine): Promise<void> {
     this.watch(d, m);
     for (const spec of d.rec.config.disk) this.store.write(d.domid, devnumOf(spec), spec, XENBUS.connected);
+    this.writeBackendReports(d);
+  }
+
+  /** The store learns of each backend once the disk's nodes exist (afterwards the supervisor reports). */
+  private writeBackendReports(d: Domain): void {
+    for (const spec of d.rec.config.disk) {
+      const r = servedByBackend(spec) ? this.backends.report(d.domid, devnumOf(spec)) : undefined;
+      if (r) this.store.writeBackend(d.domid, devnumOf(spec), r);
+    }
   }
 
   private backendSpec(d: Domain, devnum: number, spec: DiskSpec): BackendSpec {
@@ -307,6 +316,7 @@ export class DiskPlugin implements ToolstackPlugin, DiskOps {
     }
     this.open.set(d.domid, { d, disks: open });
     for (const [devnum, spec] of open) this.store.write(d.domid, devnum, spec, XENBUS.connected);
+    this.writeBackendReports(d);
     // The config is the truth: a daemon killed between writing it and telling QEMU tells QEMU now.
     for (const [devnum, spec] of open) {
       if (spec.target === '' || servedByBackend(spec)) continue;

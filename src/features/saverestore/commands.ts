@@ -96,7 +96,7 @@ function positive(v: string | boolean | undefined, what: string): number | undef
 const save: CommandSpec = {
   name: 'save',
   example: 'xenode save web1 /var/lib/xenode/save/web1.save',
-  args: '<domain> <file>',
+  args: '<domain> <file> [cfg]',
   summary: 'Save a domain to a file (then destroy it, unless -c or -p)',
   help: `The guest is stopped while its state is written, so the file is consistent.
 The file holds the config, the control-store subtree, metadata, the console
@@ -105,7 +105,8 @@ tail and QEMU's machine state, each checksummed. Disk images are not copied.`,
     { flags: '-c, --checkpoint', help: 'leave the domain running after saving (checkpoint)' },
     { flags: '-p, --paused', help: 'leave the domain paused after saving' },
   ],
-  async run(ctx, [dom, file], opts) {
+  async run(ctx, [dom, file, cfg], opts) {
+    if (cfg !== undefined) throw configFileRefusal('save');
     const c = ctx.client();
     const d = await c.get<DomainView>(`/v1/domains/${enc(dom)}`);
     const path = resolve(file);
@@ -127,18 +128,34 @@ tail and QEMU's machine state, each checksummed. Disk images are not copied.`,
 
 const KEY_VALUE = /^[A-Za-z_][A-Za-z0-9_.]*\s*\+?=/;
 
+/**
+ * xl's `save D FILE CFG` / `restore CFG FILE` replace the saved config by CFG;
+ * here the saved machine state fixes most keys, so a config file is refused
+ * rather than half applied.
+ */
+function configFileRefusal(cmd: 'save' | 'restore'): XenodeError {
+  return new XenodeError('usage', `${cmd} with a config file is not supported`, {
+    hint: 'restore takes key=value overrides instead: name, uuid, on_*, cpus, cpu_weight, cap, disk, vif',
+    exitCode: 1,
+  });
+}
+
 const restore: CommandSpec = {
   name: 'restore',
   example: 'xenode restore /var/lib/xenode/save/web1.save name=web1-copy',
   args: '[args...]',
   summary: 'Restore a domain from a save file',
   help: `Usage: xenode restore [-p] <file> [key=value ...]
+xl's restore [CFG] FILE is recognised; a config file (CFG) is refused: use key=value.
 Every section's checksum, the format version and the disk images are checked
 before QEMU starts. key=value overrides the saved config: name, uuid, on_*,
 cpus, cpu_weight, cap, and disk=/vif= with the same devices.`,
   options: [{ flags: '-p, --paused', help: 'leave the domain paused after restoring' }],
   async run(ctx, args, opts) {
-    const file = args.find((a) => !KEY_VALUE.test(a));
+    const bare = args.filter((a) => !KEY_VALUE.test(a));
+    // xl's order is [CFG] FILE: two bare arguments are a config file and then the save file.
+    if (bare.length > 1) throw configFileRefusal('restore');
+    const file = bare[0];
     if (!file) throw new XenodeError('usage', "'xenode restore' requires a save file");
     const overrides = args.filter((a) => a !== file);
     const path = resolve(file);
