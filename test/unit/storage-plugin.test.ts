@@ -196,7 +196,14 @@ describe('storage plugin', () => {
     const blockdev = async (sponsor: string) => {
       const c = await diskPlugin(plugin.fileGate).beforeLaunch(domain(sponsor, [spec]));
       const args = c?.qemuArgs ?? [];
-      return JSON.parse(args[args.indexOf('-blockdev') + 1] as string) as { backing?: unknown };
+      // The image node sits under the disk's throttle filter nodes (disk limits, issue 16).
+      let node = JSON.parse(args[args.indexOf('-blockdev') + 1] as string) as {
+        driver: string;
+        file?: unknown;
+        backing?: unknown;
+      };
+      while (node.driver === 'throttle') node = node.file as typeof node;
+      return node;
     };
     const pinned = (await blockdev('alice')).backing as { driver: string; file: { filename: string } };
     assert.deepEqual([pinned.driver, pinned.file.filename], ['raw', base3.path]);
