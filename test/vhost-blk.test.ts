@@ -151,7 +151,10 @@ describe('backendtype=xenode: the config', () => {
       assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
     }
     // The same disk without backendtype, and with qdisk, is accepted.
-    const ok = host.writeConfig('ok.cfg', `name = "ok"\nmemory = 128\ndisk = [ "${img('r.img')},raw,xvdb,rw,backendtype=qdisk" ]\n`);
+    const ok = host.writeConfig(
+      'ok.cfg',
+      `name = "ok"\nmemory = 128\ndisk = [ "${img('r.img')},raw,xvdb,rw,backendtype=qdisk" ]\n`,
+    );
     const r = await host.xl(['create', '-n', ok]);
     assert.equal(r.code, 0, r.stderr);
     assert.doesNotMatch(r.stdout, /backendtype/);
@@ -228,7 +231,11 @@ describe('backendtype=xenode: a guest writing while its backend is killed', () =
     const before = await rounds();
     await until('rounds after the last kill', async () => ((await rounds()) > before ? true : undefined), 120_000);
     await con.run('touch /tmp/stop');
-    await until('the loop to end', async () => ((await con.run('tail -1 /tmp/log')) === 'FINISHED' ? true : undefined), 120_000);
+    await until(
+      'the loop to end',
+      async () => ((await con.run('tail -1 /tmp/log')) === 'FINISHED' ? true : undefined),
+      120_000,
+    );
     const bad = await con.run('grep -c BAD /tmp/log || true');
     const ok = Number(await con.run('grep -c OK /tmp/log'));
     assert.equal(bad, '0', `checksums failed: ${await con.run('grep BAD /tmp/log | head')}`);
@@ -249,7 +256,10 @@ describe('backendtype=xenode: a guest writing while its backend is killed', () =
     assert.match(await host.ok(['list', 'vb1']), /vb1\s+\d+\s+256\s+1\s+(r-----|-b----)/);
     const be = `/local/domain/0/backend/vbd/${id}/${XVDB}`;
     assert.equal(await storeRead(`${be}/xenode-backend/restarts`), String(KILLS));
-    assert.match(await host.ok(['dmesg']), new RegExp(`disk backend of xvdb \\(pid \\d+\\) exited; restarting it \\(restart ${KILLS}\\)`));
+    assert.match(
+      await host.ok(['dmesg']),
+      new RegExp(`disk backend of xvdb \\(pid \\d+\\) exited; restarting it \\(restart ${KILLS}\\)`),
+    );
     gaps.sort((a, b) => a - b);
     console.log(
       `# ${KILLS} kills, ${ok} verified rounds, ${resubmitted} requests resubmitted from the inflight region; ` +
@@ -283,7 +293,9 @@ describe('backendtype=xenode: a guest writing while its backend is killed', () =
     rmSync(img('data.img'));
     process.kill(st.pid, 'SIGKILL');
     const be = `/local/domain/0/backend/vbd/${id}/${XVDB}`;
-    await until('give-up', async () => ((await storeRead(`${be}/xenode-backend/state`)) === 'failed' ? true : undefined));
+    await until('give-up', async () =>
+      (await storeRead(`${be}/xenode-backend/state`)) === 'failed' ? true : undefined,
+    );
     assert.match(await host.ok(['dmesg']), /disk backend of xvdb given up: .* 5 times in a row/);
     const pidsNow = backendPids();
     await new Promise((r) => setTimeout(r, 3000));
@@ -293,7 +305,10 @@ describe('backendtype=xenode: a guest writing while its backend is killed', () =
 
   it('destroy stops the domain’s backends', async () => {
     execFileSync('truncate', ['-s', '16M', img('d2.img')]);
-    const cfg = host.writeConfig('vb2.cfg', `name = "vb2"\nmemory = 128\ndisk = [ "${img('d2.img')},raw,xvdb,ro,backendtype=xenode" ]\n`);
+    const cfg = host.writeConfig(
+      'vb2.cfg',
+      `name = "vb2"\nmemory = 128\ndisk = [ "${img('d2.img')},raw,xvdb,ro,backendtype=xenode" ]\n`,
+    );
     assert.equal((await host.xl(['create', cfg])).code, 0);
     const id2 = await domid('vb2');
     const st = await until('vb2 backend', () => backendStatus(id2));

@@ -278,7 +278,7 @@ export function parseDiskSpec(spec: string, opts: DiskParseOptions): DiskSpec {
   return out;
 }
 
-const BACKEND_HINT = 'backendtype=xenode (Xenode\'s own backend) or qdisk (QEMU, the default): docs/disks.md';
+const BACKEND_HINT = "backendtype=xenode (Xenode's own backend) or qdisk (QEMU, the default): docs/disks.md";
 
 /** `backendtype=`: where the disk is served; xl's phy/tap/standalone have no meaning here. */
 function backendType(out: DiskSpec, value: string, warn: (msg: string) => void): void {
@@ -295,7 +295,7 @@ function backendType(out: DiskSpec, value: string, warn: (msg: string) => void):
   if (out.format !== 'raw') refuse('serves raw images only', 'convert it: qemu-img convert -O raw IMAGE IMAGE.raw');
   if (out.throttle) {
     refuse(
-      'does not enforce I/O limits (QEMU\'s block layer, where they are applied, is not in its path)',
+      "does not enforce I/O limits (QEMU's block layer, where they are applied, is not in its path)",
       'drop the limit keys, or serve the disk with QEMU (backendtype=qdisk)',
     );
   }

@@ -424,7 +424,7 @@ describe('disk specs', () => {
 
   it('warns about ignored parameters and about rw cdroms', () => {
     const warnings: string[] = [];
-    parseDiskSpec('backendtype=qdisk, script=block-x, /a,raw,xvda,w', { ...base, warn: (m) => warnings.push(m) });
+    parseDiskSpec('backendtype=phy, script=block-x, /a,raw,xvda,w', { ...base, warn: (m) => warnings.push(m) });
     parseDiskSpec('/cd.iso,raw,hdc,rw,cdrom', { ...base, warn: (m) => warnings.push(m) });
     assert.equal(warnings.length, 3);
     assert.match(warnings[2] ?? '', /cdrom hdc is read-only/);

@@ -403,12 +403,23 @@ describe('vhost-blk: what a hostile guest sends', () => {
   it('rings outside guest memory and bad sizes are refused when the queue starts', () => {
     const g = new Guest();
     assert.throws(
-      () => new SplitQueue(g.mem, QSIZE, { desc: 1, avail: UVA, used: UVA }, { eventIdx: false, indirect: true, lastAvail: 0 }),
+      () =>
+        new SplitQueue(
+          g.mem,
+          QSIZE,
+          { desc: 1, avail: UVA, used: UVA },
+          { eventIdx: false, indirect: true, lastAvail: 0 },
+        ),
       QueueBroken,
     );
     assert.throws(
       () =>
-        new SplitQueue(g.mem, 6, { desc: UVA, avail: UVA, used: UVA }, { eventIdx: false, indirect: true, lastAvail: 0 }),
+        new SplitQueue(
+          g.mem,
+          6,
+          { desc: UVA, avail: UVA, used: UVA },
+          { eventIdx: false, indirect: true, lastAvail: 0 },
+        ),
       QueueBroken,
     );
     assert.throws(
@@ -449,7 +460,6 @@ describe('vhost-blk: notifications and the inflight region', () => {
 
   it('a restarted backend serves again what was taken and not completed, oldest first', async () => {
     const g = new Guest();
-    const img = new FakeImage(8 * 512);
     const region = new Uint8Array(inflightQueueSize(QSIZE));
     const inf = new InflightQueue(region, QSIZE);
     const q = g.queue({ inflight: inf });

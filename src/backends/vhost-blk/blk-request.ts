@@ -112,7 +112,8 @@ function range(sector: bigint, bytes: number, size: number): number | undefined 
  */
 export async function serveRequest(chain: Chain, image: BlockImage, o: BlkOptions): Promise<BlkResult> {
   const status = chain.statusByte;
-  if (!status) return { status: VIRTIO_BLK_S_IOERR, written: 0, error: 'request without a status byte in guest memory' };
+  if (!status)
+    return { status: VIRTIO_BLK_S_IOERR, written: 0, error: 'request without a status byte in guest memory' };
   let r: BlkResult;
   try {
     r = chain.bad ? fail(VIRTIO_BLK_S_IOERR, chain.bad) : await carryOut(chain, image, o);
@@ -136,7 +137,8 @@ async function carryOut(chain: Chain, image: BlockImage, o: BlkOptions): Promise
     case VIRTIO_BLK_T_IN: {
       if (intoLen % SECTOR !== 0) return fail(VIRTIO_BLK_S_IOERR, `read of ${intoLen} bytes (not whole sectors)`);
       const pos = range(sector, intoLen, image.size);
-      if (pos === undefined) return fail(VIRTIO_BLK_S_IOERR, `read of ${intoLen} bytes at sector ${sector}: past the end`);
+      if (pos === undefined)
+        return fail(VIRTIO_BLK_S_IOERR, `read of ${intoLen} bytes at sector ${sector}: past the end`);
       if (intoLen > 0) await image.readv(into, pos);
       return { status: VIRTIO_BLK_S_OK, written: intoLen + 1 };
     }

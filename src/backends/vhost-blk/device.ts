@@ -72,9 +72,7 @@ const SEG_MAX = 126;
 const MAX_CONFIG_READ = 256;
 const MAX_LOGGED_ERRORS = 50;
 
-export interface DeviceLog {
-  (msg: string): void;
-}
+export type DeviceLog = (msg: string) => void;
 
 export interface DeviceOptions {
   serial: string;

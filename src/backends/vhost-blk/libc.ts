@@ -226,7 +226,7 @@ export function sendWithFds(sock: number, data: Buffer, fds: readonly number[] =
       v.setBigUint64(OFF_CONTROL, BigInt(CMSG_HDR + 4 * fds.length), true);
       v.setInt32(OFF_CONTROL + 8, SOL_SOCKET, true);
       v.setInt32(OFF_CONTROL + 12, SCM_RIGHTS, true);
-      fds.forEach((fd, i) => v.setInt32(OFF_CONTROL + CMSG_HDR + 4 * i, fd, true));
+      for (const [i, fd] of fds.entries()) v.setInt32(OFF_CONTROL + CMSG_HDR + 4 * i, fd, true);
     }
     const r = Number(c.sendmsg(sock, s.ptr, MSG_NOSIGNAL));
     if (r < 0) {

@@ -103,8 +103,11 @@ async function main(): Promise<void> {
   }
   process.on('SIGHUP', () => {});
   process.on('SIGPIPE', () => {});
-  process.on('SIGTERM', () => process.exit(0));
-  log(`serving ${imagePath} (${image.size} bytes, ${image.readOnly ? 'ro' : 'rw'}, ${image.direct ? 'O_DIRECT' : 'buffered'}) on ${socketPath}`);
+  // Wake the poll so the loop ends at once; exit() waits for the worker thread it runs on.
+  process.on('SIGTERM', () => server.stop());
+  log(
+    `serving ${imagePath} (${image.size} bytes, ${image.readOnly ? 'ro' : 'rw'}, ${image.direct ? 'O_DIRECT' : 'buffered'}) on ${socketPath}`,
+  );
   await server.run();
   process.exit(0);
 }

@@ -6,8 +6,8 @@
 // page cache, not the device's write cache or the file's metadata.
 
 import { closeSync, constants, fdatasync, fstatSync, openSync, readv, write, writev } from 'node:fs';
-import { fallocateAsync, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE } from './libc.ts';
 import { type BlockImage, SECTOR } from './blk-request.ts';
+import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE, fallocateAsync } from './libc.ts';
 
 const EINVAL = 'EINVAL';
 /** Linux's IOV_MAX: longer lists go in several calls. */
@@ -18,7 +18,12 @@ const ZERO_CHUNK = 1 << 20;
 
 export type DirectMode = 'auto' | 'on' | 'off';
 
-type Vec = (fd: number, bufs: Uint8Array[], pos: number, cb: (err: NodeJS.ErrnoException | null, n: number) => void) => void;
+type Vec = (
+  fd: number,
+  bufs: Uint8Array[],
+  pos: number,
+  cb: (err: NodeJS.ErrnoException | null, n: number) => void,
+) => void;
 
 function vecIo(fn: Vec, fd: number, bufs: Uint8Array[], pos: number): Promise<number> {
   return new Promise((resolve, reject) => fn(fd, bufs, pos, (err, n) => (err ? reject(err) : resolve(n))));
@@ -140,4 +145,3 @@ export class RawImage implements BlockImage {
     if (this.directFd >= 0) closeSync(this.directFd);
   }
 }
-

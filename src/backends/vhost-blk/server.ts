@@ -23,6 +23,8 @@ import {
 } from './libc.ts';
 import { FLAG_VERSION, HEADER_SIZE, MAX_PAYLOAD, type Message, NAMES } from './protocol.ts';
 
+/** The longest one poll(2) waits (the loop then looks again). */
+const POLL_MAX_MS = 500;
 /** How long the rest of a message may take once its first bytes arrived. */
 const MESSAGE_TIMEOUT_MS = 2000;
 
@@ -61,8 +63,8 @@ export class BlkServer {
     while (!this.stopping) {
       const kicks = this.o.device.kickFds();
       const fds = [this.wakeFd, this.listenFd, ...(this.conn >= 0 ? [this.conn] : []), ...kicks.map((k) => k.fd)];
-      const timeout = this.conn < 0 && this.o.idleExitMs > 0 ? 1000 : -1;
-      const ready = await pollAsync(fds, timeout);
+      // Never an endless poll: process.exit() joins the worker threads, and would wait for it.
+      const ready = await pollAsync(fds, POLL_MAX_MS);
       if (this.conn < 0 && this.o.idleExitMs > 0 && Date.now() - this.idleSince > this.o.idleExitMs) {
         this.o.log(`no frontend for ${Math.round(this.o.idleExitMs / 1000)} s; exiting`);
         return;
@@ -122,7 +124,8 @@ export class BlkServer {
         if (hangup) await this.dropConnection(hangup);
         return;
       }
-      if (this.o.trace) this.o.log(`<- ${NAMES[m.request] ?? m.request} flags ${m.flags} ${m.payload.length} B fds ${m.fds.length}`);
+      if (this.o.trace)
+        this.o.log(`<- ${NAMES[m.request] ?? m.request} flags ${m.flags} ${m.payload.length} B fds ${m.fds.length}`);
       const conn = this.conn;
       await this.o.device.handle(m, (data, fds) => {
         if (conn === this.conn) sendWithFds(conn, data, fds);

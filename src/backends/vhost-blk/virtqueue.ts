@@ -137,7 +137,9 @@ export class SplitQueue {
     const availIdx = this.avail.getUint16(2, true);
     if (availIdx === this.lastAvail) return undefined;
     if (((availIdx - this.lastAvail) & 0xffff) > this.size) {
-      throw new QueueBroken(`available index ${availIdx} is more than a ring (${this.size}) ahead of ${this.lastAvail}`);
+      throw new QueueBroken(
+        `available index ${availIdx} is more than a ring (${this.size}) ahead of ${this.lastAvail}`,
+      );
     }
     const head = this.avail.getUint16(4 + 2 * (this.lastAvail % this.size), true);
     const chain = this.walk(head);

@@ -245,7 +245,8 @@ export class BlkBackendSupervisor {
     if (e.stopping || this.closing) return;
     const s = e.spec;
     const st = e.status;
-    const healthy = st !== undefined && (st.firstCompletionAt !== null || Date.now() - st.startedAt >= HEALTHY_AFTER_MS);
+    const healthy =
+      st !== undefined && (st.firstCompletionAt !== null || Date.now() - st.startedAt >= HEALTHY_AFTER_MS);
     e.failedStarts = healthy ? 0 : e.failedStarts + 1;
     if (e.failedStarts >= MAX_FAILED_STARTS) {
       this.giveUp(e, `it died ${e.failedStarts} times in a row before serving a request`);

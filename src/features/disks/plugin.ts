@@ -198,7 +198,10 @@ export class DiskPlugin implements ToolstackPlugin, DiskOps {
         if (o.d.rec.sponsor !== sponsor) continue;
         for (const spec of o.disks.values()) {
           if (servedByBackend(spec)) {
-            this.log.warn(`${spec.vdev} (backendtype=xenode) is not limited by sponsor ${sponsor}'s aggregate`, o.d.domid);
+            this.log.warn(
+              `${spec.vdev} (backendtype=xenode) is not limited by sponsor ${sponsor}'s aggregate`,
+              o.d.domid,
+            );
           }
         }
       }
@@ -257,7 +260,13 @@ export class DiskPlugin implements ToolstackPlugin, DiskOps {
       throw new XenodeError('engine', errorMessage(e));
     }
     return {
-      qemuArgs: [...diskArgs(placed.filter((p) => !servedByBackend(p.spec)), () => DEFAULT_DISK_IO), ...vhostBlkArgs(vhost)],
+      qemuArgs: [
+        ...diskArgs(
+          placed.filter((p) => !servedByBackend(p.spec)),
+          () => DEFAULT_DISK_IO,
+        ),
+        ...vhostBlkArgs(vhost),
+      ],
       cmdline: dataDiskWords(d, placed),
     };
   }
@@ -426,7 +435,7 @@ export class DiskPlugin implements ToolstackPlugin, DiskOps {
       const m = this.liveMachine(d);
       if (servedByBackend(spec)) {
         throw new XenodeError('config', `${spec.vdev}: backendtype=xenode disks cannot be hot-plugged yet`, {
-          hint: 'put the disk in the domain\'s disk=[...] and restart it, or attach it without backendtype=',
+          hint: "put the disk in the domain's disk=[...] and restart it, or attach it without backendtype=",
         });
       }
       const devnum = devnumOf(spec);
@@ -486,9 +495,13 @@ export class DiskPlugin implements ToolstackPlugin, DiskOps {
     const spec = devnum === undefined ? undefined : d.rec.config.disk.find((s) => devnumOf(s) === devnum);
     if (devnum === undefined || !spec) throw new XenodeError('not-found', `Error: Device ${ref} not connected.`);
     if (servedByBackend(spec)) {
-      throw new XenodeError('state', `${spec.vdev}: backendtype=xenode disks cannot be detached from a running domain yet`, {
-        hint: 'drop it from disk=[...] and restart the domain',
-      });
+      throw new XenodeError(
+        'state',
+        `${spec.vdev}: backendtype=xenode disks cannot be detached from a running domain yet`,
+        {
+          hint: 'drop it from disk=[...] and restart the domain',
+        },
+      );
     }
     const done = await d.serial(async () => {
       const m = this.liveMachine(d);
@@ -618,9 +631,13 @@ export class DiskPlugin implements ToolstackPlugin, DiskOps {
         throw new XenodeError('state', `${spec.vdev} is an empty CD-ROM: there is no image to limit`);
       }
       if (servedByBackend(spec)) {
-        throw new XenodeError('state', `${spec.vdev} is served by Xenode's backend (backendtype=xenode), which has no limits`, {
-          hint: 'serve the disk with QEMU (drop backendtype=) to limit it',
-        });
+        throw new XenodeError(
+          'state',
+          `${spec.vdev} is served by Xenode's backend (backendtype=xenode), which has no limits`,
+          {
+            hint: 'serve the disk with QEMU (drop backendtype=) to limit it',
+          },
+        );
       }
       const m = this.liveMachine(d);
       const { throttle: _old, ...rest } = spec;
