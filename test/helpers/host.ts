@@ -44,8 +44,20 @@ export class TestHost {
   /** Run a CLI command that must succeed; returns stdout. */
   async ok(args: string[]): Promise<string> {
     const r = await this.xl(args);
-    if (r.code !== 0) throw new Error(`xenode ${args.join(' ')} failed (${r.code}): ${r.stderr}`);
+    if (r.code !== 0) {
+      throw new Error(`xenode ${args.join(' ')} failed (${r.code}): ${r.stderr}\n${this.logTail()}`);
+    }
     return r.stdout;
+  }
+
+  /** The last lines of the daemon's log: what a failed step leaves to read in CI's output. */
+  logTail(lines = 25): string {
+    try {
+      const all = readFileSync(join(this.dir, 'xenoded.log'), 'utf8').trimEnd().split('\n');
+      return `--- last ${Math.min(lines, all.length)} lines of ${this.dir}/xenoded.log ---\n${all.slice(-lines).join('\n')}`;
+    } catch {
+      return '(no daemon log)';
+    }
   }
 
   writeConfig(name: string, text: string): string {
