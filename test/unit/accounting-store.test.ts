@@ -160,3 +160,59 @@ describe('AccountStore', () => {
 });
 
 const MINUTE = 60_000;
+
+describe('AccountStore history', () => {
+  const DAY = 86_400_000;
+  const HOUR = 3_600_000;
+
+  it('rolls minutes older than the minute horizon into hours, with the same sums', () => {
+    const s = new AccountStore(join(dir, 'compact.db'));
+    // 90 minutes of one CPU-second each, 40 days ago; then one minute today.
+    const old = T0 - 40 * DAY;
+    const row = s.domainRow(A1, old);
+    for (let m = 0; m <= 90; m++) s.apply(row, cpu(old + m * MINUTE, 'q:1:1', m));
+    s.apply(row, cpu(T0, 'q:1:1', 91));
+    const before = s.report({ until: T0 + MINUTE }).domains[0]?.usage.cpuSeconds;
+    const r = s.compact(T0, { minuteDays: 35, keepDays: 400 });
+    assert.ok(r.rolledUp > 0, 'old minute rows were folded into hours');
+    assert.equal(s.report({ until: T0 + MINUTE }).domains[0]?.usage.cpuSeconds, before, 'the total is unchanged');
+    assert.equal(s.usageRows(), 3, 'two hour rows and today’s minute');
+    // An hour-aligned range still gives the exact sum of its hour.
+    const hour0 = Math.floor(old / HOUR) * HOUR;
+    const inHour = s.report({ since: hour0, until: hour0 + HOUR }).domains[0]?.usage.cpuSeconds ?? 0;
+    assert.equal(inHour, 59, 'the first hour: minutes 1 to 59');
+    // Compacting again changes nothing.
+    assert.deepEqual(s.compact(T0, { minuteDays: 35, keepDays: 400 }), { rolledUp: 0, dropped: 0, domainsDropped: 0 });
+    assert.equal(s.report({ until: T0 + MINUTE }).domains[0]?.usage.cpuSeconds, before);
+    s.close();
+  });
+
+  it('drops usage past the retention, and destroyed domains with nothing left', () => {
+    const s = new AccountStore(join(dir, 'retain.db'));
+    const gone = s.domainRow(B1, T0 - 500 * DAY);
+    s.apply(gone, cpu(T0 - 500 * DAY, 'q:2:1', 5));
+    s.apply(gone, cpu(T0 - 499 * DAY, 'q:2:1', 9));
+    s.destroyed(gone, T0 - 499 * DAY);
+    const live = s.domainRow(A1, T0 - 500 * DAY);
+    s.apply(live, cpu(T0 - 500 * DAY, 'q:3:1', 1));
+    s.apply(live, cpu(T0 - 1000, 'q:3:1', 4));
+    const r = s.compact(T0, { minuteDays: 35, keepDays: 400 });
+    assert.ok(r.dropped >= 1);
+    assert.equal(r.domainsDropped, 1, 'the destroyed domain with no usage left');
+    const rep = s.report({ until: T0 + MINUTE });
+    assert.deepEqual(
+      rep.domains.map((d) => d.name),
+      ['a1'],
+      'a living domain stays, even with old usage dropped',
+    );
+    assert.equal(rep.domains[0]?.usage.cpuSeconds, 3, 'only what is within the retention');
+    s.close();
+  });
+
+  it('refuses a policy that would drop minutes it is told to keep', () => {
+    const s = new AccountStore(join(dir, 'policy.db'));
+    assert.throws(() => s.compact(T0, { minuteDays: 40, keepDays: 30 }), /keep/);
+    assert.throws(() => s.compact(T0, { minuteDays: 0, keepDays: 30 }), /minute/);
+    s.close();
+  });
+});

@@ -10,13 +10,36 @@ import type { ToolstackPlugin } from '../../toolstack/plugin.ts';
 import { LOCAL_ADMIN } from '../../toolstack/principal.ts';
 import { registerAccountingRoutes } from './routes.ts';
 import { Accountant } from './sampler.ts';
-import { AccountStore } from './store.ts';
+import { AccountStore, type RetentionPolicy } from './store.ts';
 
 /** XENODE_ACCOUNT_INTERVAL_MS: how often domains are sampled (500 ms to 60 s; 2 s by default). */
 function intervalMs(): number {
   const v = Number(process.env.XENODE_ACCOUNT_INTERVAL_MS);
   return Number.isInteger(v) && v >= 500 && v <= 60_000 ? v : 2000;
 }
+
+/** XENODE_ACCOUNT_MINUTE_DAYS / XENODE_ACCOUNT_KEEP_DAYS: how long usage is kept per minute, and at all. */
+function retention(log: { warn(m: string): void }): RetentionPolicy {
+  const read = (name: string, dflt: number, min: number): number => {
+    const raw = process.env[name];
+    if (raw === undefined || raw === '') return dflt;
+    const v = Number(raw);
+    if (Number.isInteger(v) && v >= min && v <= 36_500) return v;
+    log.warn(`accounting: ${name}=${raw} is not a whole number of days from ${min} to 36500; using ${dflt}`);
+    return dflt;
+  };
+  const minuteDays = read('XENODE_ACCOUNT_MINUTE_DAYS', 35, 1);
+  const keepDays = read('XENODE_ACCOUNT_KEEP_DAYS', 400, 0);
+  if (keepDays !== 0 && keepDays < minuteDays) {
+    log.warn(
+      `accounting: XENODE_ACCOUNT_KEEP_DAYS=${keepDays} is below the minute history; keeping ${minuteDays} days`,
+    );
+    return { minuteDays, keepDays: minuteDays };
+  }
+  return { minuteDays, keepDays };
+}
+
+const COMPACT_EVERY_MS = 3_600_000;
 
 /** The routes of registerAccountingRoutes, answered with the reason while the database cannot be opened. */
 const UNAVAILABLE_ROUTES: ReadonlyArray<['GET' | 'PUT', string]> = [
@@ -32,6 +55,7 @@ export function accountingPlugin(): ToolstackPlugin {
   let bound: object | undefined;
   /** Why there is no accounting (its database could not be opened). */
   let broken: string | undefined;
+  let compactTimer: NodeJS.Timeout | undefined;
   const accountant = (): Accountant => {
     if (!acc) throw new Error('accounting is not started');
     return acc;
@@ -56,6 +80,22 @@ export function accountingPlugin(): ToolstackPlugin {
       }
       acc = new Accountant(store, { intervalMs: intervalMs(), log: host.log });
       acc.start();
+      // History is bounded (docs/accounting.md): minutes roll into hours, the oldest goes.
+      const policy = retention(host.log);
+      const compact = (): void => {
+        try {
+          const r = store.compact(Date.now(), policy);
+          if (r.rolledUp + r.dropped + r.domainsDropped > 0)
+            host.log.info(
+              `accounting: rolled ${r.rolledUp} minute rows into hours, dropped ${r.dropped} rows and ${r.domainsDropped} destroyed domains past ${policy.keepDays || 'no'} days`,
+            );
+        } catch (e) {
+          host.log.warn(`accounting: compacting the history: ${e instanceof Error ? e.message : String(e)}`);
+        }
+      };
+      compact();
+      compactTimer = setInterval(compact, COMPACT_EVERY_MS);
+      compactTimer.unref();
     },
     async afterLaunch(d: Domain) {
       acc?.track(d);
@@ -96,6 +136,7 @@ export function accountingPlugin(): ToolstackPlugin {
       registerAccountingRoutes(app, ctx, () => a.store);
     },
     async stop() {
+      if (compactTimer) clearInterval(compactTimer);
       await acc?.stop();
       acc?.store.close();
     },

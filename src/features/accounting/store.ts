@@ -74,8 +74,26 @@ export interface AccountReport {
 }
 
 const MINUTE = 60_000;
+const HOUR = 3_600_000;
+const DAY = 86_400_000;
 const MEMORY_SERIES = 'mem';
 const cols = USAGE_KEYS.map((k) => `"${k}"`);
+
+/** How long history is kept: per minute for `minuteDays`, then per hour, and nothing past `keepDays`. */
+export interface RetentionPolicy {
+  minuteDays: number;
+  /** 0: keep forever. */
+  keepDays: number;
+}
+
+export interface CompactResult {
+  /** Minute rows folded into hour rows. */
+  rolledUp: number;
+  /** Rows dropped past the retention. */
+  dropped: number;
+  /** Destroyed domains with no usage left, forgotten. */
+  domainsDropped: number;
+}
 
 export class AccountStore {
   private readonly db: Database.Database;
@@ -181,6 +199,55 @@ export class AccountStore {
         .run(String(r.t));
       return add;
     })();
+  }
+
+  /**
+   * Bound the history: minute rows older than `minuteDays` become one row per
+   * hour (the row of the hour's start, so sums over whole hours stay exact), rows
+   * older than `keepDays` go, and so do destroyed domains with nothing left.
+   */
+  compact(now: number, p: RetentionPolicy): CompactResult {
+    if (!(Number.isInteger(p.minuteDays) && p.minuteDays >= 1))
+      throw new Error('minute history must be at least 1 day');
+    if (!(Number.isInteger(p.keepDays) && p.keepDays >= 0)) throw new Error('keep days must be 0 (forever) or more');
+    if (p.keepDays !== 0 && p.keepDays < p.minuteDays)
+      throw new Error(`cannot keep ${p.keepDays} days and minutes for ${p.minuteDays}`);
+    // Hours wholly before the horizon only: a partly rolled-up hour would be counted twice.
+    const horizon = Math.floor((now - p.minuteDays * DAY) / HOUR) * HOUR;
+    return this.db.transaction((): CompactResult => {
+      const sums = cols.map((c) => `SUM(${c})`).join(', ');
+      const loose = `minute < ? AND minute % ${HOUR} != 0`;
+      // `WHERE true` lets SQLite read the ON CONFLICT as the upsert's, not the join's.
+      this.db
+        .prepare(
+          `INSERT INTO acct_usage (domain, minute, ${cols.join(', ')})
+           SELECT domain, (minute / ${HOUR}) * ${HOUR} AS hour, ${sums} FROM acct_usage
+           WHERE minute < ? AND (domain, (minute / ${HOUR}) * ${HOUR}) IN
+             (SELECT domain, (minute / ${HOUR}) * ${HOUR} FROM acct_usage WHERE ${loose})
+           GROUP BY domain, hour
+           ON CONFLICT (domain, minute) DO UPDATE SET ${cols.map((c) => `${c} = excluded.${c}`).join(', ')}`,
+        )
+        .run(horizon, horizon);
+      const rolledUp = this.db.prepare(`DELETE FROM acct_usage WHERE ${loose}`).run(horizon).changes;
+      let dropped = 0;
+      let domainsDropped = 0;
+      if (p.keepDays > 0) {
+        const cutoff = now - p.keepDays * DAY;
+        dropped = this.db.prepare('DELETE FROM acct_usage WHERE minute < ?').run(cutoff).changes;
+        domainsDropped = this.db
+          .prepare(
+            `DELETE FROM acct_domains WHERE destroyed IS NOT NULL AND destroyed < ?
+             AND NOT EXISTS (SELECT 1 FROM acct_usage u WHERE u.domain = acct_domains.id)`,
+          )
+          .run(cutoff).changes;
+      }
+      return { rolledUp, dropped, domainsDropped };
+    })();
+  }
+
+  /** How many usage rows are kept (for tests and the daemon log). */
+  usageRows(): number {
+    return (this.db.prepare('SELECT COUNT(*) AS n FROM acct_usage').get() as { n: number }).n;
   }
 
   /** The domain is gone: its usage stays, its counter references go. */
