@@ -48,6 +48,13 @@ export interface ClientOptions {
   quiet?: boolean;
 }
 
+/**
+ * V8 flags for the daemon: a 1 MiB young generation and one V8 worker thread cut
+ * its resident memory at idle by about 20 MiB (docs/benchmarks.md, "Daemon memory");
+ * the daemon allocates little per request, so the extra scavenges are short.
+ */
+export const DAEMON_NODE_FLAGS = ['--max-semi-space-size=1', '--v8-pool-size=1'] as const;
+
 export class ApiClient {
   readonly dirs: XenodeDirs;
   private readonly url?: URL;
@@ -308,7 +315,8 @@ export class ApiClient {
   private spawnDaemon(out: string): ChildProcess {
     const here = dirname(fileURLToPath(import.meta.url));
     const bundled = join(here, 'xenoded.mjs');
-    const args = existsSync(bundled) ? [bundled] : ['--import', 'tsx', join(here, '..', 'daemon-main.ts')];
+    const script = existsSync(bundled) ? [bundled] : ['--import', 'tsx', join(here, '..', 'daemon-main.ts')];
+    const args = [...DAEMON_NODE_FLAGS, ...script];
     const fd = openSync(out, 'a');
     try {
       const child = spawn(process.execPath, args, {
