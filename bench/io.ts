@@ -2,7 +2,8 @@
 // (bench/io-disk.ts), then networks (bench/io-net.ts) when that file exists. Each
 // section writes its own `## ` part of docs/benchmarks.md.
 //
-//   npm run bench:io -- [--rounds 3] [--only xenode,qemu-same,qemu-iouring,qemu-native] [--no-doc]
+//   npm run bench:io -- [--rounds 3] [--only xenode,xenode-blk,qemu-same,qemu-iouring,qemu-native] [--no-doc]
+//                       [--sections disk,net]
 
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -19,6 +20,7 @@ const { values: opt } = parseArgs({
     rounds: { type: 'string', default: '3' },
     only: { type: 'string' },
     'no-doc': { type: 'boolean', default: false },
+    sections: { type: 'string', default: 'disk,net' },
   },
   strict: true,
 });
@@ -32,7 +34,9 @@ cleanup.installSignalHandlers();
 const log = (s: string) => process.stderr.write(`${s}\n`);
 
 try {
+  const wanted = new Set(opt.sections.split(',').map((s) => `io-${s.trim()}.ts`));
   for (const file of SECTIONS) {
+    if (!wanted.has(file)) continue;
     const path = join(import.meta.dirname, file);
     if (!existsSync(path)) continue;
     log(`bench:io: ${file}`);

@@ -12,7 +12,7 @@ import { defaultGuestCacheDir, lockOrWait, publishDir, sweepTempDirs, tempDirNam
 import { runText } from './exec.ts';
 import { buildInitramfs } from './initramfs.ts';
 import { extractVmlinux } from './kernel.ts';
-import { selectModules, WANTED_MODULES } from './modules.ts';
+import { ON_DEMAND_MODULES, selectModules, WANTED_MODULES } from './modules.ts';
 import { GUEST_DIRS, GUEST_FILES, GUEST_LINKS, READY_MARKER } from './rootfs.ts';
 
 export { defaultGuestCacheDir } from './cache.ts';
@@ -63,6 +63,7 @@ export function cacheKey(packages: readonly DebPackage[]): string {
     links: GUEST_LINKS,
     dirs: GUEST_DIRS,
     modules: WANTED_MODULES,
+    onDemandModules: ON_DEMAND_MODULES,
   };
   return createHash('sha256').update(JSON.stringify(inputs)).digest('hex').slice(0, 16);
 }
@@ -192,7 +193,8 @@ async function build(
     await rename(bzPath, join(tmp, FILES.kernel));
 
     const modulesDir = join(root, 'lib', 'modules', kernelVersion);
-    const selection = await selectModules(modulesDir, WANTED_MODULES);
+    const selection = await selectModules(modulesDir, [...WANTED_MODULES, ...ON_DEMAND_MODULES]);
+    const atBoot = await selectModules(modulesDir, WANTED_MODULES);
     onProgress?.(`building initramfs (${selection.ordered.length} modules)`);
     const busyboxPath = join(root, 'bin', 'busybox');
     // The applet list comes from the binary itself (it is static amd64, runnable here).
@@ -202,6 +204,7 @@ async function build(
       applets,
       kernelVersion,
       modules: await Promise.all(selection.ordered.map(async (m) => ({ ...m, data: await readFile(m.path) }))),
+      bootModules: atBoot.ordered.map((m) => m.name),
     });
     await writeFile(join(tmp, FILES.initrd), initrd);
     await rm(root, { recursive: true, force: true });

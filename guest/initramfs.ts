@@ -11,6 +11,8 @@ export interface InitramfsInput {
   applets: readonly string[];
   kernelVersion: string;
   modules: ReadonlyArray<KernelModule & { data: Buffer }>;
+  /** Those /etc/modules lists (loaded at boot); absent: all of `modules`. The rest load on demand. */
+  bootModules?: readonly string[];
 }
 
 /**
@@ -43,6 +45,6 @@ export function buildInitramfs(input: InitramfsInput): Buffer {
   w.dir(modDir);
   for (const m of input.modules) w.file(`${modDir}/${m.name}.ko`, m.data);
   w.file(`${modDir}/modules.dep`, modulesDep(input.modules));
-  w.file('etc/modules', input.modules.map((m) => `${m.name}\n`).join(''));
+  w.file('etc/modules', (input.bootModules ?? input.modules.map((m) => m.name)).map((m) => `${m}\n`).join(''));
   return w.finish();
 }

@@ -35,6 +35,15 @@ export const WANTED_MODULES: readonly string[] = [
   'pvpanic-pci',
 ];
 
+/**
+ * Shipped in the image but not loaded at boot (nor their dependencies): loaded with
+ * modprobe when asked, so a plain boot pays nothing for them. pktgen sends UDP at
+ * line rate from the kernel (busybox has no UDP sender; the audit's one-way blast
+ * test configures it through /proc/net/pktgen); 8021q makes VLAN interfaces (the
+ * switch's vlan= test sends tagged frames from a guest).
+ */
+export const ON_DEMAND_MODULES: readonly string[] = ['pktgen', '8021q'];
+
 export interface KernelModule {
   /** File name without .ko, e.g. virtio-rng. */
   name: string;

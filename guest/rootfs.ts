@@ -1,6 +1,8 @@
 // The default guest's own files: init configuration and scripts. Their text is part
 // of the cache key, so editing any of them rebuilds the image.
 
+import { AGENT_FILES } from './agent.ts';
+
 export const READY_MARKER = 'XENODE-READY';
 
 export interface GuestFile {
@@ -21,6 +23,7 @@ export interface GuestLink {
 // /etc/profile.
 const INITTAB = `::sysinit:/etc/rc
 ::respawn:/bin/cttyhack /bin/sh -l
+::respawn:/sbin/xenode-agent
 ::ctrlaltdel:/sbin/reboot
 ::shutdown:/etc/rc.shutdown
 `;
@@ -273,6 +276,8 @@ export const GUEST_FILES: readonly GuestFile[] = [
   { path: 'etc/shells', mode: 0o644, text: '/bin/sh\n/bin/ash\n' },
   { path: 'bin/xenode-shm', mode: 0o755, text: XENODE_SHM },
   { path: 'etc/cpu-online', mode: 0o755, text: CPU_ONLINE },
+  // The store channel's client and agent (docs/guest-channel.md).
+  ...AGENT_FILES,
 ];
 
 /** Links that replace busybox applets of the same name. */

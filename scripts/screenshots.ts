@@ -74,6 +74,27 @@ async function main(): Promise<void> {
     await page.click('form.create-form button[type=submit]');
     await page.waitForSelector('[data-create-error]');
     await page.screenshot({ path: join(OUT, 'create-error.png') });
+
+    // The same screens in the dark colour scheme, and on a 390 px phone.
+    for (const [suffix, opts] of [
+      ['dark', { viewport: { width: 1360, height: 860 }, colorScheme: 'dark' as const }],
+      ['390', { viewport: { width: 390, height: 844 }, deviceScaleFactor: 2 }],
+    ] as const) {
+      const c = await browser.newContext(opts);
+      const p = await c.newPage();
+      await login(p, base, token);
+      await p.waitForSelector('tr[data-domain="ci-runner"] [data-state="paused"]');
+      await p.waitForTimeout(2500);
+      await p.screenshot({ path: join(OUT, `list-${suffix}.png`) });
+      await p.goto(`${base}/domains/web-frontend`);
+      await p.waitForSelector('[data-chart="CPU"] canvas');
+      await p.waitForTimeout(500);
+      await p.screenshot({ path: join(OUT, `charts-${suffix}.png`) });
+      await p.goto(`${base}/domains/web-frontend/console`);
+      await waitForTerminalLine(p, /^hello-from-browser$/, 30_000);
+      await p.screenshot({ path: join(OUT, `console-${suffix}.png`) });
+      await c.close();
+    }
     process.stdout.write(`screenshots written to ${OUT}\n`);
   } finally {
     await browser.close();

@@ -234,3 +234,27 @@ describe('bridge errors do not reveal host interfaces (finding 5)', () => {
     });
   }
 });
+
+describe('a sponsor’s vlan= (the host port carries every VLAN tagged)', () => {
+  it('is refused until the admin opens that VLAN id to the sponsor, at create and at network-attach', async () => {
+    await host.ok(['quota-set', 'alice', 'vlans=none']);
+    const shut = await createAsAlice('vlclosed', "vif = ['vlan=10']", true);
+    assert.equal(shut.status, 403, JSON.stringify(shut.json));
+    assert.match(shut.json.error?.message ?? '', /vlan 10 is not open to you/);
+    await host.ok(['quota-set', 'alice', 'vlans=10']);
+    const other = await createAsAlice('vlother', "vif = ['vlan=20']", true);
+    assert.match(other.json.error?.message ?? '', /vlan 20 is not open to you/, 'only the ids opened');
+    const ok = await createAsAlice('vlopen', "vif = ['vlan=10']", true);
+    assert.equal(ok.status, 200, JSON.stringify(ok.json));
+    try {
+      const hot = await http('POST', '/v1/domains/vlopen/net', alice, { spec: 'vlan=20' });
+      assert.match(hot.json.error?.message ?? '', /vlan 20 is not open to you/);
+    } finally {
+      await http('POST', '/v1/domains/vlopen/destroy', alice);
+      await host.ok(['quota-set', 'alice', 'vlans=none']);
+    }
+    const bad = await host.xl(['quota-set', 'alice', 'vlans=5000']);
+    assert.notEqual(bad.code, 0);
+    assert.match(bad.stderr, /invalid VLAN id '5000'/);
+  });
+});

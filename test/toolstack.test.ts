@@ -217,21 +217,22 @@ describe('daemon crash and restart', () => {
 describe('control store', () => {
   it('watches fire on writes under a watched path', async () => {
     const id = (await host.ok(['domid', 'delta'])).trim();
+    // Under data/app: the guest's agent writes its own keys under data/ at any moment.
     const ws = new WebSocket(
-      `ws+unix://${host.socket}:/v1/store/watch?path=${encodeURIComponent(`/local/domain/${id}/data`)}`,
+      `ws+unix://${host.socket}:/v1/store/watch?path=${encodeURIComponent(`/local/domain/${id}/data/app`)}`,
     );
     const events: string[] = [];
     ws.on('message', (d: Buffer) => events.push((JSON.parse(d.toString()) as { path: string }).path));
     await new Promise((r) => ws.once('open', r));
     for (let i = 0; i < 50 && events.length < 1; i++) await new Promise((r) => setTimeout(r, 20));
-    assert.equal(events[0], `/local/domain/${id}/data`, 'fires once at registration');
+    assert.equal(events[0], `/local/domain/${id}/data/app`, 'fires once at registration');
     await host.ok(['store', 'write', `/local/domain/${id}/data/app/status`, 'ok']);
     await host.ok(['store', 'write', `/local/domain/${id}/name2`, 'outside']);
     for (let i = 0; i < 100 && events.length < 2; i++) await new Promise((r) => setTimeout(r, 20));
-    assert.deepEqual(events, [`/local/domain/${id}/data`, `/local/domain/${id}/data/app/status`]);
+    assert.deepEqual(events, [`/local/domain/${id}/data/app`, `/local/domain/${id}/data/app/status`]);
     ws.close();
-    const cli = await host.xl(['store', 'watch', '-n', '1', `/local/domain/${id}/data`]);
-    assert.equal(cli.stdout.trim(), `/local/domain/${id}/data`);
+    const cli = await host.xl(['store', 'watch', '-n', '1', `/local/domain/${id}/data/app`]);
+    assert.equal(cli.stdout.trim(), `/local/domain/${id}/data/app`);
   });
 
   it('a racing transaction fails with a conflict and the retry succeeds', async () => {

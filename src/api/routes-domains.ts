@@ -64,9 +64,10 @@ export function registerDomainRoutes(app: FastifyInstance, ctx: ApiContext): voi
 
   app.get('/v1/domains', async (req) => ts.list(req.principal).map((d) => domainView(d)));
 
-  app.get<{ Params: DomParams }>('/v1/domains/:dom', async (req) =>
-    domainView(ts.find(req.params.dom, req.principal), true),
-  );
+  app.get<{ Params: DomParams }>('/v1/domains/:dom', async (req) => {
+    const d = ts.find(req.params.dom, req.principal);
+    return { ...domainView(d, true), guest: ts.guestInfo(d) };
+  });
 
   app.post<{ Body: CreateBody }>('/v1/domains', async (req) => {
     const body = req.body;
@@ -89,10 +90,24 @@ export function registerDomainRoutes(app: FastifyInstance, ctx: ApiContext): voi
   action('pause', async (dom, r) => ts.pause(ts.find(dom, r.principal)));
   action('unpause', async (dom, r) => ts.unpause(ts.find(dom, r.principal)));
   action('destroy', async (dom, r) => ts.destroy(ts.find(dom, r.principal)));
-  action('reboot', async (dom, r) => ts.reboot(ts.find(dom, r.principal)));
+  action('reboot', async (dom, r) => {
+    const b = (r.body ?? {}) as { wait?: boolean; timeoutMs?: number; fallback?: boolean };
+    const ok = await ts.reboot(ts.find(dom, r.principal), {
+      wait: b.wait === true,
+      timeoutMs: b.timeoutMs,
+      acpiFallback: b.fallback === true,
+    });
+    if (!ok)
+      throw new XenodeError('state', `domain ${dom} did not reboot in time`, { hint: 'use destroy to force it' });
+    return { ok: true };
+  });
   action('shutdown', async (dom, r) => {
-    const b = r.body as { wait?: boolean; timeoutMs?: number };
-    const ok = await ts.shutdown(ts.find(dom, r.principal), { wait: b.wait === true, timeoutMs: b.timeoutMs });
+    const b = r.body as { wait?: boolean; timeoutMs?: number; fallback?: boolean };
+    const ok = await ts.shutdown(ts.find(dom, r.principal), {
+      wait: b.wait === true,
+      timeoutMs: b.timeoutMs,
+      acpiFallback: b.fallback === true,
+    });
     if (!ok)
       throw new XenodeError('state', `domain ${dom} did not shut down in time`, { hint: 'use destroy to force it' });
     return { ok: true };
@@ -119,7 +134,9 @@ export function registerDomainRoutes(app: FastifyInstance, ctx: ApiContext): voi
   });
 
   // Console: binary frames both ways; scroll-back first unless ?scrollback=0.
-  app.get<{ Params: DomParams; Querystring: { scrollback?: string } }>(
+  // With ?mark=1 a text frame {"type":"scrollback-end"} follows the scroll-back,
+  // so a terminal can replay it without answering the old queries in it.
+  app.get<{ Params: DomParams; Querystring: { scrollback?: string; mark?: string } }>(
     '/v1/domains/:dom/console',
     { websocket: true },
     (socket, req) => {
@@ -145,6 +162,7 @@ export function registerDomainRoutes(app: FastifyInstance, ctx: ApiContext): voi
         },
         req.query.scrollback !== '0',
       );
+      if (req.query.mark === '1') socket.send(JSON.stringify({ type: 'scrollback-end' }));
       const onGone = () => socket.close(1000, 'domain destroyed');
       d.once('gone', onGone);
       socket.on('message', (data: Buffer) => {

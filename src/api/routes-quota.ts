@@ -29,9 +29,13 @@ function limitChange(body: unknown): LimitChange {
       if (v !== null && !(Array.isArray(v) && v.every((b) => typeof b === 'string')))
         throw new XenodeError('usage', 'bridges must be a list of names or null');
       out.bridges = v;
+    } else if (k === 'vlans') {
+      if (v !== null && !(Array.isArray(v) && v.every((b) => typeof b === 'number')))
+        throw new XenodeError('usage', 'vlans must be a list of VLAN ids or null');
+      out.vlans = v;
     } else
       throw new XenodeError('usage', `unknown limit '${k}'`, {
-        hint: `limits: ${[...LIMIT_KEYS, ...RATE_KEYS].join(', ')}, bridges`,
+        hint: `limits: ${[...LIMIT_KEYS, ...RATE_KEYS].join(', ')}, bridges, vlans`,
       });
   }
   return out;

@@ -11,6 +11,7 @@ import { type WireError, XenodeError } from '../errors.ts';
 import { LOCAL_ADMIN, type Principal } from '../toolstack/principal.ts';
 import { AuthLimiter, tooManyFailures } from './auth-limit.ts';
 import type { ApiContext } from './context.ts';
+import { registerOpenApiRoute, trackRoutes } from './openapi.ts';
 import { registerDomainRoutes } from './routes-domains.ts';
 import { registerHostRoutes } from './routes-host.ts';
 import { registerQuotaRoutes } from './routes-quota.ts';
@@ -41,6 +42,8 @@ function wsProtocolError(e: Error): boolean {
 
 export async function buildApi(ctx: ApiContext, mode: 'local' | 'tcp'): Promise<FastifyInstance> {
   const app = Fastify({ logger: false, bodyLimit: 1024 * 1024 });
+  // Before any route: every route is recorded for /v1/openapi.json and the route check.
+  const routes = trackRoutes(app);
   await app.register(websocket, {
     options: { maxPayload: WS_MAX_PAYLOAD },
     // The default handler terminates at once, losing the close frame (1009) ws just queued.
@@ -121,5 +124,11 @@ export async function buildApi(ctx: ApiContext, mode: 'local' | 'tcp'): Promise<
   registerQuotaRoutes(app, ctx);
   if (mode === 'tcp') await registerWebRoutes(app, ctx, { limiter, sockets });
   for (const r of ctx.extraRoutes ?? []) r(app, ctx);
+  registerOpenApiRoute(app, routes, mode, () => ctx.hostInfo().xenode_version);
+  app.addHook('onReady', async () => {
+    const undescribed = routes.undescribed();
+    if (undescribed.length > 0)
+      ctx.log.warn(`API routes without a schema (not in /v1/openapi.json): ${undescribed.join(', ')}`);
+  });
   return app;
 }

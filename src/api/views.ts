@@ -3,6 +3,7 @@
 import type { DomainConfig } from '../config/types.ts';
 import type { Domain } from '../toolstack/domain.ts';
 import type { BootInfo, DomainState } from '../toolstack/domain-table.ts';
+import type { GuestInfo } from '../toolstack/toolstack.ts';
 
 export interface DomainView {
   domid: number;
@@ -20,6 +21,8 @@ export interface DomainView {
   pid?: number;
   boot?: BootInfo;
   config?: DomainConfig;
+  /** What the guest's agent reports (addresses, OS), on a single domain's view. */
+  guest?: GuestInfo;
 }
 
 export function domainView(d: Domain, withConfig = false): DomainView {

@@ -20,6 +20,7 @@ import { fileURLToPath } from 'node:url';
 import type WebSocket from 'ws';
 import { type WireError, XenodeError } from '../errors.ts';
 import { type XenodeDirs, xenodeDirs } from '../toolstack/dirs.ts';
+import { SERVICE_UNIT, serviceManages } from './service.ts';
 import { type StartLock, tryStartLock } from './start-lock.ts';
 
 /** The error line a xenoded that exited at start-up left last in its output file. */
@@ -106,7 +107,9 @@ export class ApiClient {
       r = await this.raw(method, path, body);
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
-      if (!this.url && (code === 'ENOENT' || code === 'ECONNREFUSED') && this.o.autostart !== false && !this.started) {
+      // XENODE_NO_AUTOSTART=1: ask a running daemon only (shell completion does).
+      const autostart = this.o.autostart ?? process.env.XENODE_NO_AUTOSTART !== '1';
+      if (!this.url && (code === 'ENOENT' || code === 'ECONNREFUSED') && autostart && !this.started) {
         await this.startDaemon();
         r = await this.raw(method, path, body);
       } else if (this.url) {
@@ -273,20 +276,31 @@ export class ApiClient {
     let lock: StartLock | undefined;
     let child: ChildProcess | undefined;
     let exited: number | null = null;
+    // The Debian package's xenoded.service owns the default directory: start it, not a daemon of our own.
+    const viaService = serviceManages(this.dirs.base);
     try {
       while (Date.now() < deadline) {
         const pid = await this.answeringDaemon();
         if (pid !== undefined) {
           if (!this.o.quiet) {
             process.stderr.write(
-              child
-                ? `xenoded was not running; started it (pid ${pid}, dir ${this.dirs.base})\n`
-                : `xenoded was not running; another command started it (pid ${pid}, dir ${this.dirs.base})\n`,
+              child && viaService
+                ? `xenoded was not running; started ${SERVICE_UNIT} (pid ${pid}, dir ${this.dirs.base})\n`
+                : child
+                  ? `xenoded was not running; started it (pid ${pid}, dir ${this.dirs.base})\n`
+                  : `xenoded was not running; another command started it (pid ${pid}, dir ${this.dirs.base})\n`,
             );
           }
           return;
         }
-        if (exited !== null) {
+        if (exited !== null && viaService) {
+          // systemctl returns once the service started; it answers on the socket a moment later.
+          if (exited !== 0) {
+            throw new XenodeError('engine', `systemctl start ${SERVICE_UNIT} failed (exit ${exited})`, {
+              hint: `see systemctl status ${SERVICE_UNIT} and journalctl -u xenoded`,
+            });
+          }
+        } else if (exited !== null) {
           // Ours lost to a daemon started some other way (the pid file names it): wait for that one.
           if (!this.otherDaemonStarting(child?.pid)) {
             // Its own one-line refusal (e.g. a domain table that is not whole) says more than an exit code.
@@ -298,9 +312,14 @@ export class ApiClient {
           lock ??= tryStartLock(join(this.dirs.base, 'xenoded.start.lock'));
           // Holding the lock, check again: the previous holder releases it only once its daemon answers.
           if (lock && (await this.answeringDaemon()) === undefined) {
-            child = this.spawnDaemon(out);
+            child = viaService
+              ? spawn('systemctl', ['start', SERVICE_UNIT], { stdio: 'ignore' })
+              : this.spawnDaemon(out);
             child.on('exit', (c) => {
               exited = c ?? 1;
+            });
+            child.on('error', () => {
+              exited = 127; // systemctl missing after all
             });
           }
         }

@@ -41,6 +41,11 @@ A config without kernel= boots the default guest (built on first use).`,
       { flags: '-p, --paused', help: 'leave the domain paused after creation' },
       { flags: '-n, --dry-run', help: 'print the resulting config as JSON and create nothing' },
       { flags: '-q, --quiet', help: 'quiet' },
+      { flags: '--pool', help: 'let the pool pick the host (memory, load), and say why (docs/pool.md)' },
+      {
+        flags: '--anti-affinity <domains>',
+        help: 'with --pool: not on the host of any of these domains (comma-separated)',
+      },
     ],
     async run(ctx, args, opts) {
       const file = args.find((a) => !/^[A-Za-z_][A-Za-z0-9_.]*\s*\+?=/.test(a));
@@ -63,6 +68,15 @@ A config without kernel= boots the default guest (built on first use).`,
         const { ensureDefaultGuest } = await import('../../guest/build.ts');
         await ensureDefaultGuest({ onProgress: opts.quiet ? undefined : (m) => ctx.err(`default guest: ${m}\n`) });
       }
+      if (opts.pool) {
+        const aa = typeof opts.antiAffinity === 'string' ? opts.antiAffinity.split(',').filter(Boolean) : [];
+        const r = await c.post<{ host: string; reason: string; domain: DomainView }>('/v1/pool/domains', {
+          config,
+          antiAffinity: aa,
+        });
+        if (!opts.quiet) ctx.err(`Domain ${r.domain.name} placed on host ${r.host}: ${r.reason}\n`);
+        return 0;
+      }
       const d = await c.post<DomainView>('/v1/domains', { config, paused: opts.paused === true });
       if (!opts.quiet && d.boot) {
         ctx.err(
@@ -84,15 +98,33 @@ A config without kernel= boots the default guest (built on first use).`,
       { flags: '-Z, --context', help: 'also the security label (always - : no XSM here)' },
       { flags: '-c, --cpupool', help: 'also the CPU pool (one pool, Pool-0)' },
       { flags: '-n, --numa', help: 'also the NUMA node affinity' },
+      { flags: '--pool', help: 'every domain of the pool, with its host (with -l: JSON)' },
     ],
     async run(ctx, args, opts) {
       const c = ctx.client();
+      if (opts.pool) {
+        const all =
+          await c.get<Array<{ name: string; host: string; state: string; memory: number; ha: boolean; uuid: string }>>(
+            '/v1/pool/domains',
+          );
+        if (opts.long) ctx.out(`${JSON.stringify(all, null, 2)}\n`);
+        else {
+          const w = Math.max(4, ...all.map((d) => d.name.length)) + 2;
+          const hw = Math.max(4, ...all.map((d) => d.host.length)) + 2;
+          ctx.out(`${'Name'.padEnd(w)}${'Host'.padEnd(hw)}${'State'.padEnd(11)}${'Mem'.padStart(6)}  HA   UUID\n`);
+          for (const d of all)
+            ctx.out(
+              `${d.name.padEnd(w)}${d.host.padEnd(hw)}${d.state.padEnd(11)}${String(d.memory).padStart(6)}  ${(d.ha ? 'yes' : 'no').padEnd(5)}${d.uuid}\n`,
+            );
+        }
+        return 0;
+      }
       const doms = await domainViews(c, args);
       if (opts.long) {
         const full = await Promise.all(doms.map((d) => c.get<DomainView>(`/v1/domains/${d.domid}`)));
         ctx.out(
           `${JSON.stringify(
-            full.map((d) => ({ domid: d.domid, sponsor: d.sponsor, state: d.state, config: d.config })),
+            full.map((d) => ({ domid: d.domid, sponsor: d.sponsor, state: d.state, guest: d.guest, config: d.config })),
             null,
             4,
           )}\n`,
@@ -129,16 +161,16 @@ A config without kernel= boots the default guest (built on first use).`,
     name: 'shutdown',
     example: 'xenode shutdown -w web1',
     args: '<domain>',
-    summary: 'Issue a shutdown signal (ACPI power button) to a domain',
+    summary: "Issue a shutdown signal to a domain (its agent's control/shutdown, else the ACPI power button)",
     options: [
       { flags: '-w, --wait', help: 'wait for the domain to complete shutdown' },
-      { flags: '-F', help: 'accepted for xl compatibility (the ACPI button is always used)' },
+      { flags: '-F', help: "fall back to the ACPI power button if the guest's agent does not acknowledge" },
     ],
     async run(ctx, [dom], opts) {
       const c = ctx.client();
       const d = await c.get<DomainView>(`/v1/domains/${enc(dom)}`);
       ctx.err(`Shutting down domain ${d.domid}\n`);
-      await c.post(`/v1/domains/${d.domid}/shutdown`, { wait: opts.wait === true });
+      await c.post(`/v1/domains/${d.domid}/shutdown`, { wait: opts.wait === true, fallback: opts.F === true });
       if (opts.wait) ctx.err(`Domain ${d.domid} has been shut down.\n`);
       return 0;
     },
@@ -147,13 +179,17 @@ A config without kernel= boots the default guest (built on first use).`,
     name: 'reboot',
     example: 'xenode reboot web1',
     args: '<domain>',
-    summary: 'Reboot a domain (hard reset, then on_reboot applies)',
-    options: [{ flags: '-F', help: 'accepted for xl compatibility' }],
-    async run(ctx, [dom]) {
+    summary: "Reboot a domain (its agent's control/shutdown, else a hard reset; then on_reboot applies)",
+    options: [
+      { flags: '-w, --wait', help: 'wait for the domain to complete the reboot' },
+      { flags: '-F', help: "fall back to a hard reset if the guest's agent does not acknowledge" },
+    ],
+    async run(ctx, [dom], opts) {
       const c = ctx.client();
       const d = await c.get<DomainView>(`/v1/domains/${enc(dom)}`);
       ctx.err(`Rebooting domain ${d.domid}\n`);
-      await c.post(`/v1/domains/${d.domid}/reboot`);
+      await c.post(`/v1/domains/${d.domid}/reboot`, { wait: opts.wait === true, fallback: opts.F === true });
+      if (opts.wait) ctx.err(`Domain ${d.domid} has been rebooted.\n`);
       return 0;
     },
   },

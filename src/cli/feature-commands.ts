@@ -6,6 +6,7 @@ import { auditCommands } from '../features/audit/commands.ts';
 import { blockCommands } from '../features/disks/commands.ts';
 import { memoryCommands } from '../features/memory/commands.ts';
 import { netCommands } from '../features/network/commands.ts';
+import { poolCommands } from '../features/pool/commands.ts';
 import { saveRestoreCommands } from '../features/saverestore/commands.ts';
 import { schedCommands } from '../features/sched/commands.ts';
 import { storageCommands } from '../features/storage/commands.ts';
@@ -24,4 +25,5 @@ export const FEATURE_COMMANDS: CommandSpec[] = [
   ...schedCommands,
   ...accountingCommands,
   ...auditCommands,
+  ...poolCommands,
 ];

@@ -18,8 +18,8 @@ function parseBytes(s: string): number {
 }
 
 /** `key=value` words -> the API's limit object; `none` clears a limit. */
-export function parseLimitWords(words: string[]): Record<string, number | string[] | null> {
-  const out: Record<string, number | string[] | null> = {};
+export function parseLimitWords(words: string[]): Record<string, number | string[] | number[] | null> {
+  const out: Record<string, number | string[] | number[] | null> = {};
   for (const w of words) {
     const eq = w.indexOf('=');
     if (eq < 1) throw new XenodeError('usage', `'${w}' is not key=value`, { hint: 'e.g. domains=4 memory=4G' });
@@ -45,6 +45,11 @@ export function parseLimitWords(words: string[]): Record<string, number | string
       case 'bridges':
         out.bridges = none ? null : v.split(',').filter((b) => b !== '');
         break;
+      case 'vlans':
+        if (!none && !/^\d+(,\d+)*$/.test(v))
+          throw new XenodeError('usage', `vlans must be VLAN ids or none, not '${v}'`, { hint: 'e.g. vlans=10,20' });
+        out.vlans = none ? null : v.split(',').map(Number);
+        break;
       case 'cpu-weight':
         out.cpuWeight = none ? null : int();
         break;
@@ -62,7 +67,7 @@ export function parseLimitWords(words: string[]): Record<string, number | string
         break;
       default:
         throw new XenodeError('usage', `unknown limit '${k}'`, {
-          hint: 'limits: domains, memory, vcpus, disk, volumes, bridges, cpu-weight, cpu-cap, disk-bps, disk-iops, net-rate',
+          hint: 'limits: domains, memory, vcpus, disk, volumes, bridges, vlans, cpu-weight, cpu-cap, disk-bps, disk-iops, net-rate',
         });
     }
   }
@@ -95,7 +100,7 @@ function row(q: QuotaView): string {
     `${gib(q.usage.diskBytes)}/${gib(l.diskBytes)}`.padStart(13),
     `${q.usage.volumes}/${lim(l.volumes)}`.padStart(7),
     `  ${rates(l).padEnd(24)}`,
-    `${(l.bridges ?? []).join(',') || '-'}`,
+    `${(l.bridges ?? []).join(',') || '-'}${l.vlans ? ` vlans:${l.vlans.join(',')}` : ''}`,
   ].join(' ');
 }
 
@@ -107,7 +112,8 @@ export const quotaCommands: CommandSpec[] = [
     summary: "Set a sponsor's limits (admin); '*' sets them for every sponsor without limits of its own",
     help: `Limits: domains, memory (MiB, or with a k/m/g/t suffix; counted as maxmem),
 vcpus (counted as maxvcpus), disk (bytes of volumes, e.g. 50G), volumes, and
-bridges (Linux bridges the sponsor's vifs may name, comma-separated).
+bridges (Linux bridges the sponsor's vifs may name, comma-separated), and
+vlans (VLAN ids its vifs may name with vlan=, comma-separated).
 Rates over all the sponsor's domains, applied to running domains at once:
 cpu-weight (the sponsor's CPU weight against other sponsors, credit's scale,
 default 256), cpu-cap (percent of one host CPU), disk-bps (bytes/s, e.g. 20M),

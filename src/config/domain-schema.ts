@@ -65,6 +65,7 @@ export const VifSpecSchema = Type.Object(
     rate: Type.Optional(Type.String()),
     vifname: Type.Optional(Type.String()),
     mtu: Type.Optional(Type.Integer({ minimum: 68, maximum: 65535 })),
+    vlan: Type.Optional(Type.Integer({ minimum: 1, maximum: 4094 })),
   },
   { additionalProperties: false },
 );
@@ -103,6 +104,28 @@ export const DomainConfigSchema = Type.Object(
     machine: Type.Union([Type.Literal('auto'), Type.Literal('pc'), Type.Literal('q35'), Type.Literal('microvm')]),
     device_model_override: Type.Optional(Type.String()),
     rng: Type.Optional(Type.Boolean()),
+    ha: Type.Optional(Type.Boolean()),
+    firmware: Type.Optional(Type.Union([Type.Literal('seabios'), Type.Literal('ovmf')])),
+    cloud_init: Type.Optional(
+      Type.Object(
+        {
+          hostname: Type.Optional(Type.String({ maxLength: 253, pattern: '^[A-Za-z0-9][A-Za-z0-9.-]{0,252}$' })),
+          ssh_keys: Type.Optional(
+            Type.Array(
+              Type.String({
+                maxLength: 17000,
+                pattern: '^[a-z0-9@.-]{3,64} [A-Za-z0-9+/=]{16,16384}( [\\x20-\\x7e]{0,256})?$',
+              }),
+              {
+                maxItems: 32,
+              },
+            ),
+          ),
+          user_data: Type.Optional(Type.String({ maxLength: 65536 })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
     cpus: Type.Optional(Type.String()),
     cpus_per_vcpu: Type.Optional(Type.Array(Type.String())),
     cpus_soft: Type.Optional(Type.String()),

@@ -113,10 +113,15 @@ export const CONFIG_KEYS: readonly KeySpec[] = [
     values: ['hvm', 'generic'],
     deprecated: 'use type=',
   }),
-  supported('firmware', 'string', 'HVM firmware; Xenode HVM guests always boot SeaBIOS.', {
-    values: ['bios', 'seabios'],
+  supported(
+    'firmware',
+    'string',
+    'HVM firmware for a type="hvm" guest booting from its disk: "bios"/"seabios" (SeaBIOS, the default) or "uefi"/"ovmf" (OVMF from Debian’s ovmf package, with a per-domain variable store); docs/guests.md.',
+    { values: ['bios', 'seabios', 'uefi', 'ovmf'], example: 'firmware = "uefi"' },
+  ),
+  supported('bios', 'string', 'HVM BIOS: "seabios" (default) or "ovmf" (UEFI); the same as firmware=.', {
+    values: ['seabios', 'ovmf'],
   }),
-  supported('bios', 'string', 'HVM BIOS; Xenode HVM guests always boot SeaBIOS.', { values: ['seabios'] }),
   extension('accel', 'string', 'CPU engine: KVM, TCG, or auto (KVM when the host has usable KVM, else TCG).', {
     default: 'auto',
     values: ['auto', 'kvm', 'tcg'],
@@ -140,6 +145,40 @@ export const CONFIG_KEYS: readonly KeySpec[] = [
     'boolean',
     'A virtio RNG fed from the host’s /dev/urandom (off by default: guests with RDRAND need none, and on pc each PCI device adds boot time).',
     { default: 0, example: 'rng = 1' },
+  ),
+  extension(
+    'ha',
+    'boolean',
+    'Pool failover: when its host stops renewing its pool lease, the domain runs again on another pool host (needs a pool, and every disk under the pool\u2019s shared directory; docs/pool.md).',
+    { default: 0, example: 'ha = 1' },
+  ),
+  // --- cloud-init NoCloud seed (docs/guests.md) ---------------------------------
+  extension(
+    'cloud_init_hostname',
+    'string',
+    'Hostname given to the guest through a cloud-init NoCloud seed (a CD-ROM labelled cidata that Xenode builds); any cloud_init_* key attaches the seed.',
+    {
+      pattern:
+        /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/,
+      patternHint: 'a hostname: labels of letters, digits and -, separated by dots',
+      example: 'cloud_init_hostname = "web1"',
+    },
+  ),
+  extension(
+    'cloud_init_ssh_keys',
+    'string-list',
+    'SSH public keys cloud-init installs for the guest’s default user (NoCloud seed).',
+    {
+      pattern: /^[a-z0-9@.-]{3,64} [A-Za-z0-9+/=]{16,16384}( [\x20-\x7e]{0,256})?$/,
+      patternHint: 'one OpenSSH public key line: type, base64, optional comment',
+      example: "cloud_init_ssh_keys = ['ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI... me@laptop']",
+    },
+  ),
+  extension(
+    'cloud_init_user_data',
+    'string',
+    'cloud-init user-data for the NoCloud seed: the text itself (starting with #cloud-config or #!), or a file the CLI reads (relative to the config file; the admin only when the daemon parses the config). At most 64 KiB.',
+    { example: 'cloud_init_user_data = "user-data.yaml"' },
   ),
   // --- memory -----------------------------------------------------------------
   supported('memory', 'integer', 'Memory at boot, MiB (xl defaults to 32 MiB, too little to boot Linux).', {

@@ -57,6 +57,8 @@ export interface VifSpec {
   rate?: string;
   vifname?: string;
   mtu?: number;
+  /** An access port of this VLAN (1-4094) on Xenode's switch. */
+  vlan?: number;
 }
 
 export interface StaticShmSpec {
@@ -67,6 +69,13 @@ export interface StaticShmSpec {
   role: 'owner' | 'borrower';
   prot: 'rw';
   cachePolicy: string;
+}
+
+export interface CloudInitSpec {
+  hostname?: string;
+  ssh_keys?: string[];
+  /** The user-data text (never a path: the CLI read the file). */
+  user_data?: string;
 }
 
 export interface DomainConfig {
@@ -96,6 +105,12 @@ export interface DomainConfig {
   device_model_override?: string;
   /** A virtio RNG fed from the host's /dev/urandom; absent means none. */
   rng?: boolean;
+  /** Pool failover (src/features/pool). */
+  ha?: boolean;
+  /** type="hvm" without kernel=: the firmware that boots the disk (firmware=/bios=). */
+  firmware?: 'seabios' | 'ovmf';
+  /** The cloud-init NoCloud seed Xenode builds and attaches as a CD-ROM (cloud_init_* keys). */
+  cloud_init?: CloudInitSpec;
   cpus?: string;
   /** `cpus=[...]` list form: pinning per vCPU (index = vCPU); set instead of cpus. */
   cpus_per_vcpu?: string[];

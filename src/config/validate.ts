@@ -388,6 +388,12 @@ export function validateConfig(raw: RawConfig, opts: ValidateOptions): DomainCon
     warn(ramdisk.loc, 'ramdisk without kernel: an hvm guest boots from its disk and ignores it');
   }
 
+  const firmware = hvmFirmware(set, type, !!kernel);
+  const cloudInit = cloudInitSpec(set, {
+    readFiles: checkFiles && !opts.fileCheck,
+    resolve: (it) => path.resolve(dirFor(it.loc), it.value),
+  });
+
   // 6. Devices.
   const disk: DiskSpec[] = [];
   const vdevs = new Map<number, string>();
@@ -514,6 +520,9 @@ export function validateConfig(raw: RawConfig, opts: ValidateOptions): DomainCon
   if (ramdisk) cfg.ramdisk = ramdisk.value;
   if (dm) cfg.device_model_override = dm.value;
   if (set.boolean('rng')) cfg.rng = true;
+  if (set.boolean('ha')) cfg.ha = true;
+  if (firmware) cfg.firmware = firmware;
+  if (cloudInit) cfg.cloud_init = cloudInit;
   if (cpus !== undefined) cfg.cpus = cpus;
   if (cpusPerVcpu !== undefined) cfg.cpus_per_vcpu = cpusPerVcpu;
   if (cpusSoft !== undefined) cfg.cpus_soft = cpusSoft;
@@ -522,6 +531,92 @@ export function validateConfig(raw: RawConfig, opts: ValidateOptions): DomainCon
   const problem = configRuleProblem(cfg);
   if (problem) throw configError(`invalid domain config: ${problem}`, { file: opts.file });
   return cfg;
+}
+
+/**
+ * firmware= (xl: bios, uefi, seabios, ovmf) and bios= (seabios, ovmf), for a
+ * type="hvm" guest that boots from its disk. Refused where it would not apply.
+ */
+function hvmFirmware(set: Settings, type: DomainConfig['type'], hasKernel: boolean): DomainConfig['firmware'] {
+  const fw = set.string('firmware');
+  const bios = set.string('bios');
+  const norm = (v: string): 'seabios' | 'ovmf' => (v === 'uefi' || v === 'ovmf' ? 'ovmf' : 'seabios');
+  const a = fw ? norm(fw.value) : undefined;
+  const b = bios ? norm(bios.value) : undefined;
+  if (a && b && a !== b) {
+    throw configError(`contradicting 'firmware' and 'bios' ('${fw?.value}' vs '${bios?.value}')`, (bios as Item).loc);
+  }
+  const given = a ?? b;
+  const loc = (fw ?? bios)?.loc;
+  if (type !== 'hvm') {
+    if (given && loc) {
+      throw configError(
+        `'${fw ? 'firmware' : 'bios'}' applies to type="hvm" guests`,
+        loc,
+        'add type = "hvm" to boot the guest’s disk through firmware',
+      );
+    }
+    return undefined;
+  }
+  if (hasKernel) {
+    if (given === 'ovmf' && loc) {
+      throw configError(
+        'UEFI firmware with kernel= is not supported',
+        loc,
+        'leave kernel= out to boot the disk through OVMF',
+      );
+    }
+    return undefined;
+  }
+  return given ?? 'seabios';
+}
+
+const USER_DATA_MAX = 64 * 1024;
+
+/** The cloud_init_* keys as one spec; undefined when none is set. */
+function cloudInitSpec(
+  set: Settings,
+  o: { readFiles: boolean; resolve: (it: Item) => string },
+): DomainConfig['cloud_init'] {
+  const hostname = set.string('cloud_init_hostname');
+  const keys = set.list('cloud_init_ssh_keys');
+  const ud = set.string('cloud_init_user_data');
+  if (!hostname && !keys && !ud) return undefined;
+  const spec: NonNullable<DomainConfig['cloud_init']> = {};
+  if (hostname) spec.hostname = hostname.value;
+  if (keys) {
+    if (keys.length > 32) throw configError('at most 32 cloud_init_ssh_keys', keys[32].loc);
+    spec.ssh_keys = keys.map((k) => k.value);
+  }
+  if (ud) {
+    let text = ud.value;
+    // Inline user-data starts like a cloud-init part; anything else names a file.
+    if (!/^#(cloud-config|!|include|cloud-boothook|part-handler)/.test(text) && !text.startsWith('Content-Type:')) {
+      if (!o.readFiles) {
+        throw configError(
+          'cloud_init_user_data names a file, which only the CLI or the admin may have read',
+          ud.loc,
+          'give the user-data inline (starting with #cloud-config) or create the domain with the xenode CLI',
+        );
+      }
+      const file = o.resolve(ud);
+      try {
+        if (fs.statSync(file).size > USER_DATA_MAX)
+          throw configError(`user-data file ${file} is larger than 64 KiB`, ud.loc);
+        text = fs.readFileSync(file, 'utf8');
+      } catch (e) {
+        if (e instanceof XenodeError) throw e;
+        throw configError(
+          `cannot read user-data file ${file}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`,
+          ud.loc,
+        );
+      }
+    }
+    if (Buffer.byteLength(text) > USER_DATA_MAX)
+      throw configError('cloud_init_user_data is larger than 64 KiB', ud.loc);
+    spec.user_data = text;
+  }
+  return spec;
 }
 
 /** `value` with object keys in schema order (unknown keys after, sorted) and undefined fields dropped. */

@@ -29,8 +29,8 @@ export const NIC_MODELS = [
   'vmxnet3',
 ] as const;
 
-const KEYS = ['mac', 'bridge', 'ip', 'model', 'rate', 'vifname', 'mtu'] as const;
-const IGNORED = ['script', 'backend', 'type', 'gatewaydev', 'netdev', 'devid', 'vlan'] as const;
+const KEYS = ['mac', 'bridge', 'ip', 'model', 'rate', 'vifname', 'mtu', 'vlan'] as const;
+const IGNORED = ['script', 'backend', 'type', 'gatewaydev', 'netdev', 'devid'] as const;
 const IGNORED_FLAGS = ['trusted', 'untrusted'] as const;
 const UNSUPPORTED = ['accel', 'forwarddev'] as const;
 const IFNAME = /^[A-Za-z0-9_.:-]{1,15}$/;
@@ -190,6 +190,13 @@ export function parseVifSpec(spec: string, opts: VifParseOptions = {}): VifSpec 
         break;
       case 'mtu':
         out.mtu = parseMtu(value);
+        break;
+      case 'vlan':
+        // One VLAN id: the vif is an access port of it (trunks, `10:20`, are not offered to guests).
+        if (!/^[0-9]{1,4}$/.test(value) || Number(value) < 1 || Number(value) > 4094) {
+          throw configError(`invalid vlan '${value}'`, undefined, 'vlan is one VLAN id from 1 to 4094, e.g. vlan=10');
+        }
+        out.vlan = Number(value);
         break;
     }
   }

@@ -12,10 +12,13 @@ export interface BootPlan {
   machine: Machine;
   /** QEMU -cpu model (see cpuModel in machine.ts). */
   cpu: string;
-  kernel: string;
+  /** Direct kernel boot; absent when firmware boots the guest's disk. */
+  kernel?: string;
   initrd?: string;
   /** Full guest command line, console included. */
   cmdline: string;
+  /** type="hvm" without kernel=: the firmware that boots the disk (firmware.ts renders it). */
+  firmware?: 'seabios' | 'ovmf';
 }
 
 export interface QemuCommand {
@@ -95,8 +98,10 @@ export function buildQemuCommand(
     // its driver before the ready line, while the ISA one's (pvpanic-mmio) is not there.
     '-device',
     `pvpanic-pci,id=pvpanic,addr=0x${PVPANIC_SLOT.toString(16)}`,
+    // No logfile=: QEMU logs a byte twice when its socket write fails with EAGAIN
+    // (a slow reader); xenoded writes console.log from the stream it reads.
     '-chardev',
-    `socket,id=ser0,path=${qemuEscape(paths.serialSock)},server=on,wait=off,logfile=${qemuEscape(paths.consoleLog)},logappend=on`,
+    `socket,id=ser0,path=${qemuEscape(paths.serialSock)},server=on,wait=off`,
     '-serial',
     'chardev:ser0',
     '-chardev',
@@ -105,12 +110,13 @@ export function buildQemuCommand(
     'chardev=qmp,mode=control',
     '-pidfile',
     paths.pidFile,
-    '-kernel',
-    boot.kernel,
   ];
+  if (boot.kernel) args.push('-kernel', boot.kernel);
   args.push(...(o.extraArgs ?? []));
-  if (boot.initrd) args.push('-initrd', boot.initrd);
-  args.push('-append', boot.cmdline);
+  if (boot.kernel) {
+    if (boot.initrd) args.push('-initrd', boot.initrd);
+    args.push('-append', boot.cmdline);
+  }
   if (o.startPaused) args.push('-S');
   return { binary: o.qemuBinary, args };
 }

@@ -12,6 +12,9 @@ export interface QmpEvent {
 }
 
 /** QEMU answered a command with an error. */
+/** The longest QMP line accepted (query-qmp-schema, the largest reply Xenode asks for, is about 200 KB). */
+const MAX_QMP_LINE = 64 * 2 ** 20;
+
 export class QmpError extends Error {
   constructor(
     readonly errorClass: string,
@@ -108,14 +111,28 @@ export class QmpClient extends EventEmitter<QmpClientEvents> {
   }
 
   private onData(d: string): void {
-    this.buf += d;
-    let nl = this.buf.indexOf('\n');
-    while (nl >= 0) {
-      const line = this.buf.slice(0, nl).trim();
-      this.buf = this.buf.slice(nl + 1);
-      if (line) this.onMessage(line);
-      nl = this.buf.indexOf('\n');
+    // Search only the new chunk: rescanning what was buffered would make a long line cost its square.
+    let nl = d.indexOf('\n');
+    if (nl < 0) {
+      this.buf += d;
+      // A QEMU that never ends its line (a broken or subverted one) must not grow the daemon without end.
+      if (this.buf.length > MAX_QMP_LINE) {
+        this.buf = '';
+        this.sock?.destroy(new Error(`QMP reply longer than ${MAX_QMP_LINE} bytes`));
+      }
+      return;
     }
+    let rest = this.buf + d;
+    nl += this.buf.length;
+    this.buf = '';
+    while (nl >= 0) {
+      const line = rest.slice(0, nl).trim();
+      rest = rest.slice(nl + 1);
+      if (line) this.onMessage(line);
+      if (this.closed) return;
+      nl = rest.indexOf('\n');
+    }
+    this.buf = rest;
   }
 
   private onMessage(line: string): void {
@@ -125,6 +142,8 @@ export class QmpClient extends EventEmitter<QmpClientEvents> {
     } catch {
       return; // QEMU never sends non-JSON on QMP; ignore rather than crash the daemon
     }
+    // Nor a bare string, number or null (the `in` below would throw out of the socket handler).
+    if (typeof msg !== 'object' || msg === null || Array.isArray(msg)) return;
     if ('QMP' in msg) {
       this.greetingResolve?.(msg);
       this.greetingResolve = undefined;

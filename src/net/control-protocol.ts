@@ -2,7 +2,7 @@
 // the desired state (ports, policy, host port) and replays it to a restarted
 // switch; the switch owns the links and the counters.
 
-import { isIPv4 } from 'node:net';
+import { isIPv4, isIPv6 } from 'node:net';
 import { type RateSpec, rateProblem } from './credit.ts';
 import type { SponsorPair } from './policy.ts';
 import type { PortCounters } from './switch-core.ts';
@@ -24,6 +24,10 @@ export interface VifPortSpec {
   domain?: string;
   /** The IPv4 addresses the vif may send from (ip=); absent: the first one it uses. */
   ips?: string[];
+  /** The IPv6 addresses the vif may send from (ip=); absent: the first global one it uses. */
+  ips6?: string[];
+  /** vlan=: the vif is an access port of this VLAN (1-4094); absent: the untagged VLAN. */
+  vlan?: number;
 }
 
 export interface HostPortSpec {
@@ -109,9 +113,11 @@ export type ControlResponse = { id: number; ok: true; result?: unknown } | { id:
  * 3: rate limits per vif (add-port's rate, set-rate) and per sponsor (sponsor-rate).
  * 4: flow log and audit rules (audit-rules, audit-drain), IPv4 and ARP anti-spoofing (add-port's ips),
  *    packet capture (capture-start, capture-stop).
+ * 5: VLANs (add-port's vlan; the host port a trunk); audit rules may switch the audit off (enabled: false);
+ *    IPv6 anti-spoofing (add-port's ips6).
  * A daemon replaces a running switch of an older version instead of adopting it.
  */
-export const CONTROL_VERSION = 4;
+export const CONTROL_VERSION = 5;
 
 /** A control line longer than this is not from xenoded: the client is dropped. */
 export const MAX_CONTROL_LINE = 1024 * 1024;
@@ -201,6 +207,17 @@ export function parseControlRequest(line: string): ControlRequest {
           if (!Array.isArray(ips) || ips.length > 16 || !ips.every((a) => typeof a === 'string' && isIPv4(a)))
             throw new ControlError('ips must be a list of at most 16 IPv4 addresses');
           spec.ips = ips as string[];
+        }
+        if (q.ips6 !== undefined) {
+          const ips6 = q.ips6;
+          if (!Array.isArray(ips6) || ips6.length > 16 || !ips6.every((a) => typeof a === 'string' && isIPv6(a)))
+            throw new ControlError('ips6 must be a list of at most 16 IPv6 addresses');
+          spec.ips6 = ips6 as string[];
+        }
+        if (q.vlan !== undefined) {
+          const vlan = int(q, 'vlan');
+          if (vlan < 1 || vlan > 4094) throw new ControlError('vlan must be from 1 to 4094');
+          spec.vlan = vlan;
         }
         const waitMs = o.waitMs === undefined ? undefined : int(o, 'waitMs');
         return { id, op, port: spec, waitMs };

@@ -18,6 +18,10 @@ export interface PortInfo {
   readonly domain?: string;
   /** The IPv4 addresses the vif may send from (its ip=); none: the first it uses, then only that. */
   readonly ips?: readonly string[];
+  /** The IPv6 addresses the vif may send from (its ip=); none: the first global one it uses. */
+  readonly ips6?: readonly string[];
+  /** A vif's vlan= (1-4094): an access port of that VLAN. Absent: the untagged VLAN. The host port is a trunk. */
+  readonly vlan?: number;
 }
 
 export type Verdict = 'forward' | 'drop';

@@ -31,7 +31,10 @@ export interface PortCounters {
   txDrops: number;
   /** Frames from this port too short to be Ethernet. */
   errors: number;
-  /** Frames from this (vif) port dropped because their source MAC or IPv4 address, or their ARP sender, is not its own. */
+  /**
+   * Frames from this (vif) port dropped because their source MAC or IPv4 address, or their ARP sender, is not
+   * its own, or because they carry a VLAN tag while the vif has vlan= (a guest may not pick its VLAN).
+   */
   spoofDrops: number;
   /** Times this (vif) port had to stop reading because its rate limit, or its sponsor's, was out of credit. */
   rateHolds: number;
@@ -279,6 +282,25 @@ export class SwitchCore {
       c.spoofDrops++;
       return true;
     }
+    // VLANs (vlan=): a vif is an access port of its VLAN (0: the untagged one), the host port a trunk.
+    const tagged = isTagged(frame);
+    let vlan = 0;
+    let bare = frame;
+    if (src.info.kind === 'vif') {
+      vlan = src.info.vlan ?? 0;
+      // A guest on a VLAN sends untagged frames: a tag of its own would pick another VLAN.
+      if (tagged && vlan !== 0) {
+        c.spoofDrops++;
+        return true;
+      }
+    } else if (tagged && frame[12] === VLAN_HI && frame[13] === VLAN_LO && frame.length >= ETH_HEADER_LEN + 4) {
+      const vid = (((frame[14] as number) & 0x0f) << 8) | (frame[15] as number);
+      // VID 0 is a priority tag: the untagged VLAN, passed on as it is.
+      if (vid !== 0) {
+        vlan = vid;
+        bare = untag(frame);
+      }
+    }
     if (this.audit && src.info.kind === 'vif') {
       const v = this.audit.fromVif(src.info, frame);
       if (v === 'spoof') {
@@ -300,17 +322,38 @@ export class SwitchCore {
     const now = this.now();
     if (!isGroupMac(from)) this.learn(from, src, now);
     const to = dstMac(frame);
+    // What the trunk (host port) gets: VLAN n tagged; a guest's own tagged frame not at all (the host would
+    // read its tag as a VLAN); else the frame as it is.
+    let trunk: Uint8Array | undefined;
+    const forTrunk = (): Uint8Array | undefined => {
+      if (vlan === 0) return tagged && src.info.kind === 'vif' ? undefined : frame;
+      if (src.info.kind !== 'vif') return frame;
+      trunk ??= tag(frame, vlan);
+      return trunk;
+    };
     if (!isGroupMac(to)) {
       const e = this.macs.get(to);
       if (e && now - e.seen <= this.ageMs) {
         // A frame for a MAC behind the port it came from needs no forwarding.
-        if (e.port !== src) this.deliver(src, e.port, frame);
-        return true;
-      }
-      if (e) this.macs.delete(to);
+        if (e.port === src) return true;
+        // Learned in another VLAN (the host's MAC is in several): flood this frame's VLAN instead.
+        if (inVlan(e.port, vlan)) {
+          this.deliverIn(src, e.port, bare, forTrunk);
+          return true;
+        }
+      } else if (e) this.macs.delete(to);
     }
-    for (const p of this.ports.values()) if (p !== src) this.deliver(src, p, frame);
+    for (const p of this.ports.values()) if (p !== src && inVlan(p, vlan)) this.deliverIn(src, p, bare, forTrunk);
     return true;
+  }
+
+  /** Deliver to `dst`, a member of the frame's VLAN: a vif gets it untagged, the trunk from `forTrunk`. */
+  private deliverIn(src: SwitchPort, dst: SwitchPort, bare: Uint8Array, forTrunk: () => Uint8Array | undefined): void {
+    if (dst.info.kind === 'vif') this.deliver(src, dst, bare);
+    else {
+      const f = forTrunk();
+      if (f) this.deliver(src, dst, f);
+    }
   }
 
   private learn(mac: MacInt, port: SwitchPort, now: number): void {
@@ -350,6 +393,38 @@ const ARP_HI = ETHERTYPE_ARP >> 8;
 const ARP_LO = ETHERTYPE_ARP & 0xff;
 const VLAN_HI = ETHERTYPE_VLAN >> 8;
 const VLAN_LO = ETHERTYPE_VLAN & 0xff;
+
+/** 802.1Q, 802.1ad and the older QinQ TPID: what a switch reads as a VLAN tag. */
+function isTagged(f: Uint8Array): boolean {
+  const hi = f[12];
+  const lo = f[13];
+  return (hi === VLAN_HI && lo === VLAN_LO) || (hi === 0x88 && lo === 0xa8) || (hi === 0x91 && lo === 0x00);
+}
+
+/** A vif is in one VLAN (0: untagged); the host port is a trunk of all of them. */
+function inVlan(p: SwitchPort, vlan: number): boolean {
+  return p.info.kind !== 'vif' || (p.info.vlan ?? 0) === vlan;
+}
+
+/** `f` with an 802.1Q tag of `vid` after its MACs (priority 0). */
+function tag(f: Uint8Array, vid: number): Uint8Array {
+  const out = new Uint8Array(f.length + 4);
+  out.set(f.subarray(0, 12), 0);
+  out[12] = VLAN_HI;
+  out[13] = VLAN_LO;
+  out[14] = (vid >> 8) & 0x0f;
+  out[15] = vid & 0xff;
+  out.set(f.subarray(12), 16);
+  return out;
+}
+
+/** `f` without its outer tag. */
+function untag(f: Uint8Array): Uint8Array {
+  const out = new Uint8Array(f.length - 4);
+  out.set(f.subarray(0, 12), 0);
+  out.set(f.subarray(16), 12);
+  return out;
+}
 
 /** ARP, untagged or behind one 802.1Q tag: byte compares, no parsing, on the hot path. */
 function isArp(f: Uint8Array): boolean {

@@ -157,7 +157,8 @@ export class SwitchServer {
     if (!c.destroyed) c.write(`${JSON.stringify(resp)}\n`);
   }
 
-  private async handle(req: ControlRequest): Promise<unknown> {
+  /** One control request, as a line on the socket carries it (unit tests call it directly). */
+  async handle(req: ControlRequest): Promise<unknown> {
     switch (req.op) {
       case 'hello': {
         const r: HelloResult = {
@@ -194,12 +195,15 @@ export class SwitchServer {
         return this.stats();
       case 'audit-rules':
         try {
-          this.audit.setRules(parseRules(req.rules));
+          const rules = parseRules(req.rules);
+          this.audit.setRules(rules);
+          // Off: frames skip the audit altogether, so the switch runs as it would without one.
+          this.core.audit = rules.enabled ? this.audit : undefined;
         } catch (e) {
           if (e instanceof RulesError) throw new Error(`audit rules: ${e.message}`);
           throw e;
         }
-        this.o.log('audit rules set');
+        this.o.log(this.core.audit ? 'audit rules set' : 'audit off (rules: enabled false)');
         return {};
       case 'audit-drain':
         return this.audit.drain(req.max);
@@ -242,7 +246,10 @@ export class SwitchServer {
     const spec = req.port;
     let p = this.vifs.get(spec.id);
     // (A renamed domain keeps its port and the name it had: a new port would drop the link.)
-    if (p && (p.path !== spec.path || p.info.sponsor !== spec.sponsor || p.info.mac !== spec.mac)) {
+    if (
+      p &&
+      (p.path !== spec.path || p.info.sponsor !== spec.sponsor || p.info.mac !== spec.mac || p.info.vlan !== spec.vlan)
+    ) {
       p.stop();
       this.core.removePort(spec.id);
       this.audit.removePort(spec.id);
@@ -259,6 +266,8 @@ export class SwitchServer {
           mac: spec.mac,
           domain: spec.domain,
           ips: spec.ips,
+          ips6: spec.ips6,
+          vlan: spec.vlan,
         },
         spec.path,
         this.core,

@@ -71,6 +71,9 @@ const DEFAULT_BRIDGE = 'xenbr0';
 export function sponsorVif(v: VifSpec, limits: SponsorLimits): VifSpec {
   if (v.vifname !== undefined)
     refuse('vifname= names a host network interface: only the admin may set it', 'leave it out');
+  // The host port carries every VLAN tagged: an unopened id could be the host's own network.
+  if (v.vlan !== undefined && !(limits.vlans ?? []).includes(v.vlan))
+    refuse(`vlan ${v.vlan} is not open to you`, `ask the admin to allow it (xenode quota-set SPONSOR vlans=${v.vlan})`);
   if (v.bridge === undefined || (limits.bridges ?? []).includes(v.bridge)) return v;
   if (v.bridge === DEFAULT_BRIDGE) {
     const { bridge: _, ...rest } = v;

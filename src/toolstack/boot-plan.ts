@@ -5,8 +5,10 @@ import { readFileSync } from 'node:fs';
 import { ensureDefaultGuest } from '../../guest/build.ts';
 import type { DomainConfig } from '../config/types.ts';
 import { type AccelChoice, resolveAccel } from '../engine/accel.ts';
+import { checkFirmware } from '../engine/firmware.ts';
 import { chooseMachine, cpuModel } from '../engine/machine.ts';
 import type { BootPlan } from '../engine/qemu-args.ts';
+import { XenodeError } from '../errors.ts';
 
 export interface ResolvedBoot {
   plan: BootPlan;
@@ -29,6 +31,20 @@ export async function resolveBoot(
 ): Promise<ResolvedBoot> {
   const accel = resolveAccel(cfg.accel, host);
   const machine = chooseMachine(cfg);
+  if (cfg.type === 'hvm' && !cfg.kernel) {
+    // The guest's own boot loader on its disk, started by SeaBIOS or OVMF.
+    const firmware = cfg.firmware ?? 'seabios';
+    if (machine === 'microvm') {
+      throw new XenodeError('config', 'firmware boot needs machine "pc" or "q35"', {
+        hint: 'leave machine= out (q35) for a type="hvm" guest booting its disk',
+      });
+    }
+    checkFirmware(firmware);
+    return {
+      plan: { accel: accel.accel, machine, cpu: cpuModel(accel.accel), cmdline: '', firmware },
+      accelReason: accel.reason,
+    };
+  }
   let kernel: string;
   let initrd = cfg.ramdisk;
   let cmdline = cfg.cmdline;
@@ -59,6 +75,11 @@ export async function resolveBoot(
     const khz = hostTscKhz();
     if (khz) parts.push(`tsc_early_khz=${khz}`);
     parts.push('noreplace-smp');
+    // On a host whose CPUs are oversubscribed, the emulated timer interrupt can come
+    // late enough that the kernel's IO-APIC timer check panics the boot ("IO-APIC +
+    // timer doesn't work"): seen three times at load 28-68 here. The check guards
+    // against broken chipsets, which QEMU's emulated ones are not.
+    parts.push('no_timer_check');
   }
   if (cmdline) parts.push(cmdline);
   return {

@@ -1,9 +1,12 @@
 // A domain's console: the serial stream kept in a ring buffer (scroll-back for
 // late attachers) and fanned out to every attached client; input from any
 // client goes to the guest. A client that stops reading is dropped once its
-// backlog passes a limit, rather than buffered for without end.
+// backlog passes a limit, rather than buffered for without end. The console
+// log on disk is written here, from the bytes the daemon read: QEMU's own
+// chardev logfile= logs a byte twice whenever its socket write fails with
+// EAGAIN (a slow reader) and the UART retries it, so it is not used.
 
-import { closeSync, openSync, readSync, statSync } from 'node:fs';
+import { closeSync, openSync, readSync, statSync, writeSync } from 'node:fs';
 import { SerialPort } from '../engine/serial.ts';
 
 export interface ConsoleClient {
@@ -22,6 +25,7 @@ export class ConsoleMux {
   private size = 0;
   private clients = new Set<ConsoleClient>();
   private serial?: SerialPort;
+  private logFd?: number;
 
   constructor(
     private readonly capacity = 256 * 1024,
@@ -43,14 +47,39 @@ export class ConsoleMux {
     }
   }
 
-  async attachSerial(path: string): Promise<void> {
+  /** Read the guest's serial port; with `logPath`, append every byte read to that file. */
+  async attachSerial(path: string, logPath?: string): Promise<void> {
     const s = new SerialPort(path);
     await s.connect();
     this.serial = s;
+    this.closeLog();
+    // Appends, synchronously, so the file holds exactly the stream in its order
+    // (others append notes to it too: restore, migration).
+    if (logPath !== undefined) this.logFd = openSync(logPath, 'a', 0o600);
     s.on('data', (d) => {
+      this.log(d);
       this.push(d);
       for (const c of this.clients) this.deliver(c, d);
     });
+  }
+
+  private log(d: Buffer): void {
+    if (this.logFd === undefined) return;
+    try {
+      for (let off = 0; off < d.length; ) off += writeSync(this.logFd, d, off);
+    } catch {
+      // A full disk loses log bytes, never the console itself.
+    }
+  }
+
+  private closeLog(): void {
+    if (this.logFd === undefined) return;
+    try {
+      closeSync(this.logFd);
+    } catch {
+      /* already closed */
+    }
+    this.logFd = undefined;
   }
 
   private deliver(c: ConsoleClient, d: Buffer): void {
@@ -93,5 +122,6 @@ export class ConsoleMux {
   close(): void {
     this.serial?.close();
     this.serial = undefined;
+    this.closeLog();
   }
 }

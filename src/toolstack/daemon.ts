@@ -5,6 +5,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node
 import { cpus, freemem, hostname, release, totalmem, uptime, version } from 'node:os';
 import type { FastifyInstance } from 'fastify';
 import type { ApiContext } from '../api/context.ts';
+import { stickyPort } from '../api/listen-port.ts';
 import { buildApi } from '../api/server.ts';
 import type { HostInfo } from '../api/views.ts';
 import { warmConfigCheck } from '../config/config-check.ts';
@@ -123,7 +124,7 @@ export async function startDaemon(o: DaemonOptions, storeFactory?: StoreFactory)
       ? [listen.slice(0, listen.lastIndexOf(':')), listen.slice(listen.lastIndexOf(':') + 1)]
       : ['127.0.0.1', listen];
     const tcp = await buildApi(ctx, 'tcp');
-    await tcp.listen({ host, port: Number(port) });
+    await tcp.listen({ host, port: await stickyPort(dirs.tcpInfo, host, Number(port)) });
     const addr = tcp.server.address();
     const realPort = typeof addr === 'object' && addr ? addr.port : Number(port);
     writeFileSync(dirs.tcpInfo, JSON.stringify({ host, port: realPort }));

@@ -134,6 +134,18 @@ export interface LifecycleHooks {
   keepUnfinished?(d: Domain, m: QemuMachine): Promise<boolean>;
   /** Daemon exit (domains keep running). */
   stop?(): Promise<void>;
+  /**
+   * Ask an agent in the guest (the QEMU guest agent) to power off or reboot the
+   * guest its own way: true if one took the request, false if there is none.
+   * Bounded by its own deadline; never throws (a hostile guest answers anything).
+   */
+  requestGuestPower?(d: Domain, kind: 'poweroff' | 'reboot'): Promise<boolean>;
+  /**
+   * Before a snapshot (save, migration): freeze the guest's file systems through
+   * its agent. Returns the thaw, which the caller runs on every path; undefined
+   * when there is no agent. Never throws.
+   */
+  quiesceGuest?(d: Domain): Promise<(() => Promise<void>) | undefined>;
 }
 
 // ---- network audit: the switch's flow records and rule actions (issue 17) ----

@@ -19,6 +19,8 @@ export interface VifRecord {
   rate?: string;
   mtu?: number;
   vifname?: string;
+  /** vlan=: an access port of this VLAN on Xenode's switch. */
+  vlan?: number;
   /** Attached with network-attach rather than from the config. */
   hotplugged?: boolean;
 }
@@ -48,5 +50,6 @@ export function vifToSpec(v: VifRecord): VifSpec {
   if (v.rate) s.rate = v.rate;
   if (v.vifname) s.vifname = v.vifname;
   if (v.mtu) s.mtu = v.mtu;
+  if (v.vlan) s.vlan = v.vlan;
   return s;
 }

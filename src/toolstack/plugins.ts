@@ -2,10 +2,13 @@
 
 import { accountingPlugin } from '../features/accounting/plugin.ts';
 import { auditPlugin } from '../features/audit/plugin.ts';
+import { cloudInitPlugin } from '../features/cloudinit/plugin.ts';
 import { diskPlugin } from '../features/disks/plugin.ts';
 import { memoryPlugins } from '../features/memory/plugin.ts';
 import { metricsPlugin } from '../features/metrics/plugin.ts';
 import { netPlugin } from '../features/network/plugin.ts';
+import { poolPlugin } from '../features/pool/plugin.ts';
+import { qgaPlugin } from '../features/qga/plugin.ts';
 import { saveRestorePlugin } from '../features/saverestore/plugin.ts';
 import { schedPlugin } from '../features/sched/plugin.ts';
 import { storagePlugin } from '../features/storage/plugin.ts';
@@ -29,5 +32,8 @@ export function createPlugins(): ToolstackPlugin[] {
     saveRestorePlugin(),
     schedPlugin(),
     xenstoredPlugin(),
+    cloudInitPlugin(),
+    qgaPlugin(),
+    poolPlugin(),
   ];
 }

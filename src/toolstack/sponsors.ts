@@ -19,6 +19,8 @@ export interface SponsorLimits {
   volumes?: number;
   /** Linux bridges the sponsor's vifs may name with bridge= (none by default). */
   bridges?: string[];
+  /** VLAN ids the sponsor's vifs may name with vlan= (none by default: a VLAN on the host port may be the host's own). */
+  vlans?: number[];
   /** CPU weight of the sponsor against other sponsors (credit's scale, 256 when unset);
    *  its domains' cpu_weight only divide the sponsor's share among themselves. */
   cpuWeight?: number;
@@ -134,6 +136,15 @@ export class SponsorPolicy {
         for (const b of change.bridges)
           if (!BRIDGE_RE.test(b)) throw new XenodeError('usage', `invalid bridge name '${b}'`);
         next.bridges = [...new Set(change.bridges)].sort();
+      }
+    }
+    if (change.vlans !== undefined) {
+      if (change.vlans === null || change.vlans.length === 0) delete next.vlans;
+      else {
+        for (const v of change.vlans)
+          if (!Number.isInteger(v) || v < 1 || v > 4094)
+            throw new XenodeError('usage', `invalid VLAN id '${v}'`, { hint: 'VLAN ids are 1 to 4094' });
+        next.vlans = [...new Set(change.vlans)].sort((a, b) => a - b);
       }
     }
     this.db

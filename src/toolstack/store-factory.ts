@@ -103,6 +103,14 @@ export class ControlStoreSink implements DomainStoreSink {
     });
   }
 
+  readDomainKey(domid: number, rel: string): string | undefined {
+    try {
+      return this.store.tryRead(TOOLSTACK, `${domainPath(domid)}/${rel}`);
+    } catch {
+      return undefined;
+    }
+  }
+
   release(rec: DomainRecord): void {
     this.guard('release', rec.domid, () => {
       if (this.store.isDomainIntroduced(rec.domid)) this.store.releaseDomain(rec.domid);

@@ -10,6 +10,8 @@ export interface DomainStoreSink {
   setMemory(rec: DomainRecord): void;
   /** Write (or, with undefined, remove) a toolstack-owned key under the domain's home, e.g. 'memory/actual'. */
   writeDomainKey(domid: number, rel: string, value: string | undefined): void;
+  /** A key under the domain's home, e.g. what its guest agent wrote ('control/feature-poweroff'). */
+  readDomainKey?(domid: number, rel: string): string | undefined;
   release(rec: DomainRecord): void;
   /** Introduce a reattached domain the store does not know (a lost store, rebuilt); true when it did. */
   adopt?(rec: DomainRecord): boolean;

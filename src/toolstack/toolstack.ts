@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { checkKernel } from '../config/files.ts';
 import type { DomainConfig, OnEventAction } from '../config/types.ts';
 import type { AccelChoice } from '../engine/accel.ts';
+import { firmwareArgs } from '../engine/firmware.ts';
 import { incomingArgs } from '../engine/migration.ts';
 import { domainRunPaths } from '../engine/paths.ts';
 import { killQemu, readPidFile } from '../engine/process.ts';
@@ -71,6 +72,24 @@ export interface CreateOptions {
 }
 
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+
+/** How long a guest agent has to acknowledge control/shutdown before xl's -F fallback. */
+const GUEST_ACK_MS = 10_000;
+
+/** What a domain's guest agent reports through the store channel. */
+export interface GuestInfo {
+  /** The agent offers control/shutdown (control/feature-poweroff). */
+  agent: boolean;
+  ipv4: string[];
+  osName?: string;
+}
+
+export interface PowerRequestOptions {
+  wait?: boolean;
+  timeoutMs?: number;
+  /** xl's -F: fall back to ACPI if the guest's agent does not acknowledge. */
+  acpiFallback?: boolean;
+}
 
 /** Every domain's changes in one stream (the web UI's live list). */
 export interface ToolstackEvents {
@@ -160,6 +179,28 @@ export class Toolstack {
   }
 
   /** Resolve an xl `<Domain>` argument (domid or name) visible to `p`. */
+  /**
+   * What the guest's agent reports (attr/vif/<n>/ipv4/<i>, data/os_name). The
+   * guest writes these keys: only well-formed addresses and a short printable
+   * name are passed on.
+   */
+  guestInfo(d: Domain): GuestInfo | undefined {
+    const read = (rel: string) => this.o.store.readDomainKey?.(d.domid, rel);
+    const agent = read('control/feature-poweroff') === '1';
+    const ipv4: string[] = [];
+    for (let n = 0; n < 8; n++) {
+      for (let i = 0; i < 8; i++) {
+        const a = read(`attr/vif/${n}/ipv4/${i}`);
+        if (a === undefined) break;
+        if (/^(\d{1,3}\.){3}\d{1,3}$/.test(a) && !ipv4.includes(a)) ipv4.push(a);
+      }
+    }
+    const os = read('data/os_name');
+    if (!agent && ipv4.length === 0 && os === undefined) return undefined;
+    const osName = os !== undefined && /^[\x20-\x7e]{1,128}$/.test(os) ? os : undefined;
+    return { agent, ipv4, osName };
+  }
+
   find(ref: string, p: Principal): Domain {
     let d: Domain | undefined;
     if (/^\d+$/.test(ref)) d = this.domains.get(Number(ref));
@@ -305,6 +346,7 @@ export class Toolstack {
     const paths = domainRunPaths(rec.runDir);
     mkdirSync(rec.runDir, { recursive: true });
     const extraArgs: string[] = opts.incoming ? incomingArgs() : [];
+    if (plan.firmware) extraArgs.push(...firmwareArgs(plan.firmware, rec.runDir));
     const launched: LifecycleHooks[] = [];
     try {
       for (const p of this.plugins) {
@@ -331,7 +373,7 @@ export class Toolstack {
       accelReason,
       machine: plan.machine,
       cpu: plan.cpu,
-      kernel: plan.kernel,
+      kernel: plan.kernel ?? `firmware:${plan.firmware}`,
       initrd: plan.initrd,
       cmdline: plan.cmdline,
       qemuBinary,
@@ -346,7 +388,10 @@ export class Toolstack {
     }
     crashPoint('create.started');
     try {
-      const [, vcpus] = await Promise.all([d.console.attachSerial(paths.serialSock), m.vcpuThreads()]);
+      const [, vcpus] = await Promise.all([
+        d.console.attachSerial(paths.serialSock, paths.consoleLog),
+        m.vcpuThreads(),
+      ]);
       d.vcpuTids = vcpus.map((v) => v.tid);
       this.bindMachine(d, m);
       rec.pid = m.pid;
@@ -592,8 +637,13 @@ export class Toolstack {
     });
   }
 
-  /** ACPI power button; the guest decides. `wait` resolves on shutdown or death. */
-  async shutdown(d: Domain, opts: { wait?: boolean; timeoutMs?: number } = {}): Promise<boolean> {
+  /**
+   * As xl: through the guest's control/shutdown key when its agent offers it
+   * (control/feature-poweroff), else the ACPI power button; the guest decides.
+   * `acpiFallback` (xl's -F) presses the button too if the agent has not
+   * acknowledged in time. `wait` resolves on shutdown or death.
+   */
+  async shutdown(d: Domain, opts: PowerRequestOptions = {}): Promise<boolean> {
     await d.serial(async () => {
       if (!d.machine || (d.rec.state !== 'running' && d.rec.state !== 'paused')) {
         throw new XenodeError('state', `domain ${d.name} is not running`);
@@ -602,6 +652,8 @@ export class Toolstack {
         await d.machine.resume();
         this.setState(d, 'running');
       }
+      if (await this.askGuestAgent(d, 'poweroff', opts.acpiFallback === true)) return;
+      if (await this.askGuestPlugins(d, 'poweroff')) return;
       await d.machine.powerButton();
       this.o.log.info('ACPI power button pressed', d.domid);
     });
@@ -609,15 +661,71 @@ export class Toolstack {
     return d.waitFor((r) => !r || r.state === 'shutdown' || r.state === 'crashed', opts.timeoutMs ?? 120_000);
   }
 
-  /** Guest reboot: a hard reset (the default guest has no PV control channel), then on_reboot. */
-  async reboot(d: Domain): Promise<void> {
+  /**
+   * Through the guest's agent (control/shutdown=reboot) when it offers it, so the
+   * guest syncs and restarts itself; else a hard reset. Either way on_reboot
+   * applies. `wait` resolves once the domain has started again, or is gone.
+   */
+  async reboot(d: Domain, opts: PowerRequestOptions = {}): Promise<boolean> {
+    const started = d.rec.startTime;
     await d.serial(async () => {
       if (!d.machine || (d.rec.state !== 'running' && d.rec.state !== 'paused')) {
         throw new XenodeError('state', `domain ${d.name} is not running`);
       }
+      if (d.rec.state === 'paused') {
+        await d.machine.resume();
+        this.setState(d, 'running');
+      }
+      if (await this.askGuestAgent(d, 'reboot', opts.acpiFallback === true)) return;
+      if (await this.askGuestPlugins(d, 'reboot')) return;
       this.o.log.info('reboot requested', d.domid);
       await this.applyAction(d, d.rec.config.on_reboot, 'reboot');
     });
+    if (!opts.wait) return true;
+    return d.waitFor(
+      (r) => !r || r.startTime !== started || r.state === 'shutdown' || r.state === 'crashed',
+      opts.timeoutMs ?? 120_000,
+    );
+  }
+
+  /** The QEMU guest agent (a plugin's requestGuestPower), when the guest runs one. */
+  private async askGuestPlugins(d: Domain, req: 'poweroff' | 'reboot'): Promise<boolean> {
+    for (const p of this.plugins) {
+      if (await p.requestGuestPower?.(d, req)) {
+        this.o.log.info(`asked the guest to ${req} through ${p.name}`, d.domid);
+        return true;
+      }
+    }
+    return false;
+  }
+
+  /**
+   * Writes control/shutdown if the guest's store-channel agent advertised `req`
+   * (control/feature-<req>), as libxl does for a PV guest; false when it did not.
+   * With `fallback`, a request still
+   * unacknowledged (the agent clears the key) after GUEST_ACK_MS gets the
+   * ACPI button (poweroff) or a hard reset (reboot).
+   */
+  private async askGuestAgent(d: Domain, req: 'poweroff' | 'reboot', fallback: boolean): Promise<boolean> {
+    const store = this.o.store;
+    if (store.readDomainKey?.(d.domid, `control/feature-${req}`) !== '1') return false;
+    store.writeDomainKey(d.domid, 'control/shutdown', req);
+    this.o.log.info(`asked the guest's agent to ${req} (control/shutdown)`, d.domid);
+    if (fallback) {
+      const m = d.machine;
+      setTimeout(() => {
+        void d
+          .serial(async () => {
+            if (d.machine !== m || !m || d.rec.state !== 'running') return;
+            if (store.readDomainKey?.(d.domid, 'control/shutdown') !== req) return;
+            this.o.log.warn(`the guest's agent did not acknowledge ${req}; falling back to ACPI`, d.domid);
+            if (req === 'poweroff') await m.powerButton();
+            else await this.applyAction(d, d.rec.config.on_reboot, 'reboot');
+          })
+          .catch((e: unknown) => this.o.log.error(`${req} fallback: ${e instanceof Error ? e.message : String(e)}`));
+      }, GUEST_ACK_MS).unref();
+    }
+    return true;
   }
 
   private renameInternal(d: Domain, name: string): void {
@@ -723,7 +831,7 @@ export class Toolstack {
       }
       d.console.preloadFromLog(paths.consoleLog);
       try {
-        await d.console.attachSerial(paths.serialSock);
+        await d.console.attachSerial(paths.serialSock, paths.consoleLog);
       } catch {
         this.o.log.warn('console socket unavailable after restart', rec.domid);
       }

@@ -8,6 +8,9 @@ import { AuditEngine } from '../../src/net/audit/engine.ts';
 import { defaultRules, parseRules, RulesError } from '../../src/net/audit/rules.ts';
 import { parseFrame } from '../../src/net/frame.ts';
 import type { PortInfo } from '../../src/net/policy.ts';
+import { type SwitchPort, sourceMacOf, zeroCounters } from '../../src/net/switch-core.ts';
+import { SwitchServer } from '../../src/net/switch-server.ts';
+import { ipv4 } from '../helpers/frames.ts';
 
 const T0 = Date.UTC(2026, 11, 7, 12);
 const HOST_MAC = '02:00:00:00:00:01';
@@ -537,5 +540,49 @@ describe('audit engine', () => {
     const over = flows.find((f) => f.rule === 'flow-table-full');
     assert.equal(over?.pktsOut, 1000 - 16);
     assert.equal(e.flowCount, 0);
+  });
+});
+
+describe('the audit switched off (enabled: false)', () => {
+  it('is refused unless true or false', () => {
+    assert.equal(parseRules({ enabled: false }).enabled, false);
+    assert.equal(parseRules({}).enabled, true);
+    assert.throws(() => parseRules({ enabled: 'no' }), /rules\.enabled must be true or false/);
+  });
+
+  it('frames skip the audit while it is off (no address check, no flow); back on, both again', async () => {
+    const server = new SwitchServer({ controlPath: '/nonexistent/ctl', idleExitMs: 1e9, log: () => {} });
+    const got: Buffer[] = [];
+    const port = (domid: number, ips: string[], onSend: (f: Uint8Array) => void): SwitchPort => {
+      const info: PortInfo = { ...vif(domid, 'alice'), ips };
+      return {
+        info,
+        counters: zeroCounters(),
+        sourceMac: sourceMacOf(info),
+        send: (f) => {
+          onSend(f);
+          return true;
+        },
+      };
+    };
+    const a = port(1, ['10.0.0.1'], () => {});
+    const b = port(2, ['10.0.0.2'], (f) => got.push(Buffer.from(f)));
+    server.core.addPort(a);
+    server.core.addPort(b);
+    // UDP from an address that is not a's own.
+    const spoofed = ipv4(b.info.mac as string, a.info.mac as string, {
+      srcIp: '10.0.0.99',
+      dstIp: '10.0.0.2',
+      protocol: 17,
+      l4: [0, 53, 0, 53, 0, 8, 0, 0],
+    });
+    await server.handle({ id: 1, op: 'audit-rules', rules: { enabled: false } });
+    server.core.input(a, spoofed);
+    assert.equal(got.length, 1, 'forwarded: nothing checked the address');
+    assert.equal(server.audit.flowCount, 0, 'and nothing was logged');
+    await server.handle({ id: 2, op: 'audit-rules', rules: {} });
+    server.core.input(a, spoofed);
+    assert.equal(got.length, 1);
+    assert.equal(a.counters.spoofDrops, 1);
   });
 });

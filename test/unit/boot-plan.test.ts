@@ -20,6 +20,7 @@ describe('boot plan command line', () => {
       assert.ok(w.includes(x), `${x} in ${plan.cmdline}`);
     }
     assert.ok(w.includes('noreplace-smp'), plan.cmdline);
+    assert.ok(w.includes('no_timer_check'), 'a late timer under load must not panic the boot');
     assert.match(plan.cmdline, /(^| )tsc_early_khz=\d+( |$)/);
     assert.equal(plan.cpu, 'Nehalem,+rdrand');
   });
@@ -27,6 +28,7 @@ describe('boot plan command line', () => {
   it('under KVM the TCG-only words are left out', async () => {
     const { plan } = await resolveBoot(config(''), KVM);
     assert.ok(!words(plan.cmdline).includes('noreplace-smp'), plan.cmdline);
+    assert.ok(!words(plan.cmdline).includes('no_timer_check'), plan.cmdline);
     assert.doesNotMatch(plan.cmdline, /tsc_early_khz/);
     assert.ok(words(plan.cmdline).includes('cryptomgr.notests'), 'a property of the default guest, not of TCG');
   });

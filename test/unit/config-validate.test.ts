@@ -274,9 +274,14 @@ describe('type, boot and events', () => {
     assert.match(configErrorOf(() => check(`${N}accel = "hax"\n`)).message, /invalid accel 'hax'/);
   });
 
-  it('accepts firmware=bios but no other firmware', () => {
+  it('accepts firmware=bios|uefi for hvm guests (issue 19), no other firmware', () => {
     assert.equal(check(`${N}type = "hvm"\nfirmware = "bios"\ndisk = ['/a,,hda']\n`).warnings.length, 0);
-    assert.match(configErrorOf(() => check(`${N}firmware = "uefi"\n`)).message, /invalid firmware 'uefi'/);
+    assert.equal(check(`${N}type = "hvm"\nfirmware = "uefi"\ndisk = ['/a,,hda']\n`).config.firmware, 'ovmf');
+    assert.match(configErrorOf(() => check(`${N}firmware = "uefi"\n`)).message, /applies to type="hvm"/);
+    assert.match(
+      configErrorOf(() => check(`${N}type = "hvm"\nfirmware = "pvgrub64"\n`)).message,
+      /invalid firmware 'pvgrub64'/,
+    );
   });
 
   it('warns that an hvm guest with no disk and no kernel has nothing to boot', () => {

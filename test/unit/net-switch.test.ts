@@ -209,7 +209,8 @@ describe('anti-spoofing', () => {
     core.input(a, tag(arpFrom(MAC(1), MAC(1))));
     core.input(a, arpFrom(MAC(1), MAC(2)).subarray(0, 22));
     assert.equal(b.got.length, 3);
-    assert.equal(h.got.length, 3);
+    // The host port is a VLAN trunk: a guest's own tagged frame never reaches it (test/unit/net-vlan.test.ts).
+    assert.equal(h.got.length, 2);
     assert.equal(a.counters.spoofDrops, 3);
   });
 

@@ -44,6 +44,8 @@ export async function api<T>(method: string, path: string, body?: unknown): Prom
 
 export function errorText(e: unknown): string {
   if (e instanceof ApiError) return e.text;
+  // fetch() rejects with a TypeError ("Failed to fetch") when nothing answers.
+  if (e instanceof TypeError) return 'xenoded is not answering; try again once it is back';
   return e instanceof Error ? e.message : String(e);
 }
 

@@ -54,17 +54,39 @@ function Header({ who, host }: { who: Principal | undefined; host: HostInfo | un
   );
 }
 
+const PAGE_TITLE: Record<'list' | 'create' | 'usage' | 'missing', string> = {
+  list: 'Domains',
+  create: 'Create a domain',
+  usage: 'Usage',
+  missing: 'No such page',
+};
+
 export function App() {
   const [who, setWho] = useState<Principal | undefined>(undefined);
   const [host, setHost] = useState<HostInfo | undefined>(undefined);
   useEffect(() => {
     api<Principal>('GET', '/v1/whoami').then(setWho, () => undefined);
-    api<HostInfo>('GET', '/v1/info').then(setHost, () => undefined);
+    // Free memory changes: read the host again every 10 s.
+    const readHost = () => api<HostInfo>('GET', '/v1/info').then(setHost, () => undefined);
+    void readHost();
+    const t = setInterval(() => {
+      if (linkState.value === 'live') void readHost();
+    }, 10_000);
+    return () => clearInterval(t);
   }, []);
   const route = parseRoute(path.value);
+  useEffect(() => {
+    // A domain's page sets its own title (it knows the name behind an id).
+    if (route.page !== 'domain') document.title = `${PAGE_TITLE[route.page]} · Xenode`;
+  }, [route.page]);
   return (
     <>
       <Header who={who} host={host} />
+      {linkState.value === 'offline' && (
+        <div class="offline-banner" role="alert" data-offline-banner>
+          xenoded is not answering. What you see is the last known state; actions come back with it.
+        </div>
+      )}
       <main>
         {route.page === 'list' && <DomainList host={host} />}
         {route.page === 'create' && <CreatePage />}

@@ -65,7 +65,8 @@ export function startLive(): void {
   }, 1000);
   let delay = 500;
   const connect = () => {
-    linkState.value = 'connecting';
+    // Offline stays offline until the stream is back (no flicker on each retry).
+    if (linkState.value !== 'offline') linkState.value = 'connecting';
     const ws = new WebSocket(wsUrl('/v1/events'));
     ws.onopen = () => {
       delay = 500;

@@ -29,6 +29,8 @@ export interface DomainView {
   pid?: number;
   boot?: BootInfo;
   config?: Record<string, unknown>;
+  /** What the guest's agent reports over the store channel (single-domain view only). */
+  guest?: { agent: boolean; ipv4: string[]; osName?: string };
 }
 
 export interface MetricsSample {

@@ -56,7 +56,29 @@ export interface BlkResult {
   written: number;
   /** Why it failed, for the log. */
   error?: string;
+  /** What it was, for the counters: a read, a write (of `bytes`), a flush, or something else. */
+  kind?: 'read' | 'write' | 'flush' | 'other';
+  /** Bytes moved between the image and the guest. */
+  bytes?: number;
 }
+
+/** A BlockImage that can also move data synchronously (the queue-depth-1 fast path). */
+export interface SyncBlockImage extends BlockImage {
+  readvSync(bufs: Uint8Array[], pos: number): void;
+  writevSync(bufs: Uint8Array[], pos: number): void;
+  flushSync(): void;
+}
+
+/**
+ * A request checked and ready: either already answered (`done`, an error or
+ * GET_ID), or the one image operation left to do and the result it gives.
+ */
+type Planned =
+  | { done: BlkResult }
+  | { op: 'read'; bufs: Uint8Array[]; pos: number; ok: BlkResult }
+  | { op: 'write'; bufs: Uint8Array[]; pos: number; ok: BlkResult }
+  | { op: 'flush'; ok: BlkResult }
+  | { op: 'discard'; run: () => Promise<BlkResult> };
 
 /** The first `n` bytes of `segs` as views, and the rest. */
 export function splitSegments(segs: readonly Uint8Array[], n: number): [Uint8Array[], Uint8Array[]] {
@@ -94,8 +116,8 @@ function total(segs: readonly Uint8Array[]): number {
   return n;
 }
 
-function fail(status: number, error: string, written = 1): BlkResult {
-  return { status, written, error };
+function fail(status: number, error: string, written = 1, kind: BlkResult['kind'] = 'other'): BlkResult {
+  return { status, written, error, kind };
 }
 
 /** Byte range of `sectors` from `sector`, or undefined unless it lies inside the image. */
@@ -112,20 +134,77 @@ function range(sector: bigint, bytes: number, size: number): number | undefined 
  */
 export async function serveRequest(chain: Chain, image: BlockImage, o: BlkOptions): Promise<BlkResult> {
   const status = chain.statusByte;
-  if (!status)
-    return { status: VIRTIO_BLK_S_IOERR, written: 0, error: 'request without a status byte in guest memory' };
+  if (!status) return NO_STATUS;
   let r: BlkResult;
+  let p: Planned | undefined;
   try {
-    r = chain.bad ? fail(VIRTIO_BLK_S_IOERR, chain.bad) : await carryOut(chain, image, o);
+    const q = plan(chain, image, o);
+    p = q;
+    if ('done' in q) r = q.done;
+    else if (q.op === 'read') {
+      await image.readv(q.bufs, q.pos);
+      r = q.ok;
+    } else if (q.op === 'write') {
+      await image.writev(q.bufs, q.pos);
+      r = q.ok;
+    } else if (q.op === 'flush') {
+      await image.flush();
+      r = q.ok;
+    } else r = await q.run();
   } catch (e) {
-    r = fail(VIRTIO_BLK_S_IOERR, `I/O error: ${e instanceof Error ? e.message : String(e)}`);
+    r = ioError(e, p);
   }
   status[0] = r.status;
   return r;
 }
 
-async function carryOut(chain: Chain, image: BlockImage, o: BlkOptions): Promise<BlkResult> {
-  if (chain.readLen < HEADER) return fail(VIRTIO_BLK_S_IOERR, `request header of ${chain.readLen} bytes`);
+/**
+ * The same, carried out on this thread with no promise in between, for a
+ * request the backend serves alone (queue depth 1: nothing to overlap it with,
+ * and each hand-off to a worker thread costs more than the I/O). Undefined for
+ * the kinds that stay asynchronous (discard, write-zeroes): serve those with
+ * serveRequest.
+ */
+export function serveRequestSync(chain: Chain, image: SyncBlockImage, o: BlkOptions): BlkResult | undefined {
+  const status = chain.statusByte;
+  if (!status) return NO_STATUS;
+  let r: BlkResult;
+  let p: Planned | undefined;
+  try {
+    p = plan(chain, image, o);
+    if ('done' in p) r = p.done;
+    else if (p.op === 'read') {
+      image.readvSync(p.bufs, p.pos);
+      r = p.ok;
+    } else if (p.op === 'write') {
+      image.writevSync(p.bufs, p.pos);
+      r = p.ok;
+    } else if (p.op === 'flush') {
+      image.flushSync();
+      r = p.ok;
+    } else return undefined;
+  } catch (e) {
+    r = ioError(e, p);
+  }
+  status[0] = r.status;
+  return r;
+}
+
+const NO_STATUS: BlkResult = {
+  status: VIRTIO_BLK_S_IOERR,
+  written: 0,
+  error: 'request without a status byte in guest memory',
+};
+
+function ioError(e: unknown, p: Planned | undefined): BlkResult {
+  const kind = p && 'ok' in p ? p.ok.kind : 'other';
+  return fail(VIRTIO_BLK_S_IOERR, `I/O error: ${e instanceof Error ? e.message : String(e)}`, 1, kind);
+}
+
+/** Check a request and say what is left to do; reads its header (once). */
+function plan(chain: Chain, image: BlockImage, o: BlkOptions): Planned {
+  if (chain.bad) return { done: fail(VIRTIO_BLK_S_IOERR, chain.bad) };
+  if (chain.readLen < HEADER) return { done: fail(VIRTIO_BLK_S_IOERR, `request header of ${chain.readLen} bytes`) };
   const hv = dataView(gather(chain.readable, HEADER));
   const type = hv.getUint32(0, true);
   const sector = hv.getBigUint64(8, true);
@@ -135,25 +214,33 @@ async function carryOut(chain: Chain, image: BlockImage, o: BlkOptions): Promise
   const intoLen = chain.writeLen - 1;
   switch (type) {
     case VIRTIO_BLK_T_IN: {
-      if (intoLen % SECTOR !== 0) return fail(VIRTIO_BLK_S_IOERR, `read of ${intoLen} bytes (not whole sectors)`);
+      if (intoLen % SECTOR !== 0)
+        return { done: fail(VIRTIO_BLK_S_IOERR, `read of ${intoLen} bytes (not whole sectors)`, 1, 'read') };
       const pos = range(sector, intoLen, image.size);
       if (pos === undefined)
-        return fail(VIRTIO_BLK_S_IOERR, `read of ${intoLen} bytes at sector ${sector}: past the end`);
-      if (intoLen > 0) await image.readv(into, pos);
-      return { status: VIRTIO_BLK_S_OK, written: intoLen + 1 };
+        return {
+          done: fail(VIRTIO_BLK_S_IOERR, `read of ${intoLen} bytes at sector ${sector}: past the end`, 1, 'read'),
+        };
+      const ok: BlkResult = { status: VIRTIO_BLK_S_OK, written: intoLen + 1, kind: 'read', bytes: intoLen };
+      return intoLen > 0 ? { op: 'read', bufs: into, pos, ok } : { done: ok };
     }
     case VIRTIO_BLK_T_OUT: {
       const len = chain.readLen - HEADER;
-      if (image.readOnly) return fail(VIRTIO_BLK_S_IOERR, 'write to a read-only disk');
-      if (len % SECTOR !== 0) return fail(VIRTIO_BLK_S_IOERR, `write of ${len} bytes (not whole sectors)`);
+      if (image.readOnly) return { done: fail(VIRTIO_BLK_S_IOERR, 'write to a read-only disk', 1, 'write') };
+      if (len % SECTOR !== 0)
+        return { done: fail(VIRTIO_BLK_S_IOERR, `write of ${len} bytes (not whole sectors)`, 1, 'write') };
       const pos = range(sector, len, image.size);
-      if (pos === undefined) return fail(VIRTIO_BLK_S_IOERR, `write of ${len} bytes at sector ${sector}: past the end`);
-      if (len > 0) await image.writev(out, pos);
-      return { status: VIRTIO_BLK_S_OK, written: 1 };
+      if (pos === undefined)
+        return {
+          done: fail(VIRTIO_BLK_S_IOERR, `write of ${len} bytes at sector ${sector}: past the end`, 1, 'write'),
+        };
+      const ok: BlkResult = { status: VIRTIO_BLK_S_OK, written: 1, kind: 'write', bytes: len };
+      return len > 0 ? { op: 'write', bufs: out, pos, ok } : { done: ok };
     }
-    case VIRTIO_BLK_T_FLUSH:
-      if (!image.readOnly) await image.flush();
-      return { status: VIRTIO_BLK_S_OK, written: 1 };
+    case VIRTIO_BLK_T_FLUSH: {
+      const ok: BlkResult = { status: VIRTIO_BLK_S_OK, written: 1, kind: 'flush' };
+      return image.readOnly ? { done: ok } : { op: 'flush', ok };
+    }
     case VIRTIO_BLK_T_GET_ID: {
       const id = new Uint8Array(VIRTIO_BLK_ID_BYTES);
       id.set(new TextEncoder().encode(o.serial).subarray(0, VIRTIO_BLK_ID_BYTES));
@@ -165,13 +252,13 @@ async function carryOut(chain: Chain, image: BlockImage, o: BlkOptions): Promise
         s.set(id.subarray(at, at + k));
         at += k;
       }
-      return { status: VIRTIO_BLK_S_OK, written: n + 1 };
+      return { done: { status: VIRTIO_BLK_S_OK, written: n + 1, kind: 'other' } };
     }
     case VIRTIO_BLK_T_DISCARD:
     case VIRTIO_BLK_T_WRITE_ZEROES:
-      return discardOrZero(type, out, chain.readLen - HEADER, image, o);
+      return { op: 'discard', run: () => discardOrZero(type, out, chain.readLen - HEADER, image, o) };
     default:
-      return fail(VIRTIO_BLK_S_UNSUPP, `request type ${type}`);
+      return { done: fail(VIRTIO_BLK_S_UNSUPP, `request type ${type}`) };
   }
 }
 

@@ -8,12 +8,16 @@
 
 import {
   type BlkOptions,
+  type BlkResult,
   type BlockImage,
   DISCARD_ALIGNMENT_SECTORS,
   MAX_DISCARD_SECTORS,
   MAX_DISCARD_SEG,
   SECTOR,
+  type SyncBlockImage,
   serveRequest,
+  serveRequestSync,
+  VIRTIO_BLK_S_OK,
 } from './blk-request.ts';
 import { GuestMemory, type MemRegion } from './guest-memory.ts';
 import { InflightQueue, inflightQueueSize } from './inflight.ts';
@@ -78,6 +82,25 @@ export interface DeviceOptions {
   serial: string;
   log: DeviceLog;
   numQueues?: number;
+  /** Where completed requests are counted (the stats file), if anywhere. */
+  counters?: IoCounterSink;
+}
+
+/** The disk's I/O counters (src/backends/vhost-blk/stats-file.ts). */
+export interface IoCounterSink {
+  add(
+    f:
+      | 'rdOps'
+      | 'rdBytes'
+      | 'wrOps'
+      | 'wrBytes'
+      | 'flushOps'
+      | 'rdTotalTimeNs'
+      | 'wrTotalTimeNs'
+      | 'failedRdOps'
+      | 'failedWrOps',
+    n: number,
+  ): void;
 }
 
 interface Queue {
@@ -121,6 +144,8 @@ export class VhostBlkDevice {
   private readonly queues: Queue[];
   private connected = false;
   readonly stats: DeviceStats = { requests: 0, errors: 0, resubmitted: 0, connections: 0 };
+  /** The image can move data on this thread: a request served alone is (serveRequestSync). */
+  private readonly syncImage?: SyncBlockImage;
   /** Called when a request completes (the bench's restart gap, the control socket's counters). */
   onComplete?: () => void;
 
@@ -129,6 +154,7 @@ export class VhostBlkDevice {
     private readonly o: DeviceOptions,
   ) {
     this.queues = Array.from({ length: o.numQueues ?? 1 }, (_, index) => this.freshQueue(index));
+    if ('readvSync' in image) this.syncImage = image as SyncBlockImage;
   }
 
   private freshQueue(index: number): Queue {
@@ -518,7 +544,17 @@ export class VhostBlkDevice {
     if (!ring || !q.enabled || q.broken) return;
     try {
       for (;;) {
-        for (let c = ring.pop(); c; c = ring.pop()) this.submit(q, ring, c);
+        const first = ring.pop();
+        if (first) {
+          const second = ring.pop();
+          // One request and nothing else running (queue depth 1): served here and now,
+          // without the worker threads' hand-offs, and its interrupt sent at once.
+          if (!second && q.pending === 0 && this.syncImage && this.serveNow(q, ring, first)) continue;
+          this.submit(q, ring, first);
+          if (second) this.submit(q, ring, second);
+          for (let c = ring.pop(); c; c = ring.pop()) this.submit(q, ring, c);
+          continue;
+        }
         if (!ring.armKick()) break;
       }
     } catch (e) {
@@ -526,25 +562,63 @@ export class VhostBlkDevice {
     }
   }
 
+  /** Serve a request synchronously; false (nothing done) for the kinds that stay asynchronous. */
+  private serveNow(q: Queue, ring: SplitQueue, chain: ReturnType<SplitQueue['walk']>): boolean {
+    const t0 = performance.now();
+    const r = serveRequestSync(chain, this.syncImage as SyncBlockImage, this.blkOptions);
+    if (!r) return false;
+    q.pending++;
+    this.stats.requests++;
+    this.finish(q, ring, chain.head, r, t0, true);
+    return true;
+  }
+
   private submit(q: Queue, ring: SplitQueue, chain: ReturnType<SplitQueue['walk']>): void {
     q.pending++;
     this.stats.requests++;
-    void serveRequest(chain, this.image, this.blkOptions).then((r) => {
-      if (r.error) {
-        this.stats.errors++;
-        if (this.stats.errors <= MAX_LOGGED_ERRORS) {
-          this.o.log(`queue ${q.index}: request failed: ${r.error}`);
-          if (this.stats.errors === MAX_LOGGED_ERRORS) this.o.log('(further request errors are counted, not logged)');
-        }
+    const t0 = performance.now();
+    void serveRequest(chain, this.image, this.blkOptions).then((r) => this.finish(q, ring, chain.head, r, t0, false));
+  }
+
+  private finish(q: Queue, ring: SplitQueue, head: number, r: BlkResult, t0: number, now: boolean): void {
+    if (r.error) {
+      this.stats.errors++;
+      if (this.stats.errors <= MAX_LOGGED_ERRORS) {
+        this.o.log(`queue ${q.index}: request failed: ${r.error}`);
+        if (this.stats.errors === MAX_LOGGED_ERRORS) this.o.log('(further request errors are counted, not logged)');
       }
-      // A ring replaced or a connection gone meanwhile: the inflight region keeps the request.
-      if (q.ring === ring && this.connected) {
-        ring.push(chain.head, r.written);
-        this.signalSoon(q);
-        this.onComplete?.();
-      }
-      if (--q.pending === 0) for (const w of q.drained.splice(0)) w();
-    });
+    }
+    // A ring replaced or a connection gone meanwhile: the inflight region keeps the request.
+    if (q.ring === ring && this.connected) {
+      this.count(r, t0);
+      ring.push(head, r.written);
+      if (now) {
+        if (ring.takeSignal() && q.callFd >= 0) signalEventFd(q.callFd);
+      } else this.signalSoon(q);
+      this.onComplete?.();
+    }
+    if (--q.pending === 0) for (const w of q.drained.splice(0)) w();
+  }
+
+  /** A request completed to the guest, in the disk's counters (a request served again after a restart counts once). */
+  private count(r: BlkResult, t0: number): void {
+    const c = this.o.counters;
+    if (!c) return;
+    const ok = r.status === VIRTIO_BLK_S_OK;
+    const ns = Math.round((performance.now() - t0) * 1e6);
+    if (r.kind === 'read') {
+      if (ok) {
+        c.add('rdOps', 1);
+        c.add('rdBytes', r.bytes ?? 0);
+        c.add('rdTotalTimeNs', ns);
+      } else c.add('failedRdOps', 1);
+    } else if (r.kind === 'write') {
+      if (ok) {
+        c.add('wrOps', 1);
+        c.add('wrBytes', r.bytes ?? 0);
+        c.add('wrTotalTimeNs', ns);
+      } else c.add('failedWrOps', 1);
+    } else if (r.kind === 'flush' && ok) c.add('flushOps', 1);
   }
 
   /** One interrupt for the completions of one turn of the event loop. */

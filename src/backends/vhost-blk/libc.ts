@@ -273,10 +273,11 @@ export function signalEventFd(fd: number): void {
   libc().write(fd, ONE, 8);
 }
 
+const DRAIN = Buffer.alloc(8);
+
 /** Reset an eventfd's counter; whether it had been signalled. */
 export function drainEventFd(fd: number): boolean {
-  const b = Buffer.alloc(8);
-  return Number(libc().read(fd, b, 8)) === 8;
+  return Number(libc().read(fd, DRAIN, 8)) === 8;
 }
 
 export function newMemfd(name: string, size: number): number {
@@ -327,6 +328,30 @@ export function pollAsync(fds: readonly number[], timeoutMs: number): Promise<Po
       resolve(out);
     });
   });
+}
+
+let pollBuf = Buffer.alloc(8 * 8);
+
+/**
+ * poll(2) on this thread (the event loop waits meanwhile): the backend's wait
+ * for a kick while nothing of its own runs on the worker threads, so a kick is
+ * taken without a hand-off from a worker thread back to this one.
+ */
+export function pollHere(fds: readonly number[], timeoutMs: number): PollResult[] {
+  if (pollBuf.length < 8 * fds.length) pollBuf = Buffer.alloc(8 * fds.length);
+  const buf = pollBuf;
+  for (let i = 0; i < fds.length; i++) {
+    buf.writeInt32LE(fds[i] as number, 8 * i);
+    buf.writeInt32LE(POLLIN, 8 * i + 4); // events, and revents cleared
+  }
+  const r = Number(libc().poll(buf, fds.length, timeoutMs));
+  if (r <= 0) return [];
+  const out: PollResult[] = [];
+  for (let i = 0; i < fds.length; i++) {
+    const revents = buf.readInt16LE(8 * i + 6);
+    if (revents) out.push({ fd: fds[i] as number, revents });
+  }
+  return out;
 }
 
 /** poll(2) on this thread, for a short wait (the rest of a message already on its way). */

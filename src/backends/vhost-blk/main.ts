@@ -11,6 +11,7 @@ import { createConnection, createServer, type Socket } from 'node:net';
 import { VhostBlkDevice } from './device.ts';
 import { type DirectMode, RawImage } from './raw-image.ts';
 import { BlkServer } from './server.ts';
+import { StatsFile } from './stats-file.ts';
 
 export const BLK_CONTROL_VERSION = 1;
 
@@ -24,7 +25,7 @@ function log(msg: string): void {
 }
 
 const USAGE =
-  'usage: xenode-blk --socket PATH --image FILE [--read-only] [--serial ID] [--control PATH] [--direct auto|on|off] [--idle-exit SECONDS]\n';
+  'usage: xenode-blk --socket PATH --image FILE [--read-only] [--serial ID] [--control PATH] [--stats PATH] [--direct auto|on|off] [--idle-exit SECONDS]\n';
 
 /** Is a backend already answering on this control socket? */
 function alive(path: string): Promise<boolean> {
@@ -59,7 +60,9 @@ async function main(): Promise<void> {
   }
   const startedAt = Date.now();
   const image = new RawImage(imagePath, process.argv.includes('--read-only'), direct);
-  const device = new VhostBlkDevice(image, { serial: arg('--serial') ?? '', log });
+  const statsPath = arg('--stats');
+  const counters = statsPath ? new StatsFile(statsPath) : undefined;
+  const device = new VhostBlkDevice(image, { serial: arg('--serial') ?? '', log, ...(counters ? { counters } : {}) });
   let firstCompletionAt: number | undefined;
   const clients = new Set<Socket>();
   device.onComplete = () => {

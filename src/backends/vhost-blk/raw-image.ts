@@ -5,8 +5,20 @@
 // without it (tmpfs). A flush is fdatasync(2) either way: O_DIRECT bypasses the
 // page cache, not the device's write cache or the file's metadata.
 
-import { closeSync, constants, fdatasync, fstatSync, openSync, readv, write, writev } from 'node:fs';
-import { type BlockImage, SECTOR } from './blk-request.ts';
+import {
+  closeSync,
+  constants,
+  fdatasync,
+  fdatasyncSync,
+  fstatSync,
+  openSync,
+  readv,
+  readvSync,
+  write,
+  writev,
+  writevSync,
+} from 'node:fs';
+import { SECTOR, type SyncBlockImage } from './blk-request.ts';
 import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE, fallocateAsync } from './libc.ts';
 
 const EINVAL = 'EINVAL';
@@ -52,13 +64,41 @@ async function allOf(fn: Vec, fd: number, bufs: Uint8Array[], pos: number, what:
   }
 }
 
+type VecSync = (fd: number, bufs: Uint8Array[], pos: number) => number;
+
+/** allOf on this thread. */
+function allOfSync(fn: VecSync, fd: number, bufs: Uint8Array[], pos: number, what: string): void {
+  // The common case, one call that moves everything, allocates nothing more.
+  let list = bufs;
+  let at = pos;
+  for (;;) {
+    const want = list.reduce((n, b) => n + b.length, 0);
+    if (want === 0) return;
+    const batch = list.length > IOV_MAX ? list.slice(0, IOV_MAX) : list;
+    const n = fn(fd, batch, at);
+    if (n <= 0) throw new Error(`${what} at ${at}: ${n === 0 ? 'end of file' : 'failed'}`);
+    if (n === want) return;
+    at += n;
+    let left = n;
+    const rest: Uint8Array[] = [];
+    for (const b of list) {
+      if (left >= b.length) left -= b.length;
+      else if (left > 0) {
+        rest.push(b.subarray(left));
+        left = 0;
+      } else rest.push(b);
+    }
+    list = rest;
+  }
+}
+
 function aligned(bufs: readonly Uint8Array[], pos: number): boolean {
   if (pos % DIRECT_ALIGN !== 0) return false;
   for (const b of bufs) if (b.byteOffset % DIRECT_ALIGN !== 0 || b.length % DIRECT_ALIGN !== 0) return false;
   return true;
 }
 
-export class RawImage implements BlockImage {
+export class RawImage implements SyncBlockImage {
   readonly size: number;
   /** Whether O_DIRECT is in use (for the log and the bench). */
   readonly direct: boolean;
@@ -117,6 +157,30 @@ export class RawImage implements BlockImage {
         await allOf(fn, this.buffered, bufs, pos, what);
       } else throw e;
     }
+  }
+
+  readvSync(bufs: Uint8Array[], pos: number): void {
+    this.ioSync(readvSync, bufs, pos, 'read');
+  }
+
+  writevSync(bufs: Uint8Array[], pos: number): void {
+    if (this.readOnly) throw new Error('read-only image');
+    this.ioSync(writevSync, bufs, pos, 'write');
+  }
+
+  private ioSync(fn: VecSync, bufs: Uint8Array[], pos: number, what: string): void {
+    const fd = this.fdFor(bufs, pos);
+    try {
+      allOfSync(fn, fd, bufs, pos, what);
+    } catch (e) {
+      if (fd === this.directFd && (e as NodeJS.ErrnoException).code === EINVAL) {
+        allOfSync(fn, this.buffered, bufs, pos, what);
+      } else throw e;
+    }
+  }
+
+  flushSync(): void {
+    fdatasyncSync(this.buffered);
   }
 
   flush(): Promise<void> {

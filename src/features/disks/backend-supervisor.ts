@@ -40,6 +40,8 @@ export interface BackendPaths {
   socket: string;
   control: string;
   log: string;
+  /** The disk's I/O counters, kept by the backend, read by block-stats and accounting (backend-stats.ts). */
+  stats: string;
 }
 
 export function backendPaths(runDir: string, devnum: number): BackendPaths {
@@ -47,6 +49,7 @@ export function backendPaths(runDir: string, devnum: number): BackendPaths {
     socket: join(runDir, `vblk-${devnum}.sock`),
     control: join(runDir, `vblk-${devnum}.ctl`),
     log: join(runDir, `vblk-${devnum}.log`),
+    stats: join(runDir, `vblk-${devnum}.stats`),
   };
 }
 
@@ -161,6 +164,8 @@ export class BlkBackendSupervisor {
       e.paths.socket,
       '--control',
       e.paths.control,
+      '--stats',
+      e.paths.stats,
       '--image',
       s.image,
       '--serial',
@@ -300,7 +305,8 @@ export class BlkBackendSupervisor {
           /* already gone */
         }
       }
-      for (const p of [e.paths.socket, e.paths.control]) rmSync(p, { force: true });
+      // The counters go with the disk: a disk served again later counts from zero (under a new epoch).
+      for (const p of [e.paths.socket, e.paths.control, e.paths.stats]) rmSync(p, { force: true });
       this.entries.delete(k);
     }
   }

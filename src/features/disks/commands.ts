@@ -24,7 +24,9 @@ export function blockListRow(e: BlockEntry): string {
 /** A spec the daemon parses to exactly `d` (target= last: it takes the rest, commas included). */
 export function canonicalDiskSpec(d: DiskSpec): string {
   const limits = d.throttle && Object.keys(d.throttle).length ? `${formatThrottle(d.throttle)},` : '';
-  return `format=${d.format},vdev=${d.vdev},access=${d.access},devtype=${d.devtype},${limits}target=${d.target}`;
+  // backendtype=xenode is the one backendtype that changes what serves the disk: it must reach the daemon.
+  const backend = d.backendtype === 'xenode' ? 'backendtype=xenode,' : '';
+  return `format=${d.format},vdev=${d.vdev},access=${d.access},devtype=${d.devtype},${limits}${backend}target=${d.target}`;
 }
 
 /** A share in the spec's words: `bps=10M,iops=250`, or `-`. */

@@ -4,7 +4,16 @@
 // carries its own limits (its spec's throttle keys, block-set-throttle) and a
 // share of its sponsor's aggregate (sponsor-share.ts).
 
-import { closeSync, constants, accessSync as fsAccess, openSync, readSync, realpathSync, statSync } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  accessSync as fsAccess,
+  openSync,
+  readSync,
+  realpathSync,
+  rmSync,
+  statSync,
+} from 'node:fs';
 import type { FastifyInstance } from 'fastify';
 import type { ApiContext } from '../../api/context.ts';
 import { vdevNumber } from '../../config/disk.ts';
@@ -19,6 +28,7 @@ import {
   placeDisks,
 } from '../../engine/disk-args.ts';
 import {
+  type DiskStats,
   diskStats,
   freeDiskSlot,
   freeScsiTarget,
@@ -32,6 +42,7 @@ import {
 import { readThrottle, type ShareLimits, setOwnThrottle } from '../../engine/disk-throttle.ts';
 import type { QemuMachine } from '../../engine/qemu-machine.ts';
 import { vhostBlkArgs } from '../../engine/vhost-blk-args.ts';
+import { plugVhostBlk, releaseVhostBlk } from '../../engine/vhost-blk-hotplug.ts';
 import { errorMessage, XenodeError } from '../../errors.ts';
 import type { Domain } from '../../toolstack/domain.ts';
 import type { DiskChainSource, IoCounters } from '../../toolstack/lifecycle-hooks.ts';
@@ -40,6 +51,7 @@ import type { LaunchContribution, PluginHost, ToolstackPlugin } from '../../tool
 import type { SponsorLimits, SponsorPolicy } from '../../toolstack/sponsors.ts';
 import { ControlStoreSink } from '../../toolstack/store-factory.ts';
 import type { Toolstack } from '../../toolstack/toolstack.ts';
+import { type BackendCounters, readBackendCounters } from './backend-stats.ts';
 import { type BackendSpec, BlkBackendSupervisor, backendPaths } from './backend-supervisor.ts';
 import { registerBlockRoutes } from './routes.ts';
 import { type ShareDisk, SponsorShares } from './sponsor-share.ts';
@@ -361,8 +373,13 @@ export class DiskPlugin implements ToolstackPlugin, DiskOps {
 
   /** The guest gave a disk back (DEVICE_DELETED): close the image and forget the disk. */
   private async released(d: Domain, m: QemuMachine, devnum: number): Promise<void> {
-    await releaseDiskBackend(m, devnum);
-    const vdev = this.open.get(d.domid)?.disks.get(devnum)?.vdev ?? String(devnum);
+    const known = this.open.get(d.domid)?.disks.get(devnum);
+    if (known && servedByBackend(known)) {
+      // Its chardev, then its backend process: nothing of QEMU uses them any more.
+      await releaseVhostBlk(m, devnum);
+      this.backends.stop(d.domid, devnum);
+    } else await releaseDiskBackend(m, devnum);
+    const vdev = known?.vdev ?? String(devnum);
     this.open.get(d.domid)?.disks.delete(devnum);
     this.shares.forget(d.domid, devnum);
     this.dropFromConfig(d, devnum);
@@ -433,11 +450,6 @@ export class DiskPlugin implements ToolstackPlugin, DiskOps {
   attach(d: Domain, spec: DiskSpec): Promise<BlockEntry> {
     return d.serial(async () => {
       const m = this.liveMachine(d);
-      if (servedByBackend(spec)) {
-        throw new XenodeError('config', `${spec.vdev}: backendtype=xenode disks cannot be hot-plugged yet`, {
-          hint: "put the disk in the domain's disk=[...] and restart it, or attach it without backendtype=",
-        });
-      }
       const devnum = devnumOf(spec);
       const clash = d.rec.config.disk.find((s) => devnumOf(s) === devnum);
       if (clash) {
@@ -457,18 +469,21 @@ export class DiskPlugin implements ToolstackPlugin, DiskOps {
       this.checkSharing(d, [...(this.open.get(d.domid)?.disks.values() ?? []), spec]);
       const kind = spec.devtype === 'cdrom' ? 'scsi-cd' : 'virtio-blk';
       const slot = kind === 'scsi-cd' ? await freeScsiTarget(m) : await freeDiskSlot(m);
-      const share =
-        spec.target === '' ? undefined : (await this.shares.reserve(d, [{ d, devnum, spec }], true)).get(devnum);
-      const throttle = share && { own: spec.throttle ?? {}, share };
-      try {
-        await plugDisk(
-          m,
-          this.pin(d, { spec, devnum, kind, slot, ...(throttle ? { throttle } : {}) }),
-          DEFAULT_DISK_IO,
-        );
-      } catch (e) {
-        this.shares.settle(d.domid, devnum, false);
-        throw e;
+      if (servedByBackend(spec)) await this.plugViaBackend(d, m, { spec, devnum, kind, slot });
+      else {
+        const share =
+          spec.target === '' ? undefined : (await this.shares.reserve(d, [{ d, devnum, spec }], true)).get(devnum);
+        const throttle = share && { own: spec.throttle ?? {}, share };
+        try {
+          await plugDisk(
+            m,
+            this.pin(d, { spec, devnum, kind, slot, ...(throttle ? { throttle } : {}) }),
+            DEFAULT_DISK_IO,
+          );
+        } catch (e) {
+          this.shares.settle(d.domid, devnum, false);
+          throw e;
+        }
       }
       let o = this.open.get(d.domid);
       if (!o) {
@@ -480,9 +495,36 @@ export class DiskPlugin implements ToolstackPlugin, DiskOps {
       d.rec.config = { ...d.rec.config, disk: [...d.rec.config.disk, spec] };
       this.persist(d);
       this.store.write(d.domid, devnum, spec, XENBUS.connected);
+      this.writeBackendReports(d);
       this.log.info(`disk ${spec.vdev} attached (${spec.target || 'empty'}, ${spec.format}, ${spec.access})`, d.domid);
       return this.entry(d, spec);
     });
+  }
+
+  /** block-attach of a backendtype=xenode disk: its backend first (QEMU connects while it adds the device). */
+  private async plugViaBackend(d: Domain, m: QemuMachine, p: PlacedDisk): Promise<void> {
+    const agg = this.aggregateOf(d.rec.sponsor);
+    if (agg.bps !== undefined || agg.iops !== undefined) {
+      throw new XenodeError(
+        'config',
+        `${p.spec.vdev}: backendtype=xenode cannot be limited, and sponsor ${d.rec.sponsor}'s disks are (quota-set disk-bps/disk-iops)`,
+        { hint: 'serve the disk with QEMU (drop backendtype=xenode)' },
+      );
+    }
+    // A stats file left by an earlier disk of this number would be counted on: this is a new disk.
+    rmSync(backendPaths(d.rec.runDir, p.devnum).stats, { force: true });
+    try {
+      await this.backends.ensure(this.backendSpec(d, p.devnum, p.spec));
+    } catch (e) {
+      this.backends.stop(d.domid, p.devnum);
+      throw new XenodeError('engine', errorMessage(e));
+    }
+    try {
+      await plugVhostBlk(m, p, backendPaths(d.rec.runDir, p.devnum).socket);
+    } catch (e) {
+      this.backends.stop(d.domid, p.devnum);
+      throw e;
+    }
   }
 
   /**
@@ -494,15 +536,6 @@ export class DiskPlugin implements ToolstackPlugin, DiskOps {
     const devnum = vdevNumber(ref);
     const spec = devnum === undefined ? undefined : d.rec.config.disk.find((s) => devnumOf(s) === devnum);
     if (devnum === undefined || !spec) throw new XenodeError('not-found', `Error: Device ${ref} not connected.`);
-    if (servedByBackend(spec)) {
-      throw new XenodeError(
-        'state',
-        `${spec.vdev}: backendtype=xenode disks cannot be detached from a running domain yet`,
-        {
-          hint: 'drop it from disk=[...] and restart the domain',
-        },
-      );
-    }
     const done = await d.serial(async () => {
       const m = this.liveMachine(d);
       if (!force && d.rec.state === 'paused') {
@@ -587,7 +620,8 @@ export class DiskPlugin implements ToolstackPlugin, DiskOps {
     const out: DiskStatsView[] = [];
     for (const spec of d.rec.config.disk) {
       const devid = devnumOf(spec);
-      const s = all.get(devid);
+      // QEMU does not see the I/O of a disk it hands to a backend: the backend counts it.
+      const s = servedByBackend(spec) ? this.backendCounters(d, devid)?.stats : all.get(devid);
       if (s) out.push({ vdev: spec.vdev, devid, ...s });
     }
     return out.sort((a, b) => a.devid - b.devid);
@@ -665,13 +699,24 @@ export class DiskPlugin implements ToolstackPlugin, DiskOps {
     if (!m?.alive || d.rec.config.disk.length === 0) return undefined;
     const sum = { diskReadBytes: 0, diskWriteBytes: 0, diskReadOps: 0, diskWriteOps: 0 };
     const devices: Record<string, IoCounters> = {};
-    for (const [devnum, s] of await diskStats(m)) {
+    const add = (name: string, s: DiskStats) => {
       const c = { diskReadBytes: s.rdBytes, diskWriteBytes: s.wrBytes, diskReadOps: s.rdOps, diskWriteOps: s.wrOps };
-      // QEMU's counters start at zero with each QEMU (and each re-plug: accounting sees those go back).
-      devices[`vbd-${devnum}@${m.pid}`] = c;
+      devices[name] = c;
       for (const k of Object.keys(sum) as Array<keyof typeof sum>) sum[k] += c[k];
+    };
+    // QEMU's counters start at zero with each QEMU (and each re-plug: accounting sees those go back).
+    for (const [devnum, s] of await diskStats(m)) add(`vbd-${devnum}@${m.pid}`, s);
+    // A backend's go on across its restarts, and start again with a new stats file (a new epoch).
+    for (const spec of d.rec.config.disk) {
+      if (!servedByBackend(spec)) continue;
+      const c = this.backendCounters(d, devnumOf(spec));
+      if (c) add(`vbd-${devnumOf(spec)}@blk-${c.epoch}`, c.stats);
     }
     return { ...sum, devices };
+  }
+
+  private backendCounters(d: Domain, devnum: number): BackendCounters | undefined {
+    return readBackendCounters(backendPaths(d.rec.runDir, devnum).stats);
   }
 }
 

@@ -4,7 +4,7 @@
 
 import { randomBytes } from 'node:crypto';
 import { existsSync, rmSync } from 'node:fs';
-import { isIPv4 } from 'node:net';
+import { isIPv4, isIPv6 } from 'node:net';
 import { join } from 'node:path';
 import type { VifSpec } from '../../config/types.ts';
 import { parseMac } from '../../config/vif.ts';
@@ -75,6 +75,8 @@ export interface VifView {
   /** The limit in force, read back from the switch (or, for a bridge vif, rate= while tc's policer is on its TAP). */
   rate_in_force?: RateSpec;
   mtu?: number;
+  /** vlan=: the VLAN the vif is an access port of. */
+  vlan?: number;
   hotplugged: boolean;
   /** XenbusState: 4 = Connected. */
   state: number;
@@ -159,6 +161,12 @@ export class NetManager {
         });
       }
       backend = 'bridge';
+      // Only Xenode's switch separates VLANs; a Linux bridge would take the vif untagged into all of them.
+      if (spec.vlan) {
+        throw new XenodeError('config', `vlan= needs Xenode's switch, not bridge '${spec.bridge}'`, {
+          hint: "leave bridge= out (Xenode's switch tags and separates VLANs), or leave vlan= out",
+        });
+      }
     }
     let mac = spec.mac;
     if (mac) {
@@ -180,6 +188,7 @@ export class NetManager {
     if (spec.rate) v.rate = spec.rate;
     if (spec.mtu) v.mtu = spec.mtu;
     if (spec.vifname) v.vifname = spec.vifname;
+    if (spec.vlan) v.vlan = spec.vlan;
     return v;
   }
 
@@ -236,7 +245,9 @@ export class NetManager {
       path: vifSocketPath(d.rec.runDir, v.devid),
       domain: d.name,
       ...(vifIps(v.ip).length ? { ips: vifIps(v.ip) } : {}),
+      ...(vifIps(v.ip, isIPv6).length ? { ips6: vifIps(v.ip, isIPv6) } : {}),
       ...(v.rate ? { rate: vifRateSpec(v.rate) } : {}),
+      ...(v.vlan ? { vlan: v.vlan } : {}),
     };
   }
 
@@ -485,6 +496,7 @@ export class NetManager {
         model: v.model ?? 'virtio',
         rate: v.rate,
         mtu: v.mtu,
+        ...(v.vlan ? { vlan: v.vlan } : {}),
         hotplugged: v.hotplugged === true,
         state: 4,
         link: 'unknown',
@@ -649,11 +661,11 @@ export class NetManager {
 }
 
 /** The IPv4 addresses of a vif's ip= (each may carry a /prefix): the ones it may send from. */
-function vifIps(ip: string | undefined): string[] {
+function vifIps(ip: string | undefined, family: (a: string) => boolean = isIPv4): string[] {
   return (ip ?? '')
     .split(/\s+/)
     .map((a) => a.split('/')[0] as string)
-    .filter((a) => isIPv4(a))
+    .filter((a) => family(a))
     .slice(0, 16);
 }
 

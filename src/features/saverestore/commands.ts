@@ -193,7 +193,7 @@ const migrate: CommandSpec = {
   name: 'migrate',
   example: 'xenode migrate web1 10.0.0.2:8420 --token xn_… --downtime-ms 100',
   args: '<domain> <host>',
-  summary: 'Live-migrate a domain to another xenoded (HOST:PORT of its TCP API)',
+  summary: 'Live-migrate a domain to another xenoded (HOST:PORT of its TCP API, or a pool host name)',
   help: `The target checks it can host the domain (name, memory, disk images, bridges)
 before anything moves; QEMU then copies memory live, straight to the target's
 QEMU. The domain keeps its name, store subtree, sponsor and console log. On any
@@ -206,6 +206,22 @@ must see them at the same paths (shared storage).`,
     { flags: '-p, --paused', help: 'leave the domain paused on the target' },
   ],
   async run(ctx, [dom, target], opts) {
+    // A bare name is a pool host (docs/pool.md): the pool resolves it and authenticates to it.
+    if (target && /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/.test(target) && !/^[\d.]+$/.test(target)) {
+      const c = ctx.client();
+      ctx.err(`migration sender: Domain ${dom} to pool host ${target}\n`);
+      const r = await c.post<MigrateResult>(`/v1/pool/domains/${enc(dom)}/migrate`, {
+        host: target,
+        downtimeMs: positive(opts.downtimeMs, 'downtime'),
+        bandwidthMbps: positive(opts.bandwidthMbps, 'bandwidth'),
+        paused: opts.paused === true,
+      });
+      ctx.err(
+        `migration sender: ${mib(r.transferredBytes)} MiB in ${secs(r.migrationMs)} s; guest paused ${r.downtimeMs ?? '?'} ms; target domid ${r.targetDomid}\n`,
+      );
+      ctx.err('Migration successful.\n');
+      return 0;
+    }
     const { host, port } = parseTarget(target ?? '');
     const token = typeof opts.token === 'string' ? opts.token : process.env.XENODE_MIGRATE_TOKEN;
     const c = ctx.client();

@@ -114,6 +114,21 @@ function engineError(e: unknown, what: string): unknown {
   return new XenodeError('engine', `${what}: ${e instanceof Error ? e.message : String(e)}`);
 }
 
+/**
+ * Freezes the guest's file systems through its agent (a plugin's quiesceGuest);
+ * the returned thaw undoes every freeze and never throws.
+ */
+export async function quiesceGuest(ts: Toolstack, d: Domain): Promise<() => Promise<void>> {
+  const thaws: Array<() => Promise<void>> = [];
+  for (const p of ts.plugins) {
+    const t = await p.quiesceGuest?.(d).catch(() => undefined);
+    if (t) thaws.push(t);
+  }
+  return async () => {
+    for (const t of thaws.reverse()) await t().catch(() => undefined);
+  };
+}
+
 /** xl save: consistent (the guest is stopped first), then destroy unless -c/-p. */
 export function saveDomain(ts: Toolstack, d: Domain, req: SaveRequest, progress?: ProgressFn): Promise<SaveResult> {
   return exclusive(d, async () => {
@@ -152,9 +167,14 @@ export function saveDomain(ts: Toolstack, d: Domain, req: SaveRequest, progress?
       throw e;
     }
     let stopped = false;
+    // The guest's file systems frozen (by its agent, if it runs one) before it stops:
+    // the snapshot holds them clean. A domain saved away comes back frozen, and is
+    // thawed by the agent's plugin after the restore; otherwise thawed here.
+    let thaw: (() => Promise<void>) | undefined;
     try {
       intent = recordStep(runDir, { ...intent, ino: statSync(w.partial).ino }, 'paused');
       if (wasRunning) {
+        thaw = await quiesceGuest(ts, d);
         await ts.pause(d);
         stopped = true;
       }
@@ -222,6 +242,8 @@ export function saveDomain(ts: Toolstack, d: Domain, req: SaveRequest, progress?
       } else {
         await mig.settle();
         if (stopped && !req.leavePaused) await ts.unpause(d);
+        // A guest left paused (-p) stays frozen until it runs: its agent cannot answer before.
+        if (d.rec.state === 'running') await thaw?.();
         domain = d.rec.state === 'running' ? 'running' : 'paused';
         clearIntent(runDir, 'save');
       }
@@ -243,6 +265,7 @@ export function saveDomain(ts: Toolstack, d: Domain, req: SaveRequest, progress?
         await new Migration(d.machine).settle().catch(() => undefined);
         await ts.unpause(d).catch(() => undefined);
       }
+      if (d.machine?.alive && d.rec.state === 'running') await thaw?.();
       clearIntent(runDir, 'save');
       ts.log.warn(`save to ${req.file} failed: ${cause instanceof Error ? cause.message : String(cause)}`, d.domid);
       throw engineError(cause, 'save failed');

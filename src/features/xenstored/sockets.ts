@@ -50,6 +50,11 @@ export class XenstoredSockets {
     this.wire = new WireServer(store, { log: (m) => log.warn(m) });
   }
 
+  /** The protocol's shared state, which the guests' channels serve too. */
+  get wireServer(): WireServer {
+    return this.wire;
+  }
+
   async start(): Promise<void> {
     // Sockets left by a daemon that died are stale: start from an empty directory.
     rmSync(this.paths.domainDir, { recursive: true, force: true });

@@ -21,7 +21,8 @@ import { dstMac, isGroupMac, parseFrame, TCP_ACK, TCP_SYN } from '../frame.ts';
 import { macFromString } from '../mac.ts';
 import type { PortInfo } from '../policy.ts';
 import { type Flow, type FlowAction, FlowTable, type SwitchFlowRecord } from './flow-table.ts';
-import { newPeek, PEEK_ARP, PEEK_IPV4, type Peek, peek } from './peek.ts';
+import { eui64LinkLocal, ipv6Hex, ipv6Text, isLinkLocal6, UNSPECIFIED6 } from './ipv6.ts';
+import { newPeek, PEEK_ARP, PEEK_IPV4, PEEK_IPV6, type Peek, peek } from './peek.ts';
 import { rstFor } from './rst.ts';
 import { type AuditRules, type ConnLimitRule, defaultRules } from './rules.ts';
 
@@ -54,9 +55,14 @@ interface VifState {
   mac: number;
   /** The IPv4 addresses it may send from: its ip=, or the first it used (learned, then locked). */
   ips: Set<number>;
+  /** The IPv6 addresses it may send from: its ip= ones, its EUI-64 link-local, and those it bound by using them. */
+  ips6: Set<string>;
+  /** It has an IPv6 link-local (other than the EUI-64 one) bound, and a global one (or ip= named them). */
+  ll6Bound: boolean;
+  global6Bound: boolean;
   /** Frames dropped as spoofed since the last tick, and the last address they claimed. */
   spoofed: number;
-  spoofedIp: number;
+  spoofedIp: string;
   // Port-scan window.
   scanStart: number;
   dests: Set<string>;
@@ -97,6 +103,22 @@ function macOf(p: PortInfo): number {
   } catch {
     return Number.NaN;
   }
+}
+
+/** A vif's IPv6 binding: its ip= IPv6 addresses and EUI-64 link-local; learned bindings stay with a re-added port. */
+function ipv6Binding(port: PortInfo, old: VifState | undefined): Pick<VifState, 'ips6' | 'll6Bound' | 'global6Bound'> {
+  const mac = macOf(port);
+  const given = (port.ips6 ?? []).map(ipv6Hex).filter((a): a is string => a !== undefined);
+  const ips6 = new Set(given);
+  if (!Number.isNaN(mac)) ips6.add(eui64LinkLocal(mac));
+  let ll6Bound = given.some(isLinkLocal6);
+  let global6Bound = given.some((a) => !isLinkLocal6(a));
+  if (old) {
+    for (const a of old.ips6) if (!global6Bound || isLinkLocal6(a)) ips6.add(a);
+    ll6Bound ||= old.ll6Bound;
+    global6Bound ||= old.global6Bound;
+  }
+  return { ips6, ll6Bound, global6Bound };
 }
 
 export interface AuditEngineOptions {
@@ -163,8 +185,9 @@ export class AuditEngine {
         mac: macOf(port),
         // A learned binding stays with the vif when its port is re-added.
         ips: port.ips?.length ? new Set(port.ips.map(ipNumber)) : (v?.ips ?? new Set()),
+        ...ipv6Binding(port, v),
         spoofed: 0,
-        spoofedIp: 0,
+        spoofedIp: '',
         scanStart: now,
         dests: new Set(),
         hosts: new Set(),
@@ -205,7 +228,10 @@ export class AuditEngine {
     const now = this.frameTime;
     const v = this.vif(src, now);
     const ip = p.kind === PEEK_IPV4;
-    if (this.rules.antiSpoofing.enabled && (ip || p.kind === PEEK_ARP) && this.spoofed(v, p, now)) return 'spoof';
+    if (this.rules.antiSpoofing.enabled) {
+      if ((ip || p.kind === PEEK_ARP) && this.spoofed(v, p, now)) return 'spoof';
+      if (p.kind === PEEK_IPV6 && this.spoofed6(v, p, now)) return 'spoof';
+    }
     if (v.quarantinedUntil > now) {
       // ARP still passes, so the guest stays reachable for whoever investigates.
       if (p.kind === PEEK_ARP) return 'forward';
@@ -281,7 +307,38 @@ export class AuditEngine {
       return false;
     }
     v.spoofed++;
-    v.spoofedIp = a;
+    v.spoofedIp = ipText(a);
+    return true;
+  }
+
+  /**
+   * IPv6: a source that is not the vif's (its ip=, its EUI-64 link-local, or the first
+   * link-local and the first other address it used, bound then); :: only for ICMPv6
+   * (duplicate address detection, MLD). Neighbour discovery: an advertisement's target
+   * must be the vif's, link-layer address options its MAC. Router advertisements and
+   * redirects from guests are dropped: a guest is not the network's router.
+   */
+  private spoofed6(v: VifState, p: Peek, now: number): boolean {
+    const a = p.src6;
+    let bad = '';
+    if (a === UNSPECIFIED6) {
+      if (p.icmp6 < 0) bad = ipv6Text(a);
+    } else if (!v.ips6.has(a)) {
+      const ll = isLinkLocal6(a);
+      if (ll ? !v.ll6Bound : !v.global6Bound && a.slice(0, 2) !== 'ff') {
+        v.ips6.add(a);
+        if (ll) v.ll6Bound = true;
+        else v.global6Bound = true;
+        this.event(v, 'anti-spoofing', 'accept', `bound to ${ipv6Text(a)} (the first such address it used)`, now);
+      } else bad = ipv6Text(a);
+    }
+    if (!bad && (p.icmp6 === 134 || p.icmp6 === 137))
+      bad = `${ipv6Text(a)} (a ${p.icmp6 === 134 ? 'router advertisement' : 'redirect'})`;
+    if (!bad && p.icmp6 === 136 && !v.ips6.has(p.ndTarget)) bad = `${ipv6Text(p.ndTarget)} (a neighbour advertisement)`;
+    if (!bad && p.ndMacs.some((m) => m !== v.mac)) bad = `${ipv6Text(a)} (neighbour discovery naming another MAC)`;
+    if (!bad) return false;
+    v.spoofed++;
+    v.spoofedIp = bad;
     return true;
   }
 
@@ -454,7 +511,7 @@ export class AuditEngine {
           v,
           'anti-spoofing',
           'drop',
-          `${n} frame${n === 1 ? '' : 's'} from ${ipText(v.spoofedIp)}, not its address`,
+          `${n} frame${n === 1 ? '' : 's'} from ${v.spoofedIp}, not its address`,
           now,
         );
         v.spoofed = 0;

@@ -6,6 +6,7 @@
 export const PEEK_OTHER = 0;
 export const PEEK_ARP = 1;
 export const PEEK_IPV4 = 4;
+export const PEEK_IPV6 = 6;
 
 export interface Peek {
   /** PEEK_OTHER, PEEK_ARP or PEEK_IPV4. */
@@ -27,6 +28,14 @@ export interface Peek {
   udp: boolean;
   /** An Ethernet/IPv4 ARP's sender address; -1 when the ARP is too short or not Ethernet/IPv4. */
   arpSenderIp: number;
+  /** IPv6: the source address as 32 hex digits. */
+  src6: string;
+  /** IPv6: the ICMPv6 type (after any hop-by-hop, routing and destination options headers); -1 for none. */
+  icmp6: number;
+  /** IPv6 neighbour advertisement or solicitation: the target address as 32 hex digits. */
+  ndTarget: string;
+  /** IPv6 neighbour discovery: the MACs its source and target link-layer address options name. */
+  ndMacs: number[];
 }
 
 export function newPeek(): Peek {
@@ -44,7 +53,66 @@ export function newPeek(): Peek {
     payload: 0,
     udp: false,
     arpSenderIp: -1,
+    src6: '',
+    icmp6: -1,
+    ndTarget: '',
+    ndMacs: [],
   };
+}
+
+function hex6(b: Uint8Array, o: number): string {
+  let s = '';
+  for (let i = o; i < o + 16; i++) s += ((b[i] as number) < 16 ? '0' : '') + (b[i] as number).toString(16);
+  return s;
+}
+
+function mac6(b: Uint8Array, o: number): number {
+  return (
+    (b[o] as number) * 2 ** 40 +
+    (b[o + 1] as number) * 2 ** 32 +
+    (((b[o + 2] as number) << 24) >>> 0) +
+    ((b[o + 3] as number) << 16) +
+    ((b[o + 4] as number) << 8) +
+    (b[o + 5] as number)
+  );
+}
+
+/** IPv6 after the Ethernet header at `off`: the source, and what neighbour discovery claims. */
+function peek6(b: Uint8Array, off: number, p: Peek): Peek {
+  const n = b.length;
+  if (n - off < 40 || (b[off] as number) >> 4 !== 6) return p;
+  p.kind = PEEK_IPV6;
+  p.src6 = hex6(b, off + 8);
+  p.icmp6 = -1;
+  p.ndTarget = '';
+  p.ndMacs.length = 0;
+  let next = b[off + 6] as number;
+  let pos = off + 40;
+  // Hop-by-hop, routing and destination options may stand before ICMPv6; a fragment
+  // header ends the walk (the kernel drops fragmented neighbour discovery, RFC 6980).
+  for (let i = 0; i < 8 && (next === 0 || next === 43 || next === 60); i++) {
+    if (n - pos < 8) return p;
+    next = b[pos] as number;
+    pos += ((b[pos + 1] as number) + 1) * 8;
+  }
+  if (next !== 58 || n - pos < 4) return p;
+  const type = b[pos] as number;
+  p.icmp6 = type;
+  // Options: after the 8-byte header (router solicitation), or the 24 with the target address (NS, NA).
+  let o = pos + 8;
+  if (type === 135 || type === 136) {
+    if (n - pos < 24) return p;
+    p.ndTarget = hex6(b, pos + 8);
+    o = pos + 24;
+  } else if (type !== 133) return p;
+  while (n - o >= 2) {
+    const len = (b[o + 1] as number) * 8;
+    if (len === 0) break;
+    // Source (1) or target (2) link-layer address.
+    if ((b[o] === 1 || b[o] === 2) && len >= 8 && n - o >= 8) p.ndMacs.push(mac6(b, o + 2));
+    o += len;
+  }
+  return p;
 }
 
 function u32(b: Uint8Array, o: number): number {
@@ -84,6 +152,7 @@ export function peek(b: Uint8Array, p: Peek): Peek {
     p.arpSenderIp = ok ? u32(b, off + 14) : -1;
     return p;
   }
+  if (et === 0x86dd) return peek6(b, off, p);
   if (et !== 0x0800 || n - off < 20) return p;
   const vihl = b[off] as number;
   const hl = (vihl & 0x0f) * 4;

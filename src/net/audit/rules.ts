@@ -50,6 +50,12 @@ export interface PortScanRule extends DetectorRule {
 }
 
 export interface AuditRules {
+  /**
+   * false: the switch keeps no flow log and applies no rule nor IPv4/ARP anti-spoofing (its MAC checks,
+   * rate limits and sponsor isolation stay). For measuring what the audit costs (bench:net), or a host
+   * that logs elsewhere.
+   */
+  enabled: boolean;
   flows: {
     /** One record per flow per this many seconds (AWS VPC flow logs: 60 or 600). */
     windowSec: number;
@@ -77,6 +83,7 @@ export interface AuditRules {
 
 export function defaultRules(): AuditRules {
   return {
+    enabled: true,
     flows: { windowSec: 60, idleSec: 30, maxFlowsPerVif: 16384 },
     // AWS throttles outbound port 25 by default; the seed asks for 1 per 10 s per sponsor.
     connLimits: [{ name: 'smtp', ports: [25, 465, 587], per: 'sponsor', connections: 1, perSec: 10, action: 'reject' }],
@@ -187,6 +194,7 @@ export function parseRules(v: unknown): AuditRules {
   known(
     v,
     [
+      'enabled',
       'flows',
       'connLimits',
       'ackSymmetry',
@@ -218,6 +226,7 @@ export function parseRules(v: unknown): AuditRules {
   if (new Set(limits.map((l) => l.name)).size !== limits.length) throw new RulesError('connLimits: names must differ');
   const actions = ['throttle', 'quarantine', 'log'] as const;
   return {
+    enabled: bool(v, 'enabled', d.enabled, 'rules'),
     flows: {
       windowSec: int(f, 'windowSec', d.flows.windowSec, 1, 3600, 'flows'),
       idleSec: int(f, 'idleSec', d.flows.idleSec, 1, 3600, 'flows'),

@@ -37,7 +37,8 @@ export function ConfigEditor({ value, onInput, errorLine, readOnly, label }: Pro
           wrap="off"
           readOnly={readOnly}
           rows={lines.length}
-          style={{ minWidth: `${widest + 2}ch` }}
+          // Border-box: the padding is inside this width, so the editor is exactly as wide as its text.
+          style={{ minWidth: `calc(${widest + 1}ch + 24px)` }}
           value={value}
           onInput={(e) => onInput((e.currentTarget as HTMLTextAreaElement).value)}
         />

@@ -7,6 +7,8 @@ import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
 import type { MetricsSample } from '../types.ts';
 
+const WINDOW_S = 600;
+
 export type SampleKey = Exclude<keyof MetricsSample, 't'>;
 
 export interface SeriesSpec {
@@ -37,20 +39,27 @@ export function MetricChart({ title, series, samples, fmt, minTop, emptyText }: 
   useEffect(() => {
     const el = host.current;
     if (!hasData || !el) return;
+    // The grid follows the colour scheme (styles.css --grid).
+    const grid = getComputedStyle(document.documentElement).getPropertyValue('--grid').trim() || '#eef1f4';
     const opts: uPlot.Options = {
       width: Math.max(200, el.clientWidth),
       height: 190,
       cursor: { drag: { x: false, y: false } },
       // The header shows the newest values; uPlot's own legend would repeat them.
       legend: { show: false },
-      scales: { x: { time: true }, y: { range: (_u, _min, max) => [0, Math.max(minTop, (max ?? 0) * 1.15)] } },
+      // Always the sampler's whole 10-minute window, ending at the newest sample: with
+      // one sample uPlot would otherwise widen the axis to years.
+      scales: {
+        x: { time: true, range: (_u, _min, max) => [(max ?? Date.now() / 1000) - WINDOW_S, max ?? Date.now() / 1000] },
+        y: { range: (_u, _min, max) => [0, Math.max(minTop, (max ?? 0) * 1.15)] },
+      },
       axes: [
-        { stroke: '#5c6673', grid: { stroke: '#eef1f4' }, ticks: { stroke: '#dde2e7' } },
+        { stroke: '#5c6673', grid: { stroke: grid }, ticks: { stroke: grid } },
         {
           stroke: '#5c6673',
           size: 78,
-          grid: { stroke: '#eef1f4' },
-          ticks: { stroke: '#dde2e7' },
+          grid: { stroke: grid },
+          ticks: { stroke: grid },
           values: (_u, splits) => splits.map((v) => fmt(v)),
         },
       ],
@@ -80,7 +89,10 @@ export function MetricChart({ title, series, samples, fmt, minTop, emptyText }: 
   }, [hasData]);
 
   useEffect(() => {
-    plot.current?.setData(toData(samples, series));
+    const u = plot.current;
+    if (!u) return;
+    u.setData(toData(samples, series));
+    host.current?.setAttribute('data-x-span', String(Math.round((u.scales.x.max ?? 0) - (u.scales.x.min ?? 0))));
   }, [samples, series]);
 
   const last = samples.at(-1);

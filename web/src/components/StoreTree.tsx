@@ -39,9 +39,16 @@ function StoreNode({
         >
           {leaf ? '·' : open ? '▾' : '▸'}
         </button>
-        <span class="store-name" title={path}>
-          {name}
-        </span>
+        {leaf ? (
+          <span class="store-name" title={path}>
+            {name}
+          </span>
+        ) : (
+          // The whole name opens the node, not only the small arrow.
+          <button type="button" class="store-name store-open" title={path} onClick={() => setOpen(!open)}>
+            {name}
+          </button>
+        )}
         {value !== undefined && value !== '' && <span class="store-value">{value}</span>}
       </div>
       {error && <div class="error-inline">{error}</div>}
@@ -57,11 +64,21 @@ function StoreNode({
 }
 
 export function StoreTree({ roots }: { roots: string[] }) {
+  // A new generation re-reads every open level from the daemon.
+  const [gen, setGen] = useState(0);
   return (
-    <ul class="store-tree">
-      {roots.map((r) => (
-        <StoreNode key={r} path={r} name={r} open />
-      ))}
-    </ul>
+    <>
+      <div class="store-tools">
+        <button type="button" class="btn btn-small" data-store-refresh onClick={() => setGen((g) => g + 1)}>
+          Refresh
+        </button>
+        <span class="muted">Read when opened; Refresh reads it again.</span>
+      </div>
+      <ul class="store-tree" key={gen}>
+        {roots.map((r) => (
+          <StoreNode key={r} path={r} name={r} open />
+        ))}
+      </ul>
+    </>
   );
 }

@@ -7,7 +7,7 @@ import { ConfigEditor } from '../components/ConfigEditor.tsx';
 import { navigate } from '../router.ts';
 import type { DomainView } from '../types.ts';
 
-const TEMPLATE = `# xl.cfg: the same syntax \`xenode create\` reads
+const TEMPLATE = `# xl.cfg: the same syntax as for xenode create
 name = "web1"
 memory = 256
 vcpus = 1
@@ -23,7 +23,23 @@ interface FormFields {
   vcpus: string;
   kernel: string;
   cmdline: string;
+  /** A disk image (a volume of yours), empty for none. */
+  disk: string;
+  diskFormat: string;
+  /** Bridge of one network interface: '' none, 'default' the switch's default. */
+  vif: string;
+  vifIp: string;
+  on_poweroff: string;
+  on_reboot: string;
+  on_crash: string;
 }
+
+const ACTIONS = ['destroy', 'restart', 'preserve', 'rename-restart', 'coredump-destroy', 'coredump-restart'];
+const DEFAULT_ACTION: Record<'on_poweroff' | 'on_reboot' | 'on_crash', string> = {
+  on_poweroff: 'destroy',
+  on_reboot: 'restart',
+  on_crash: 'destroy',
+};
 
 function quote(s: string): string {
   return `"${s.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
@@ -38,6 +54,14 @@ export function formToConfig(f: FormFields): string {
   ];
   if (f.kernel.trim()) lines.push(`kernel = ${quote(f.kernel.trim())}`);
   if (f.cmdline.trim()) lines.push(`cmdline = ${quote(f.cmdline.trim())}`);
+  if (f.disk.trim()) lines.push(`disk = [ ${quote(`${f.disk.trim()},${f.diskFormat},xvda,rw`)} ]`);
+  if (f.vif) {
+    const items = [f.vif === 'default' ? '' : `bridge=${f.vif.trim()}`, f.vifIp.trim() ? `ip=${f.vifIp.trim()}` : ''];
+    lines.push(`vif = [ ${quote(items.filter(Boolean).join(','))} ]`);
+  }
+  for (const k of ['on_poweroff', 'on_reboot', 'on_crash'] as const) {
+    if (f[k] !== DEFAULT_ACTION[k]) lines.push(`${k} = ${quote(f[k])}`);
+  }
   return `${lines.join('\n')}\n`;
 }
 
@@ -50,7 +74,18 @@ interface CreateError {
 export function CreatePage() {
   const [mode, setMode] = useState<'text' | 'form'>('text');
   const [text, setText] = useState(TEMPLATE);
-  const [form, setForm] = useState<FormFields>({ name: 'vm1', memory: '256', vcpus: '1', kernel: '', cmdline: '' });
+  const [form, setForm] = useState<FormFields>({
+    name: 'vm1',
+    memory: '256',
+    vcpus: '1',
+    kernel: '',
+    cmdline: '',
+    disk: '',
+    diskFormat: 'raw',
+    vif: '',
+    vifIp: '',
+    ...DEFAULT_ACTION,
+  });
   const [paused, setPaused] = useState(false);
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<CreateError | undefined>(undefined);
@@ -78,6 +113,26 @@ export function CreatePage() {
       setBusy(false);
     }
   };
+
+  const choice = (k: keyof FormFields, label: string, options: Array<[string, string]>) => (
+    <label class="field">
+      <span>{label}</span>
+      <select
+        name={k}
+        value={form[k]}
+        onChange={(e) => {
+          setForm({ ...form, [k]: (e.currentTarget as HTMLSelectElement).value });
+          setError(undefined);
+        }}
+      >
+        {options.map(([v, text]) => (
+          <option key={v} value={v}>
+            {text}
+          </option>
+        ))}
+      </select>
+    </label>
+  );
 
   const field = (k: keyof FormFields, label: string, attrs: Record<string, string | number> = {}) => (
     <label class="field">
@@ -143,6 +198,31 @@ export function CreatePage() {
             {field('vcpus', 'vCPUs', { type: 'number', min: 1, step: 1 })}
             {field('kernel', 'Kernel (host path, empty = default guest)', { placeholder: '/boot/vmlinuz' })}
             {field('cmdline', 'Kernel command line (optional)', { placeholder: 'console=ttyS0' })}
+            {field('disk', 'Disk image (a volume of yours; optional)', { placeholder: '/var/lib/xenode/pool/vm1.img' })}
+            {choice('diskFormat', 'Disk format', [
+              ['raw', 'raw'],
+              ['qcow2', 'qcow2'],
+            ])}
+            {choice('vif', 'Network interface', [
+              ['', 'none'],
+              ['default', "on the sponsor's network"],
+            ])}
+            {form.vif && field('vifIp', 'Guest IP address (optional)', { placeholder: '10.0.0.2' })}
+            {choice(
+              'on_poweroff',
+              'When the guest powers off',
+              ACTIONS.map((a) => [a, a]),
+            )}
+            {choice(
+              'on_reboot',
+              'When the guest reboots',
+              ACTIONS.map((a) => [a, a]),
+            )}
+            {choice(
+              'on_crash',
+              'When the guest crashes',
+              ACTIONS.map((a) => [a, a]),
+            )}
             <div class="field-wide">
               <span class="muted">Resulting xl.cfg</span>
               <ConfigEditor

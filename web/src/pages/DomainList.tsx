@@ -22,6 +22,8 @@ function CpuCell({ pct, vcpus }: { pct: number | null | undefined; vcpus: number
 
 function RowActions({ d, onError }: { d: DomainView; onError: (m: string) => void }) {
   const [busy, setBusy] = useState(false);
+  // A row from before the daemon went away is a memory, not something to act on.
+  const off = busy || linkState.value !== 'live';
   const act = async (action: string) => {
     setBusy(true);
     try {
@@ -35,12 +37,12 @@ function RowActions({ d, onError }: { d: DomainView; onError: (m: string) => voi
   return (
     <div class="row-actions">
       {d.state === 'running' && (
-        <button type="button" class="btn btn-small" disabled={busy} onClick={() => act('pause')}>
+        <button type="button" class="btn btn-small btn-act" disabled={off} onClick={() => act('pause')}>
           Pause
         </button>
       )}
       {d.state === 'paused' && (
-        <button type="button" class="btn btn-small" disabled={busy} onClick={() => act('unpause')}>
+        <button type="button" class="btn btn-small btn-act" disabled={off} onClick={() => act('unpause')}>
           Resume
         </button>
       )}
@@ -108,17 +110,31 @@ export function DomainList({ host }: { host: HostInfo | undefined }) {
       )}
       <div class="card table-card">
         <table class="domains">
+          {/* Fixed column widths: a Pause that becomes Resume moves nothing. */}
+          <colgroup>
+            <col class="c-name" />
+            <col class="c-id hide-sm" />
+            <col class="c-state" />
+            <col class="c-mem hide-xs" />
+            <col class="c-vcpus hide-sm" />
+            <col class="c-cpu hide-sm" />
+            <col class="c-uptime hide-sm" />
+            <col class="c-sponsor hide-sm" />
+            <col class="c-actions" />
+          </colgroup>
           <thead>
             <tr>
               <th>Name</th>
-              <th class="num">ID</th>
+              <th class="num hide-sm">ID</th>
               <th>State</th>
-              <th class="num">Memory</th>
-              <th class="num">vCPUs</th>
-              <th>CPU</th>
-              <th class="num">Uptime</th>
+              <th class="num hide-xs">Memory</th>
+              <th class="num hide-sm">vCPUs</th>
+              <th class="hide-sm">CPU</th>
+              <th class="num hide-sm">Uptime</th>
               <th class="hide-sm">Sponsor</th>
-              <th />
+              <th>
+                <span class="sr-only">Actions</span>
+              </th>
             </tr>
           </thead>
           <tbody>
@@ -129,16 +145,16 @@ export function DomainList({ host }: { host: HostInfo | undefined }) {
                     {d.name}
                   </a>
                 </td>
-                <td class="num mono">{d.domid}</td>
+                <td class="num mono hide-sm">{d.domid}</td>
                 <td>
                   <StateBadge state={d.state} letters={d.stateLetters} />
                 </td>
-                <td class="num">{formatMiB(d.memMiB)}</td>
-                <td class="num">{d.vcpus}</td>
-                <td>
+                <td class="num hide-xs">{formatMiB(d.memMiB)}</td>
+                <td class="num hide-sm">{d.vcpus}</td>
+                <td class="hide-sm">
                   <CpuCell pct={samples.get(d.domid)?.cpuPct} vcpus={d.vcpus} />
                 </td>
-                <td class="num mono" data-uptime>
+                <td class="num mono hide-sm" data-uptime>
                   {d.state === 'running' || d.state === 'paused' ? formatUptime((t - d.startTime) / 1000) : '–'}
                 </td>
                 <td class="hide-sm">{d.sponsor}</td>

@@ -1,7 +1,7 @@
 // One domain: its state and actions, resource charts, serial console, config
 // and control-store subtree.
 
-import { useEffect, useMemo, useState } from 'preact/hooks';
+import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { api, enc, errorText } from '../api.ts';
 import { confirmAction } from '../components/ConfirmDialog.tsx';
 import { Console } from '../components/Console.tsx';
@@ -60,6 +60,20 @@ function useMetrics(domid: number | undefined): MetricsSample[] {
 
 function Overview({ d, detail }: { d: DomainView; detail: DomainView | undefined }) {
   const samples = useMetrics(d.domid);
+  // CPU time is not in the event stream: read it again every 5 s while the domain runs.
+  const [cpuSeconds, setCpuSeconds] = useState(d.cpuSeconds);
+  useEffect(() => {
+    setCpuSeconds(d.cpuSeconds);
+    if (d.state !== 'running') return;
+    const t = setInterval(() => {
+      if (linkState.value !== 'live') return;
+      api<DomainView>('GET', `/v1/domains/${d.domid}`).then(
+        (v) => setCpuSeconds(v.cpuSeconds),
+        () => undefined,
+      );
+    }, 5000);
+    return () => clearInterval(t);
+  }, [d.domid, d.state, d.cpuSeconds]);
   // The list shows what the guest has (as xl does); the sampler knows the target too.
   const target = latestSamples.value.get(d.domid)?.memTargetMiB ?? d.memMiB;
   const boot = detail?.boot ?? d.boot;
@@ -116,7 +130,15 @@ function Overview({ d, detail }: { d: DomainView; detail: DomainView | undefined
           <dt>vCPUs</dt>
           <dd>{d.vcpus}</dd>
           <dt>CPU time</dt>
-          <dd>{d.cpuSeconds.toFixed(1)} s</dd>
+          <dd data-cpu-seconds>{cpuSeconds.toFixed(1)} s</dd>
+          {detail?.guest && detail.guest.ipv4.length > 0 && (
+            <>
+              <dt>Guest IP</dt>
+              <dd class="mono" data-guest-ip>
+                {detail.guest.ipv4.join(', ')}
+              </dd>
+            </>
+          )}
           {boot && (
             <>
               <dt>Machine</dt>
@@ -141,12 +163,38 @@ function Overview({ d, detail }: { d: DomainView; detail: DomainView | undefined
   );
 }
 
+/** Seconds a guest gets to act on Shutdown before Force off is offered. */
+const SHUTDOWN_GRACE_S = 20;
+
+/** A Shutdown sent and not (yet) acted on: how long it has been, and a way out. */
+function ShutdownPending({ d, since, onForce }: { d: DomainView; since: number; onForce: () => void }) {
+  const secs = Math.max(0, Math.floor((now.value - since) / 1000));
+  const late = secs >= SHUTDOWN_GRACE_S;
+  return (
+    <div class="alert alert-warn pending" role="status" data-shutdown-pending={late ? 'late' : 'waiting'}>
+      {late
+        ? `${d.name} has not shut down after ${secs} s: the guest may ignore the power button${d.state === 'paused' ? ' (it is paused)' : ''}.`
+        : `Shutting down ${d.name}: waiting for the guest (${secs} s)…`}
+      {late && (
+        <button type="button" class="btn btn-small btn-danger-outline" data-force-off onClick={onForce}>
+          Force off
+        </button>
+      )}
+    </div>
+  );
+}
+
 function Actions({ d, onError }: { d: DomainView; onError: (m: string) => void }) {
   const [busy, setBusy] = useState('');
+  const [shutdownSince, setShutdownSince] = useState<number | undefined>(undefined);
+  // Any change of state ends the wait (the guest acted, or someone else did).
+  useEffect(() => setShutdownSince(undefined), [d.state, d.domid]);
   const target = latestSamples.value.get(d.domid)?.memTargetMiB ?? d.memMiB;
   const [mem, setMem] = useState(String(target));
   useEffect(() => setMem(String(target)), [target]);
-  const live = d.state === 'running' || d.state === 'paused';
+  // Nothing is offered while the daemon is unreachable: the state shown may be stale.
+  const offline = linkState.value !== 'live';
+  const live = !offline && (d.state === 'running' || d.state === 'paused');
 
   const run = async (action: string, body: unknown = {}, ask?: [string, string, string]) => {
     if (ask && !(await confirmAction(...ask))) return;
@@ -155,6 +203,7 @@ function Actions({ d, onError }: { d: DomainView; onError: (m: string) => void }
     try {
       await api('POST', `/v1/domains/${d.domid}/${action}`, body);
       if (action === 'destroy') navigate('/');
+      if (action === 'shutdown') setShutdownSince(Date.now());
     } catch (e) {
       onError(errorText(e));
     } finally {
@@ -165,11 +214,16 @@ function Actions({ d, onError }: { d: DomainView; onError: (m: string) => void }
   return (
     <div class="actions">
       {d.state === 'paused' ? (
-        <button type="button" class="btn" disabled={!!busy} onClick={() => run('unpause')}>
+        <button type="button" class="btn btn-act" disabled={!!busy || offline} onClick={() => run('unpause')}>
           <Icon name="play" /> Resume
         </button>
       ) : (
-        <button type="button" class="btn" disabled={!!busy || d.state !== 'running'} onClick={() => run('pause')}>
+        <button
+          type="button"
+          class="btn btn-act"
+          disabled={!!busy || offline || d.state !== 'running'}
+          onClick={() => run('pause')}
+        >
           <Icon name="pause" /> Pause
         </button>
       )}
@@ -204,7 +258,7 @@ function Actions({ d, onError }: { d: DomainView; onError: (m: string) => void }
       <button
         type="button"
         class="btn btn-danger-outline"
-        disabled={!!busy}
+        disabled={!!busy || offline}
         onClick={() =>
           run('destroy', {}, [
             `Destroy ${d.name}?`,
@@ -238,6 +292,19 @@ function Actions({ d, onError }: { d: DomainView; onError: (m: string) => void }
           Set
         </button>
       </form>
+      {shutdownSince !== undefined && (
+        <ShutdownPending
+          d={d}
+          since={shutdownSince}
+          onForce={() =>
+            void run('destroy', {}, [
+              `Force ${d.name} off?`,
+              'QEMU is killed at once, like pulling the plug; the guest gets no further chance to shut down.',
+              'Force off',
+            ])
+          }
+        />
+      )}
     </div>
   );
 }
@@ -260,6 +327,9 @@ export function DomainPage({ dom, tab }: { dom: string; tab: DomainTab }) {
   );
   const state = d?.state;
   const name = d?.name;
+  // The name it had, so that a domain that goes away is named, not a raw API error.
+  const seen = useRef<string | undefined>(undefined);
+  if (name !== undefined) seen.current = name;
 
   useEffect(() => {
     api<DomainView>('GET', `/v1/domains/${enc(dom)}`)
@@ -270,11 +340,19 @@ export function DomainPage({ dom, tab }: { dom: string; tab: DomainTab }) {
       .catch((e: unknown) => setLoadError(errorText(e)));
   }, [dom, state, name]);
 
+  useEffect(() => {
+    document.title = `${name ?? dom} · ${TAB_LABEL[tab]} · Xenode`;
+  }, [name, dom, tab]);
+
   if (!d) {
     return (
       <div class="page">
-        <div class="alert alert-error">
-          {loadError || (linkState.value === 'live' ? `Domain ${dom} does not exist (any more).` : 'Loading…')}
+        <div class="alert alert-error" role="alert" data-domain-gone={seen.current ?? dom}>
+          {seen.current !== undefined
+            ? `Domain ${seen.current} no longer exists: it was destroyed or shut down.`
+            : linkState.value === 'live'
+              ? `There is no domain ${dom} that you may see.`
+              : loadError || 'Loading…'}
         </div>
         <a href="/">← All domains</a>
       </div>
