@@ -51,7 +51,7 @@ export interface ClientOptions {
 
 /**
  * V8 flags for the daemon: a 1 MiB young generation and one V8 worker thread cut
- * its resident memory at idle by about 20 MiB (docs/benchmarks.md, "Daemon memory");
+ * its resident memory at idle by about 15 MiB (docs/benchmarks.md, "Daemon memory");
  * the daemon allocates little per request, so the extra scavenges are short.
  */
 export const DAEMON_NODE_FLAGS = ['--max-semi-space-size=1', '--v8-pool-size=1'] as const;
