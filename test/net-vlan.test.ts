@@ -156,6 +156,8 @@ describe('vlan= on vifs', () => {
 
   describe('real guests', { skip: !root && 'needs root for the host port' }, () => {
     before(async () => {
+      // A sponsor may name only the VLANs the admin opened to it (docs/network.md).
+      await host.ok(['quota-set', 'alice', 'vlans=10']);
       for (const [name, vif] of [
         ['va', `ip=${A_IP},vlan=10`],
         ['vb', `ip=${B_IP},vlan=10`],
