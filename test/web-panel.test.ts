@@ -154,8 +154,14 @@ describe('web panel (issue 24)', () => {
   it("a new domain's charts span the last 10 minutes and its CPU time counts up", async () => {
     await host.ok(['unpause', 'p1']);
     await page.goto(`${base}/domains/p1`);
-    const span = await page.waitForSelector('[data-chart="CPU"] [data-x-span]', { timeout: 30_000 });
-    const s = Number(await span.getAttribute('data-x-span'));
+    await page.waitForSelector('[data-chart="CPU"] [data-x-span]', { timeout: 30_000 });
+    // The chart first renders with no samples (a span of 0) and sets its axis once they come.
+    await page.waitForFunction(
+      () => Number(document.querySelector('[data-chart="CPU"] [data-x-span]')?.getAttribute('data-x-span')) > 0,
+      undefined,
+      { timeout: 30_000 },
+    );
+    const s = Number(await page.getAttribute('[data-chart="CPU"] [data-x-span]', 'data-x-span'));
     assert.ok(s >= 590 && s <= 610, `time axis spans ${s} s`);
     const first = await page.textContent('[data-cpu-seconds]');
     await page.waitForFunction((t) => document.querySelector('[data-cpu-seconds]')?.textContent !== t, first, {
