@@ -169,12 +169,26 @@ describe('web panel (issue 24)', () => {
     });
   });
 
-  it('a Shutdown the guest ignores shows as pending, then offers Force off', {
-    // Open bug (issue 24): once the guest's agent has registered, Shutdown of a paused guest
-    // goes through the store channel and the page never reaches its "late" state.
-    todo: 'fails once the guest agent has registered: the page never shows "late"',
-  }, async () => {
-    await host.ok(['pause', 'p1']); // a paused guest cannot act on the power button
+  it('a Shutdown the guest ignores shows as pending, then offers Force off', async () => {
+    // A guest that ignores Shutdown: its agent still advertises control/feature-poweroff
+    // but is stopped (SIGSTOP), so the request is never acted on. Paused too, so the
+    // request also resumes it first (a paused -> running event that must not end the wait).
+    const id = (await host.ok(['domid', 'p1'])).trim();
+    const feature = `/local/domain/${id}/control/feature-poweroff`;
+    for (let i = 0; (await host.xl(['store', 'read', feature])).stdout.trim() !== '1'; i++) {
+      assert.ok(i < 120, 'the guest agent never registered');
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    const con = await host.console('p1');
+    assert.match(
+      await con.run(
+        `p=$(ps | awk '/[x]enode-agent/ {print $1}'); [ -n "$p" ] && kill -STOP $p && echo stopped`,
+        60_000,
+      ),
+      /stopped/,
+    );
+    con.close();
+    await host.ok(['pause', 'p1']);
     await page.goto(`${base}/domains/p1`);
     await page.waitForSelector('h1.dom-title [data-state="paused"]');
     await page.click('.actions button:has-text("Shutdown")');

@@ -187,8 +187,14 @@ function ShutdownPending({ d, since, onForce }: { d: DomainView; since: number; 
 function Actions({ d, onError }: { d: DomainView; onError: (m: string) => void }) {
   const [busy, setBusy] = useState('');
   const [shutdownSince, setShutdownSince] = useState<number | undefined>(undefined);
-  // Any change of state ends the wait (the guest acted, or someone else did).
-  useEffect(() => setShutdownSince(undefined), [d.state, d.domid]);
+  // The wait ends when the domain stops running (the guest acted, or someone destroyed it).
+  // Not on paused -> running: Shutdown of a paused guest resumes it first, and that
+  // state event may arrive after the request's reply.
+  const stillUp = d.state === 'running' || d.state === 'paused';
+  useEffect(() => {
+    if (!stillUp) setShutdownSince(undefined);
+  }, [stillUp]);
+  useEffect(() => setShutdownSince(undefined), [d.domid]);
   const target = latestSamples.value.get(d.domid)?.memTargetMiB ?? d.memMiB;
   const [mem, setMem] = useState(String(target));
   useEffect(() => setMem(String(target)), [target]);
