@@ -373,7 +373,7 @@ describe('daemon start catches up on what happened while it was down', () => {
     assert.equal(await row('lostdir'), undefined);
     // on_crash="restart": a new, controllable QEMU under the same domid.
     assert.match((await row('lostsock')) ?? '', new RegExp(`^lostsock\\s+${sock.id}\\s`));
-    assert.equal(qemusOf(sock.id).length, 1);
+    assert.equal(qemusOf(sock.id).length, 1, host.logTail());
     const log = await host.ok(['dmesg']);
     assert.match(log, new RegExp(`QEMU for lostdir \\(pid ${lostQemu}\\) .*killed`));
     assert.match(log, new RegExp(`QEMU for lostsock \\(pid ${sockQemu}\\) .*killed`));

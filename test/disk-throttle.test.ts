@@ -8,15 +8,24 @@
 // measures the rates).
 
 import assert from 'node:assert/strict';
-import { execFile, execFileSync } from 'node:child_process';
-import { request } from 'node:http';
+import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ensureDefaultGuest } from '../guest/build.ts';
-import { type CliResult, type ConsoleSession, TestHost, XENODE_BIN } from './helpers/host.ts';
+import { type ConsoleSession, TestHost } from './helpers/host.ts';
 
 const M = 1024 * 1024;
 let host: TestHost;
+
+const http = (method: string, path: string, token?: string, body?: unknown) => host.api(method, path, token, body);
+
+const cli = (token: string | undefined, args: string[]) => host.xlAs(token, args);
+
+async function ok(token: string | undefined, args: string[]): Promise<string> {
+  const r = await host.xlAs(token, args);
+  assert.equal(r.code, 0, `xenode ${args.join(' ')}: ${r.stderr}`);
+  return r.stdout;
+}
 let alice: string;
 let bob: string;
 const img = (name: string) => join(host.dir, name);
@@ -37,55 +46,11 @@ interface DomView {
   disks: DiskView[];
 }
 
-function cli(token: string | undefined, args: string[]): Promise<CliResult> {
-  const env = token ? { ...host.env, XENODE_URL: `http://127.0.0.1:${host.tcpPort()}`, XENODE_TOKEN: token } : host.env;
-  return new Promise((resolve) => {
-    const child = execFile(XENODE_BIN, args, { env, timeout: 180_000 }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
-    });
-    child.stdin?.end();
-  });
-}
-
-async function ok(token: string | undefined, args: string[]): Promise<string> {
-  const r = await cli(token, args);
-  assert.equal(r.code, 0, `xenode ${args.join(' ')}: ${r.stderr}`);
-  return r.stdout;
-}
-
-function http(method: string, path: string, token: string, body?: unknown): Promise<{ status: number; json: never }> {
-  const payload = body === undefined ? undefined : JSON.stringify(body);
-  return new Promise((resolve, reject) => {
-    const req = request(
-      {
-        host: '127.0.0.1',
-        port: host.tcpPort(),
-        path,
-        method,
-        headers: {
-          authorization: `Bearer ${token}`,
-          ...(payload === undefined ? {} : { 'content-type': 'application/json' }),
-        },
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
-          resolve({ status: res.statusCode ?? 0, json: (text ? JSON.parse(text) : {}) as never });
-        });
-      },
-    );
-    req.on('error', reject);
-    req.end(payload);
-  });
-}
-
 /** The limits in force, read back from the domain's QEMU by the daemon. */
 async function view(dom: string, token = alice): Promise<DomView> {
   const r = await http('GET', `/v1/domains/${dom}/block/throttle`, token);
   assert.equal(r.status, 200, JSON.stringify(r.json));
-  return r.json;
+  return r.json as unknown as DomView;
 }
 
 async function disk(dom: string, vdev: string): Promise<DiskView> {

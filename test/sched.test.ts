@@ -3,19 +3,19 @@
 // cgroup files and the kernel's view of each vCPU thread.
 
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { request } from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ensureDefaultGuest } from '../guest/build.ts';
 import { cgroupTopName } from '../src/toolstack/cgroups.ts';
-import { type CliResult, type ConsoleSession, TestHost, XENODE_BIN } from './helpers/host.ts';
+import { type ConsoleSession, TestHost } from './helpers/host.ts';
 
 const CG = '/sys/fs/cgroup';
 const hasV1 = existsSync(`${CG}/cpu/cpu.shares`) && existsSync(`${CG}/cpuset/cpuset.cpus`);
 
 let host: TestHost;
+
+const http = (method: string, path: string, token?: string, body?: unknown) => host.api(method, path, token, body);
 let top: string;
 let alice: string;
 
@@ -32,39 +32,7 @@ async function domid(name: string): Promise<number> {
 }
 
 /** The CLI as a sponsor over TCP. */
-function asSponsor(token: string, args: string[]): Promise<CliResult> {
-  const env = { ...host.env, XENODE_URL: `http://127.0.0.1:${host.tcpPort()}`, XENODE_TOKEN: token };
-  return new Promise((resolve) => {
-    execFile(XENODE_BIN, args, { env, timeout: 120_000 }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
-    });
-  });
-}
-
-function http(method: string, path: string, token: string, body?: unknown): Promise<{ status: number; text: string }> {
-  const payload = body === undefined ? undefined : JSON.stringify(body);
-  return new Promise((resolve, reject) => {
-    const req = request(
-      {
-        host: '127.0.0.1',
-        port: host.tcpPort(),
-        path,
-        method,
-        headers: {
-          authorization: `Bearer ${token}`,
-          ...(payload === undefined ? {} : { 'content-type': 'application/json' }),
-        },
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
-      },
-    );
-    req.on('error', reject);
-    req.end(payload);
-  });
-}
+const asSponsor = (token: string, args: string[]) => host.xlAs(token, args);
 
 /** vcpu-list rows of one domain: [vcpu, cpu, state, hard, soft]. */
 async function vcpuRows(

@@ -7,7 +7,7 @@
 // refused in one line with nothing started.
 
 import assert from 'node:assert/strict';
-import { execFile, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import {
   existsSync,
   lstatSync,
@@ -20,13 +20,22 @@ import {
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
-import { request } from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ensureDefaultGuest } from '../guest/build.ts';
-import { type CliResult, type ConsoleSession, TestHost, XENODE_BIN } from './helpers/host.ts';
+import { type CliResult, type ConsoleSession, TestHost } from './helpers/host.ts';
 
 let host: TestHost;
+
+const http = (method: string, path: string, token?: string, body?: unknown) => host.api(method, path, token, body);
+
+const cli = (token: string | undefined, args: string[]) => host.xlAs(token, args);
+
+async function ok(token: string | undefined, args: string[]): Promise<string> {
+  const r = await host.xlAs(token, args);
+  assert.equal(r.code, 0, `xenode ${args.join(' ')}: ${r.stderr}`);
+  return r.stdout;
+}
 let alice: string;
 let bob: string;
 /** Pool "tenants" (alice and bob) and pool "private" (bob only). */
@@ -34,22 +43,6 @@ let tenantsDir: string;
 let privateDir: string;
 
 /** The CLI as a sponsor over TCP (XENODE_URL + XENODE_TOKEN), or as the admin without a token. */
-function cli(token: string | undefined, args: string[]): Promise<CliResult> {
-  const env = token ? { ...host.env, XENODE_URL: `http://127.0.0.1:${host.tcpPort()}`, XENODE_TOKEN: token } : host.env;
-  return new Promise((resolve) => {
-    const child = execFile(XENODE_BIN, args, { env, timeout: 180_000 }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
-    });
-    child.stdin?.end();
-  });
-}
-
-async function ok(token: string | undefined, args: string[]): Promise<string> {
-  const r = await cli(token, args);
-  assert.equal(r.code, 0, `xenode ${args.join(' ')}: ${r.stderr}`);
-  return r.stdout;
-}
-
 /** A refusal as a user sees it: exit 1 and one line on stderr, no stack trace. */
 function refused(r: CliResult, re: RegExp): string {
   assert.equal(r.code, 1, `expected exit 1, got ${r.code}: ${r.stdout}${r.stderr}`);
@@ -57,39 +50,6 @@ function refused(r: CliResult, re: RegExp): string {
   assert.equal(lines.length, 1, `not one line: ${r.stderr}`);
   assert.match(lines[0] as string, re);
   return lines[0] as string;
-}
-
-interface Reply {
-  status: number;
-  json: { error?: { message: string } };
-}
-
-function http(method: string, path: string, token: string, body?: unknown): Promise<Reply> {
-  const payload = body === undefined ? undefined : JSON.stringify(body);
-  return new Promise((resolve, reject) => {
-    const req = request(
-      {
-        host: '127.0.0.1',
-        port: host.tcpPort(),
-        path,
-        method,
-        headers: {
-          authorization: `Bearer ${token}`,
-          ...(payload === undefined ? {} : { 'content-type': 'application/json' }),
-        },
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
-          resolve({ status: res.statusCode ?? 0, json: text ? JSON.parse(text) : {} });
-        });
-      },
-    );
-    req.on('error', reject);
-    req.end(payload);
-  });
 }
 
 /** QEMUs running for this host's directory (pid file written or not). */

@@ -5,13 +5,15 @@
 // store needs their homes, not a running guest).
 
 import assert from 'node:assert/strict';
-import { Agent, request } from 'node:http';
+import { Agent } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import WebSocket from 'ws';
 import { ensureDefaultGuest } from '../guest/build.ts';
-import { TestHost } from './helpers/host.ts';
+import { type ApiReply, TestHost } from './helpers/host.ts';
 
 let host: TestHost;
+
+const http = (method: string, path: string, token?: string, body?: unknown) => host.api(method, path, token, body);
 let port: number;
 let admin: string;
 let alice: string;
@@ -21,32 +23,6 @@ let a: number;
 let b: number;
 let aliceUuid: string;
 const agent = new Agent({ keepAlive: true, maxSockets: 1 });
-
-interface Reply {
-  status: number;
-  json: { error?: { kind?: string; message?: string; hint?: string }; value?: string; tx?: number } & Record<
-    string,
-    unknown
-  >;
-}
-
-function http(method: string, path: string, token: string, body?: unknown): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const payload = body === undefined ? undefined : JSON.stringify(body);
-    const headers: Record<string, string> = { authorization: `Bearer ${token}` };
-    if (payload) headers['content-type'] = 'application/json';
-    const req = request({ host: '127.0.0.1', port, method, path, headers, agent }, (res) => {
-      let text = '';
-      res.on('data', (d: Buffer) => {
-        text += d.toString();
-      });
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, json: text ? JSON.parse(text) : {} }));
-    });
-    req.on('error', reject);
-    if (payload) req.write(payload);
-    req.end();
-  });
-}
 
 const home = (domid: number) => `/local/domain/${domid}`;
 const read = (token: string, path: string, tx?: number) =>
@@ -68,7 +44,7 @@ const getPerms = async (path: string) =>
 /** The value as the admin sees it (undefined when absent). */
 async function adminValue(path: string): Promise<string | undefined> {
   const r = await read(admin, path);
-  return r.status === 200 ? r.json.value : undefined;
+  return r.status === 200 ? (r.json.value as string) : undefined;
 }
 
 before(async () => {
@@ -82,7 +58,7 @@ before(async () => {
   admin = (await host.ok(['token', 'create', 'root', '--admin'])).trim();
   alice = (await host.ok(['token', 'create', 'alice'])).trim();
   bob = (await host.ok(['token', 'create', 'bob'])).trim();
-  aliceUuid = (await read(admin, `${home(a)}/vm`)).json.value?.replace('/vm/', '') ?? '';
+  aliceUuid = String((await read(admin, `${home(a)}/vm`)).json.value ?? '').replace('/vm/', '');
   assert.match(aliceUuid, /^[0-9a-f-]{36}$/);
 });
 
@@ -241,7 +217,7 @@ describe('security: the store runs a sponsor as itself (finding 8)', () => {
     for (const tx of open)
       assert.equal((await http('POST', `/v1/store/transaction/${tx}`, alice, { commit: false })).status, 200);
     // Nodes owned by the sponsor's domain: 1000.
-    let refused: Reply | undefined;
+    let refused: ApiReply | undefined;
     let written = 0;
     for (let i = 0; i < 1100 && !refused; i++) {
       // Spread over small directories: a directory's child names count against its node size.

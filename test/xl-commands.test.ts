@@ -4,35 +4,17 @@
 
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { request } from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ensureDefaultGuest } from '../guest/build.ts';
 import { type ConsoleSession, TestHost } from './helpers/host.ts';
 
 let host: TestHost;
+
+const http = (method: string, path: string, token?: string, body?: unknown) => host.api(method, path, token, body);
 let alice: string;
 let admin: string;
 let con: ConsoleSession;
-
-function http(method: string, path: string, token?: string, body?: unknown): Promise<{ status: number; text: string }> {
-  return new Promise((resolve, reject) => {
-    const payload = body === undefined ? undefined : JSON.stringify(body);
-    const headers: Record<string, string> = {};
-    if (token) headers.authorization = `Bearer ${token}`;
-    if (payload) headers['content-type'] = 'application/json';
-    const req = request({ host: '127.0.0.1', port: host.tcpPort(), method, path, headers }, (res) => {
-      let text = '';
-      res.on('data', (d: Buffer) => {
-        text += d.toString();
-      });
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
-    });
-    req.on('error', reject);
-    if (payload) req.write(payload);
-    req.end();
-  });
-}
 
 before(async () => {
   await ensureDefaultGuest();

@@ -63,17 +63,35 @@ export function findQemuOf(runDir: string): number | undefined {
 
 /** SIGKILL a QEMU of `runDir`; resolves true once it is gone (a zombie counts as gone). */
 export async function killQemu(pid: number, runDir: string, timeoutMs = 5000): Promise<boolean> {
+  const start = startTime(pid);
   try {
     if (isOurQemu(pid, runDir)) process.kill(pid, 'SIGKILL');
   } catch {
     /* gone already */
   }
   const end = Date.now() + timeoutMs;
-  while (isOurQemu(pid, runDir)) {
+  // Not just until its command line is gone: a dying process loses its memory (and
+  // with it /proc/PID/cmdline) before it closes its files, and a QEMU started on
+  // the same image meanwhile fails to take the image's lock. Done once it is a zombie.
+  while (qemuLingers(pid, runDir, start)) {
     if (Date.now() > end) return false;
     await new Promise((r) => setTimeout(r, 10));
   }
   return true;
+}
+
+/** `pid` (started at `start`) still runs or is still dying with its files open. */
+export function qemuLingers(pid: number, runDir: string, start: string | undefined): boolean {
+  return isOurQemu(pid, runDir) || (start !== undefined && startTime(pid) === start && processRunning(pid));
+}
+
+/** Field 22 of /proc/PID/stat: tells a process from a later one given the same pid. */
+export function startTime(pid: number): string | undefined {
+  try {
+    return readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ')[19];
+  } catch {
+    return undefined;
+  }
 }
 
 export function readPidFile(paths: DomainRunPaths): number | undefined {

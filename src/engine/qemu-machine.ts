@@ -5,7 +5,7 @@ import { EventEmitter } from 'node:events';
 import { existsSync, rmSync } from 'node:fs';
 import { XenodeError } from '../errors.ts';
 import type { DomainRunPaths } from './paths.ts';
-import { findQemuOf, isOurQemu, lastQemuError, launchQemu, pidAlive } from './process.ts';
+import { findQemuOf, isOurQemu, lastQemuError, launchQemu, pidAlive, qemuLingers, startTime } from './process.ts';
 import type { QemuCommand } from './qemu-args.ts';
 import { QmpClient, type QmpEvent } from './qmp.ts';
 
@@ -148,7 +148,9 @@ export class QemuMachine extends EventEmitter<MachineEvents> {
 
   // After QMP closes, QEMU is exiting; we may not be its parent, so poll briefly.
   private async watchExit(): Promise<void> {
-    for (let i = 0; i < 500 && isOurQemu(this.pid, this.paths.runDir); i++) {
+    // Until its files are closed too (see killQemu): a restart reuses its image.
+    const start = startTime(this.pid);
+    for (let i = 0; i < 500 && qemuLingers(this.pid, this.paths.runDir, start); i++) {
       await new Promise((r) => setTimeout(r, 10));
     }
     this.emitExited('QEMU exited');

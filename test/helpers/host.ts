@@ -3,6 +3,7 @@
 
 import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
 import { join } from 'node:path';
 import WebSocket from 'ws';
 
@@ -13,6 +14,14 @@ export interface CliResult {
   code: number;
   stdout: string;
   stderr: string;
+}
+
+/** A reply of the daemon's TCP API. */
+export interface ApiReply {
+  status: number;
+  text: string;
+  /** The body parsed (`{}` when empty or not JSON): an error's fields typed, the rest for the test to narrow. */
+  json: { error?: { kind?: string; message?: string; hint?: string; errno?: string } } & Record<string, unknown>;
 }
 
 export class TestHost {
@@ -38,6 +47,49 @@ export class TestHost {
       );
       if (opts.input !== undefined) child.stdin?.end(opts.input);
       else child.stdin?.end();
+    });
+  }
+
+  /** The CLI as a tenant runs it: through the TCP API with `token` (undefined: the admin's local socket). */
+  xlAs(
+    token: string | undefined,
+    args: string[],
+    opts: { input?: string; timeoutMs?: number } = {},
+  ): Promise<CliResult> {
+    if (token === undefined) return this.xl(args, opts);
+    const env = { ...this.env, XENODE_URL: `http://127.0.0.1:${this.tcpPort()}`, XENODE_TOKEN: token };
+    return new Promise((resolve) => {
+      const child = execFile(XENODE_BIN, args, { env, timeout: opts.timeoutMs ?? 180_000 }, (err, stdout, stderr) => {
+        resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
+      });
+      if (opts.input !== undefined) child.stdin?.end(opts.input);
+      else child.stdin?.end();
+    });
+  }
+
+  /** One request to the TCP API, with `token` as the bearer (none: anonymous). */
+  api(method: string, path: string, token?: string, body?: unknown): Promise<ApiReply> {
+    const payload = body === undefined ? undefined : JSON.stringify(body);
+    const headers: Record<string, string> = {};
+    if (token !== undefined) headers.authorization = `Bearer ${token}`;
+    if (payload !== undefined) headers['content-type'] = 'application/json';
+    return new Promise((resolve, reject) => {
+      const req = request({ host: '127.0.0.1', port: this.tcpPort(), path, method, headers }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          let json: ApiReply['json'] = {};
+          try {
+            if (text) json = JSON.parse(text) as ApiReply['json'];
+          } catch {
+            /* not JSON: the text is there */
+          }
+          resolve({ status: res.statusCode ?? 0, text, json });
+        });
+      });
+      req.on('error', reject);
+      req.end(payload);
     });
   }
 
