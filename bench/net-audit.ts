@@ -11,12 +11,14 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { createServer, type Server, type Socket } from 'node:net';
+import { getPriority, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { ensureDefaultGuest } from '../guest/build.ts';
 import { FlowLog } from '../src/features/audit/flow-log.ts';
 import type { AuditDrain } from '../src/net/audit/engine.ts';
 import type { SwitchStats } from '../src/net/control-protocol.ts';
 import { SwitchClient } from '../src/net/switch-client.ts';
+import { cgroupTopName } from '../src/toolstack/cgroups.ts';
 import type { Cleanup } from './lib/cleanup.ts';
 import type { BenchContext } from './lib/contender.ts';
 import { replaceSection } from './lib/doc.ts';
@@ -32,6 +34,8 @@ const BR_NET = '10.236.0';
 const HOST_TAP = 'xnaudit0';
 const BRIDGE = 'xnauditbr0';
 export const AUDIT_IDS = ['audit', 'records', 'blast'] as const;
+/** The one-way budget of the blast rounds: 1 MiB per 5 s, crossed by the blast within its first second. */
+const BLAST_BUDGET = 1024 * 1024;
 
 export interface AuditSectionOptions {
   rounds: number;
@@ -77,6 +81,32 @@ function admin<T>(dir: string, method: string, path: string, body?: unknown): Pr
     if (payload) req.write(payload);
     req.end();
   });
+}
+
+/**
+ * The daemon puts each QEMU in a cpu cgroup of its own top group, and the kernel shares
+ * CPU between groups by their weight, not by nice: a bench run at `nice -n -15` gives its
+ * guests that priority only through their top group's weight (nice -15 is weight 29154
+ * against 1024 in the kernel's table). Nothing when the bench runs at nice 0 or above.
+ */
+function raiseGuestsPriority(daemonDir: string, env: NodeJS.ProcessEnv, log: (s: string) => void): void {
+  const nice = getPriority();
+  if (nice >= 0) return;
+  const shares = Math.round(1024 * 1.25 ** -nice);
+  const top = cgroupTopName(daemonDir, env);
+  for (const [file, value] of [
+    [`/sys/fs/cgroup/cpu/${top}/cpu.shares`, String(shares)],
+    [`/sys/fs/cgroup/${top}/cpu.weight`, String(Math.min(10_000, Math.round((shares / 1024) * 100)))],
+  ] as const) {
+    try {
+      writeFileSync(file, value);
+      log(`guests' cgroup ${top}: ${file.split('/').pop()} ${value} (as nice ${nice})`);
+      return;
+    } catch {
+      /* not this cgroup version */
+    }
+  }
+  log(`guests' cgroup ${top}: not found; the guests run at the default weight`);
 }
 
 async function ip(args: string[]): Promise<void> {
@@ -270,6 +300,7 @@ export async function runAuditSection(o: AuditSectionOptions): Promise<void> {
   const want = (id: string) => !o.only || o.only.has(id);
   const log = o.log;
   const startedAt = new Date();
+  const startLoad = loadavg();
   const facts = hostFacts();
   const tmp = mkdtempSync('/tmp/xenode-bench-audit-');
   o.cleanup.add(`remove ${tmp}`, () => rmSync(tmp, { recursive: true, force: true }));
@@ -284,7 +315,7 @@ export async function runAuditSection(o: AuditSectionOptions): Promise<void> {
 
   const guestsWanted = (want('audit') || want('blast')) && isRoot;
   const samples: Array<{ mode: string; test: string; round: number; value: number; load1: number }> = [];
-  const blastInfo: Array<{ round: number; pps: number; dropped: number }> = [];
+  const blastInfo: Array<{ round: number; mode: string; pps: number; dropped: number; passedPps: number }> = [];
   if (guestsWanted) {
     const ctx: BenchContext = {
       root: o.root,
@@ -315,6 +346,7 @@ export async function runAuditSection(o: AuditSectionOptions): Promise<void> {
     }
     if (want('blast')) names.push(['bl', `${SW_NET}.13`, `vif = ['ip=${SW_NET}.13']\ncap = ${o.blastCap}\n`]);
     for (const [n, , cfg] of names) await boot(daemon, tmp, n, cfg);
+    raiseGuestsPriority(daemon.dir, daemon.env, log);
     const g = new Map<string, Guest>();
     for (const gu of await Promise.all(names.map(([n, a]) => attach(daemon, n, a)))) g.set(gu.name, gu);
     const get = (n: string) => g.get(n) as Guest;
@@ -371,16 +403,27 @@ export async function runAuditSection(o: AuditSectionOptions): Promise<void> {
         );
         return s.ports.find((p) => p.id === blPort)?.counters.auditDrops ?? 0;
       };
+      // A one-way budget the blast crosses within its first second (the default, 256 MiB per 5 s,
+      // is above what a capped TCG guest sends): the blast is throttled, as in the issue's test.
+      const blastRules = { enabled: true, ackSymmetry: { maxOneWayBytes: BLAST_BUDGET, windowSec: 5 } };
+      const tapRx = async () =>
+        Number((await run('cat', [`/sys/class/net/${HOST_TAP}/statistics/rx_packets`])).stdout.trim());
+      const modes = ['alone', 'blast', 'blast-off'] as const;
       for (let round = 1; round <= o.rounds; round++) {
         log(`blast round ${round}/${o.rounds}`);
-        for (const withBlast of round % 2 ? [false, true] : [true, false]) {
+        for (let i = 0; i < modes.length; i++) {
+          const mode = modes[(i + round) % modes.length] as (typeof modes)[number];
+          // blast-off: the same blast with the audit off, so nothing throttles it (the peer).
+          await admin(daemon.dir, 'PUT', '/v1/audit/rules', {
+            rules: mode === 'blast-off' ? { enabled: false } : blastRules,
+          });
           await waitQuiet(0.6, 20_000);
-          let p0 = 0;
           let d0 = 0;
+          let r0 = 0;
           let t0 = 0;
-          if (withBlast) {
-            p0 = await sent();
+          if (mode !== 'alone') {
             d0 = await dropped();
+            r0 = await tapRx();
             t0 = performance.now();
             await bl.con.run('(echo start > /proc/net/pktgen/pgctrl 2>/dev/null &)');
             // Let the rule see it (it judges once a second over its window).
@@ -388,18 +431,23 @@ export async function runAuditSection(o: AuditSectionOptions): Promise<void> {
           }
           const load1 = loadAvg1();
           const mbps = await transfer(get('sa1'), get('sa2'), o.mb);
-          log(`  transfer ${withBlast ? 'during the blast' : 'alone'}: ${mbps.toFixed(2)} MiB/s`);
-          samples.push({ mode: withBlast ? 'blast' : 'alone', test: 'mbps', round, value: mbps, load1 });
-          if (withBlast) {
+          log(`  transfer, ${mode}: ${mbps.toFixed(2)} MiB/s`);
+          samples.push({ mode, test: 'mbps', round, value: mbps, load1 });
+          if (mode !== 'alone') {
             await bl.con.run('echo stop > /proc/net/pktgen/pgctrl');
             const secs = (performance.now() - t0) / 1000;
-            const pps = ((await sent()) - p0) / secs;
+            // pkts-sofar counts from the last start (pktgen clears it then).
+            const pps = (await sent()) / secs;
             const dr = (await dropped()) - d0;
-            blastInfo.push({ round, pps, dropped: dr });
-            log(`  blast: ${pps.toFixed(0)} packets/s offered, ${dr} dropped by the switch`);
+            const passed = ((await tapRx()) - r0) / secs;
+            blastInfo.push({ round, mode, pps, dropped: dr, passedPps: passed });
+            log(
+              `  blast (${mode}): ${pps.toFixed(0)} packets/s offered, ${dr} dropped by the switch, ${passed.toFixed(0)}/s reached the host`,
+            );
           }
         }
       }
+      await admin(daemon.dir, 'PUT', '/v1/audit/rules', { rules: {} });
     }
     for (const gu of g.values()) gu.con.close();
     await daemon.stop();
@@ -429,10 +477,12 @@ export async function runAuditSection(o: AuditSectionOptions): Promise<void> {
     line('switch, audit off: ping ms', 'off', 'rtt', 3),
     line('Linux bridge: ping ms', 'bridge', 'rtt', 3),
     line('transfer alone: MiB/s', 'alone', 'mbps', 2),
-    line('transfer during the blast: MiB/s', 'blast', 'mbps', 2),
+    line('transfer during the blast (throttled): MiB/s', 'blast', 'mbps', 2),
+    line('transfer during the blast, audit off (not throttled): MiB/s', 'blast-off', 'mbps', 2),
   ].filter((r): r is string[] => r !== undefined);
   const ratios: string[][] = [];
-  const ratio = (label: string, a: string, b: string, test: string, goal: number, higher: boolean) => {
+  /** goal undefined: a peer shown for comparison, with no goal of its own. */
+  const ratio = (label: string, a: string, b: string, test: string, goal: number | undefined, higher: boolean) => {
     const per = perRound(a, b, test);
     if (per.length === 0) return;
     const m = median(per);
@@ -440,16 +490,24 @@ export async function runAuditSection(o: AuditSectionOptions): Promise<void> {
       label,
       fmt(m, 2),
       `${fmt(min(per), 2)}–${fmt(max(per), 2)}`,
-      `${higher ? '≥' : '≤'} ${goal}`,
-      (higher ? m >= goal : m <= goal) ? 'yes' : 'no',
+      goal === undefined ? '—' : `${higher ? '≥' : '≤'} ${goal}`,
+      goal === undefined ? '—' : (higher ? m >= goal : m <= goal) ? 'yes' : 'no',
     ]);
   };
   ratio('throughput, audit on / Linux bridge', 'on', 'bridge', 'mbps', 0.8, true);
   ratio('throughput, audit on / audit off', 'on', 'off', 'mbps', 0.8, true);
   ratio('ping, audit on / audit off (added latency)', 'on', 'off', 'rtt', 1.25, false);
   ratio('ping, audit on / Linux bridge', 'on', 'bridge', 'rtt', 1.25, false);
-  ratio('transfer during the blast / alone', 'blast', 'alone', 'mbps', 0.9, true);
+  ratio('transfer during the throttled blast / alone', 'blast', 'alone', 'mbps', 0.9, true);
+  ratio('transfer during the unthrottled blast (audit off) / alone', 'blast-off', 'alone', 'mbps', undefined, true);
   const loads = samples.map((s) => s.load1);
+  const blastSummary = (mode: string): string => {
+    const b = blastInfo.filter((x) => x.mode === mode);
+    if (b.length === 0) return 'nothing (not run)';
+    const pps = b.map((x) => x.pps);
+    const passed = b.map((x) => x.passedPps);
+    return `median ${fmt(median(pps), 0)} packets/s (${fmt(min(pps), 0)}–${fmt(max(pps), 0)}), of which median ${fmt(median(passed), 0)}/s reached the host's TAP (${fmt(min(passed), 0)}–${fmt(max(passed), 0)}); the switch dropped ${b.map((x) => x.dropped).join(', ')} packets in the ${b.length} rounds`;
+  };
   const body = [
     `What the switch's flow log and rules cost, and what a one-way blast does to a neighbour's transfer. Run: \`npm run bench:net -- --only audit,records,blast\` (\`--rounds N --mb N --blast-cap PCT\`). Source: \`bench/net-audit.ts\`.`,
     '',
@@ -457,6 +515,7 @@ export async function runAuditSection(o: AuditSectionOptions): Promise<void> {
     `- **Machine:** ${facts.nproc} CPUs (\`nproc\`), ${facts.cpuModel}, ${facts.ramGiB.toFixed(1)} GiB RAM; host kernel ${facts.kernel}; Node ${facts.nodeVersion}`,
     `- **Accelerator:** ${facts.accelNote}`,
     `- **QEMU:** ${facts.qemuVersion}`,
+    `- **Priority:** nice ${getPriority()} (each guest's QEMU runs in a cpu cgroup, which nice does not reach: their top group's weight is raised to match); load average at the start ${startLoad.map((l) => l.toFixed(2)).join(', ')} (1, 5, 15 min)`,
     ...(loads.length
       ? [
           `- **Load:** 1-minute load average at the measurements ${fmt(min(loads), 1)}–${fmt(max(loads), 1)} on ${facts.nproc} CPUs (shared; each waited up to 20 s for the CPUs to be ≤ 60 % busy).`,
@@ -467,7 +526,7 @@ export async function runAuditSection(o: AuditSectionOptions): Promise<void> {
     ...(ratios.length
       ? [markdownTable(['ratio (per round, then the median)', 'median', 'min–max', 'goal', 'met'], ratios), '']
       : []),
-    ...(rows.length
+    ...(xs('on', 'mbps').length + xs('off', 'mbps').length + xs('bridge', 'mbps').length
       ? [
           '- **audit on**: Xenode\'s switch with the default rules (SMTP limit, ACK symmetry, SYN-flood and port-scan detection, IPv4/ARP anti-spoofing) and the flow log; **audit off**: the same switch and guests after `xenode audit-rules` with `{"enabled": false}`; **Linux bridge**: two other guests on a bridge through TAPs (`vif bridge=`).',
           "- **Throughput**: busybox `nc` fed by `dd if=/dev/zero bs=64k`, from the command to the receiver's end marker. **Ping**: the average of `ping -c 20 -i 0.2` guest to guest.",
@@ -476,7 +535,7 @@ export async function runAuditSection(o: AuditSectionOptions): Promise<void> {
       : []),
     ...(blastInfo.length
       ? [
-          `- **Blast**: a third guest (\`cap=${o.blastCap}\`: on ${facts.nproc} CPUs under TCG an uncapped blaster would take a whole CPU from the transfer's two guests and the switch, which measures the CPU, not the network) runs pktgen (1000-byte UDP to the host's port 9, no delay) from 3 s before the transfer to its end, under the default rules: their one-way budget (256 MiB per 5 s) is above what a capped TCG guest sends, so the blast is not throttled here and this row shows the transfer beside an unthrottled blast (the throttle itself: test/audit-blast.test.ts, with a 1 MiB budget). It offered median ${fmt(median(blastInfo.map((b) => b.pps)), 0)} packets/s (${fmt(min(blastInfo.map((b) => b.pps)), 0)}–${fmt(max(blastInfo.map((b) => b.pps)), 0)}); the switch dropped ${blastInfo.map((b) => b.dropped).join(', ')} of its packets in the ${blastInfo.length} rounds.`,
+          `- **Blast**: a third guest (\`cap=${o.blastCap}\`: on ${facts.nproc} CPUs under TCG an uncapped blaster would take a whole CPU from the transfer's two guests and the switch, which measures the CPU, not the network) runs pktgen (1000-byte UDP to the host's port 9, no delay) from 3 s before the transfer to its end. **Throttled**: the default rules with a one-way budget of ${BLAST_BUDGET / 1048576} MiB per 5 s (the default 256 MiB is above what a capped TCG guest sends), so the ACK-symmetry rule throttles the blaster to the throttle's 50 packets/s within its first second; **audit off**: the same blast with \`{"enabled": false}\`, nothing throttles it. Offered ${blastSummary('blast')}; audit off: offered ${blastSummary('blast-off')}. The two transfer guests are the audit rows' \`sa1\` → \`sa2\`, on the same switch.`,
           '',
         ]
       : []),

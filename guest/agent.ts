@@ -1,15 +1,17 @@
-// The default guest's side of the store channel (docs/guest-channel.md): a client
-// for xenstored's wire protocol in busybox sh (the guest has no compiler and no
-// libc beside busybox), the `xenode-store` command built on it, and the agent that
-// busybox init keeps running: it answers control/shutdown as a Xen PV guest does,
-// and reports the guest's addresses, OS and memory under its own keys.
+// The default guest's agent (docs/guest-channel.md): a client for xenstored's wire
+// protocol in busybox sh (the guest has no compiler and no libc beside busybox),
+// and the agent that busybox init keeps running on it: it answers control/shutdown
+// as a Xen PV guest does, and reports the guest's addresses, OS and memory under
+// its own keys. The `xenode-store` command for users is C (guest/store-client.ts).
 
 import type { GuestFile } from './rootfs.ts';
 
-// Sourced by both scripts. Frames are xs_wire.h's: four little-endian u32
+// Sourced by the agent. Frames are xs_wire.h's: four little-endian u32
 // (type, req_id, tx_id, len) and a payload of NUL-separated strings. Frames go
-// out in one printf (one write, so one virtio buffer); they come in through dd
-// with fullblock, which reads exactly the bytes asked for and never beyond.
+// out in one printf (one write, so one virtio buffer). They come in through the
+// shell's own `read` (one byte at a time, never beyond the frame), with no
+// process started per frame: a frame read through dd and od cost about five
+// forks, a second per watch event under TCG on a busy host (bench:channel).
 const XS_LIB = `# xenode store wire client (sourced). Needs fd 3 open on the channel port.
 # Appends the octal escapes of the u32 $1 (little-endian) to F, without a fork.
 xs_le() {
@@ -32,14 +34,42 @@ xs_send() {
     *) xs_le $((\${#3} + 1)); printf "$F%s\\\\000" "$3" >&3 ;;
   esac
 }
+# Every byte value but 0, in order: a byte's value is its place in this string.
+XS_BYTES=$(i=1; while [ $i -lt 256 ]; do printf "\\\\$((i >> 6))$(((i >> 3) & 7))$((i & 7))"; i=$((i + 1)); done)
+XS_NL='
+'
+# xs_byte: the next byte of fd 3, as a number, in XS_B (read -d '' gives "" for a NUL).
+xs_byte() {
+  IFS= read -r -n 1 -d '' -u 3 $XS_WAIT xs_c || return 1
+  if [ -z "$xs_c" ]; then XS_B=0; else xs_c=\${XS_BYTES%%"$xs_c"*}; XS_B=$((\${#xs_c} + 1)); fi
+}
+# xs_u32: the next little-endian u32 in XS_V.
+xs_u32() {
+  xs_byte || return 1; XS_V=$XS_B
+  xs_byte || return 1; XS_V=$((XS_V | XS_B << 8))
+  xs_byte || return 1; XS_V=$((XS_V | XS_B << 16))
+  xs_byte || return 1; XS_V=$((XS_V | XS_B << 24))
+}
 # xs_recv: one frame into T (type), R (req_id), L (length), P (payload, NULs as
-# newlines, trailing newlines dropped). Fails at end of stream (the host side
-# closed) and, with XS_IDLE set, after XS_IDLE seconds without a message.
+# newlines, no trailing one). Fails at end of stream (the host side closed) and,
+# with XS_IDLE set, after XS_IDLE seconds without a message.
 xs_recv() {
-  set -- $(\${XS_IDLE:+timeout $XS_IDLE} dd bs=16 count=1 iflag=fullblock 2>/dev/null <&3 | od -An -tu4)
-  [ $# -eq 4 ] || return 1
-  T=$1 R=$2 L=$4 P=
-  [ "$L" -eq 0 ] || P=$(dd bs="$L" count=1 iflag=fullblock 2>/dev/null <&3 | tr '\\000' '\\n')
+  XS_WAIT=\${XS_IDLE:+-t $XS_IDLE}
+  xs_byte || return 1
+  XS_WAIT=
+  # Types are below 256: the other three bytes of the first u32 are zero.
+  T=$XS_B
+  xs_byte && xs_byte && xs_byte || return 1
+  xs_u32 || return 1; R=$XS_V
+  xs_u32 || return 1
+  xs_u32 || return 1; L=$XS_V
+  # The payload, one NUL-terminated string at a time; the last may have no NUL (a READ's value).
+  P= xs_s= xs_n=$L
+  while [ "$xs_n" -gt 0 ]; do
+    IFS= read -r -n "$xs_n" -d '' -u 3 xs_f || [ -n "$xs_f" ] || return 1
+    P=$P$xs_s$xs_f xs_s=$XS_NL
+    if [ "\${#xs_f}" -lt "$xs_n" ]; then xs_n=$((xs_n - \${#xs_f} - 1)); else xs_n=0; fi
+  done
   return 0
 }
 # xs_port NAME: the /dev node of the virtio-serial port called NAME; also links it
@@ -58,81 +88,6 @@ xs_port() {
   done
   [ -n "$XS_DEV" ]
 }
-`;
-
-const XENODE_STORE = `#!/bin/sh
-# xenode-store: this domain's part of the control store, from inside the guest,
-# over the virtio-serial port org.xenode.store (xenstored's wire protocol; the
-# daemon applies this domain's permissions and quotas). Relative paths are
-# under /local/domain/<domid>, as with Xen's xenstore-* tools.
-set -f
-. /lib/xenode/xs.sh
-usage() {
-  echo 'usage: xenode-store read PATH | write PATH VALUE | ls PATH | rm PATH | watch [-n COUNT] PATH' >&2
-  exit 2
-}
-[ $# -ge 2 ] || usage
-XS_DEV=
-xs_port org.xenode.store || { echo 'xenode-store: no org.xenode.store port (no store channel)' >&2; exit 1; }
-# One process at a time may hold a virtio-serial port: wait up to 5 s for another user.
-i=0
-# (A failed redirection on exec ends the shell: probe in a subshell.)
-until (exec 3<> "$XS_DEV") 2>/dev/null; do
-  i=$((i + 1))
-  [ $i -lt 50 ] || { echo 'xenode-store: org.xenode.store is busy (another xenode-store holds it)' >&2; exit 1; }
-  sleep 0.1
-done
-exec 3<> "$XS_DEV" || exit 1
-id=$$
-# One request and its reply; skips what an earlier user of the port left behind
-# (its watch events, its replies). Fails if the host side closed meanwhile.
-call() {
-  xs_send "$@"
-  while xs_recv; do
-    [ "$R" = "$2" ] && [ "$T" != 15 ] && return 0
-  done
-  return 1
-}
-# A session dropped (the host restarted, or an earlier user sent garbage) is
-# reopened by the daemon: the request is sent again, a few times.
-try() {
-  for _ in 1 2 3 4 5; do call "$@" && return 0; done
-  echo 'xenode-store: the store channel keeps closing' >&2
-  exit 1
-}
-result() {
-  if [ "$T" = 16 ]; then echo "xenode-store: $P" >&2; exit 1; fi
-}
-case $1 in
-  read) [ $# -eq 2 ] || usage; try 2 $id "$2"; result; printf '%s\\n' "$P" ;;
-  write) [ $# -eq 3 ] || usage; try 11 $id "$2" "$3"; result ;;
-  ls) [ $# -eq 2 ] || usage; try 1 $id "$2"; result; [ -z "$P" ] || printf '%s\\n' "$P" ;;
-  rm) [ $# -eq 2 ] || usage; try 13 $id "$2"; result ;;
-  watch)
-    count=0
-    if [ "$2" = -n ]; then count=$3; shift 2; fi
-    [ $# -eq 2 ] || usage
-    tok=xenode-store-$id
-    try 4 $id "$2" "$tok"
-    result
-    seen=0
-    while xs_recv; do
-      [ "$T" = 15 ] || continue
-      case $P in *"
-$tok") ;; *) continue ;; esac
-      printf '%s\\n' "\${P%%
-*}"
-      seen=$((seen + 1))
-      if [ "$count" -gt 0 ] && [ "$seen" -ge "$count" ]; then
-        xs_send 5 $id "$2" "$tok"
-        exit 0
-      fi
-    done
-    echo 'xenode-store: the store channel closed' >&2
-    exit 1
-    ;;
-  *) usage ;;
-esac
 `;
 
 const XENODE_AGENT = `#!/bin/sh
@@ -183,16 +138,73 @@ register() {
     eval "idx_$n=$((k + 1))"
   done
   meminfo
-  xs_send 11 1 control/feature-poweroff 1
-  xs_send 11 1 control/feature-reboot 1
   xs_send 4 1 control/shutdown agent
   xs_send 4 1 memory/target agent
+  xs_send 2 30 vm
+}
+
+# A guest resumed from a template runs in a new domain: the store's vm key (the
+# domain's /vm/<uuid>) is not the one this guest last saw. Then it mixes the new
+# uuid into the entropy pool and reseeds the RNG at once, takes the domain's name
+# as its hostname and each vif's MAC (device/vif/<n>/mac), and prints the ready
+# line again.
+identity_vm() {
+  known=
+  [ -r /run/xenode-vm ] && read -r known < /run/xenode-vm
+  echo "$1" > /run/xenode-vm
+  # Offered once the domain is known: a template made after this point has it recorded.
+  xs_send 11 1 control/feature-poweroff 1
+  xs_send 11 1 control/feature-reboot 1
+  [ -n "$known" ] && [ -n "$1" ] && [ "$known" != "$1" ] || return 0
+  { echo "$1"; cat /proc/interrupts /proc/uptime; } > /dev/urandom 2>/dev/null
+  /sbin/xenode-reseed || log 'could not reseed the RNG'
+  xs_send 2 31 name
+}
+identity_name() {
+  case $1 in
+    '' | *[!A-Za-z0-9_.-]*) log 'ignoring a malformed domain name' ;;
+    *)
+      echo "$1" > /proc/sys/kernel/hostname
+      echo "$1" > /etc/hostname
+      printf '127.0.0.1\\tlocalhost\\n127.0.1.1\\t%s\\n' "$1" > /etc/hosts
+      ;;
+  esac
+  macs=0
+  set +f
+  set -- /sys/class/net/eth[0-7]
+  set -f
+  for f in "$@"; do
+    [ -e "$f" ] || continue
+    n=\${f##*/eth}
+    xs_send 2 $((40 + n)) "device/vif/$n/mac"
+    macs=$((macs + 1))
+  done
+  [ "$macs" -gt 0 ] || identity_ready
+}
+identity_mac() {
+  case $2 in
+    [0-9a-f][0-9a-f]:[0-9a-f][0-9a-f]:[0-9a-f][0-9a-f]:[0-9a-f][0-9a-f]:[0-9a-f][0-9a-f]:[0-9a-f][0-9a-f])
+      ip link set dev "eth$1" address "$2" || log "could not set eth$1's MAC" ;;
+    *) log "ignoring a malformed MAC for eth$1" ;;
+  esac
+  identity_mac_done
+}
+identity_mac_done() {
+  macs=$((macs - 1))
+  [ "$macs" -gt 0 ] || identity_ready
+}
+identity_ready() {
+  read -r up _ < /proc/uptime
+  echo "XENODE-READY uptime=$up"
 }
 
 shutdown_request() {
   case $1 in
     poweroff | halt | reboot) ;;
     '') return ;;
+    # Xen's PV suspend (before a save) needs no guest here: QEMU saves the machine
+    # as it is. Left unacknowledged, as Linux's Xen driver leaves what it cannot do.
+    suspend) log "ignoring shutdown request 'suspend': not supported (xenode save and migrate need no help from the guest)"; return ;;
     *) log "ignoring shutdown request '$1'"; return ;;
   esac
   xs_send 11 1 control/shutdown ''
@@ -220,6 +232,16 @@ while :; do
         case $R in
           10) shutdown_request "$P" ;;
           20) meminfo ;;
+          30) identity_vm "$P" ;;
+          31) identity_name "$P" ;;
+          4[0-7]) identity_mac $((R - 40)) "$P" ;;
+        esac
+        ;;
+      16)
+        case $R in
+          30) identity_vm '' ;;
+          31) identity_name '' ;;
+          4[0-7]) identity_mac_done ;;
         esac
         ;;
     esac
@@ -230,6 +252,5 @@ done
 
 export const AGENT_FILES: readonly GuestFile[] = [
   { path: 'lib/xenode/xs.sh', mode: 0o644, text: XS_LIB },
-  { path: 'bin/xenode-store', mode: 0o755, text: XENODE_STORE },
   { path: 'sbin/xenode-agent', mode: 0o755, text: XENODE_AGENT },
 ];

@@ -13,7 +13,9 @@ import { runText } from './exec.ts';
 import { buildInitramfs } from './initramfs.ts';
 import { extractVmlinux } from './kernel.ts';
 import { ON_DEMAND_MODULES, selectModules, WANTED_MODULES } from './modules.ts';
+import { reseedProgram } from './reseed.ts';
 import { GUEST_DIRS, GUEST_FILES, GUEST_LINKS, READY_MARKER } from './rootfs.ts';
+import { buildStoreClient, STORE_CLIENT_SOURCE } from './store-client.ts';
 
 export { defaultGuestCacheDir } from './cache.ts';
 
@@ -60,6 +62,8 @@ export function cacheKey(packages: readonly DebPackage[]): string {
     builder: BUILDER_VERSION,
     packages: packages.map((p) => ({ name: p.name, version: p.version, filename: p.filename, sha256: p.sha256 })),
     files: GUEST_FILES,
+    reseed: reseedProgram().toString('hex'),
+    storeClient: STORE_CLIENT_SOURCE,
     links: GUEST_LINKS,
     dirs: GUEST_DIRS,
     modules: WANTED_MODULES,
@@ -205,6 +209,7 @@ async function build(
       kernelVersion,
       modules: await Promise.all(selection.ordered.map(async (m) => ({ ...m, data: await readFile(m.path) }))),
       bootModules: atBoot.ordered.map((m) => m.name),
+      storeClient: await buildStoreClient(tmp, signal),
     });
     await writeFile(join(tmp, FILES.initrd), initrd);
     await rm(root, { recursive: true, force: true });

@@ -3,6 +3,7 @@
 
 import { NewcWriter } from './cpio.ts';
 import { type KernelModule, modulesDep } from './modules.ts';
+import { reseedProgram } from './reseed.ts';
 import { GUEST_DIRS, GUEST_FILES, GUEST_LINKS } from './rootfs.ts';
 
 export interface InitramfsInput {
@@ -13,6 +14,8 @@ export interface InitramfsInput {
   modules: ReadonlyArray<KernelModule & { data: Buffer }>;
   /** Those /etc/modules lists (loaded at boot); absent: all of `modules`. The rest load on demand. */
   bootModules?: readonly string[];
+  /** /bin/xenode-store, the C program in guest/store-client.ts compiled static. */
+  storeClient: Buffer;
 }
 
 /**
@@ -40,6 +43,9 @@ export function buildInitramfs(input: InitramfsInput): Buffer {
   }
   for (const l of GUEST_LINKS) w.symlink(l.path, l.target);
   for (const f of GUEST_FILES) w.file(f.path, f.text, f.mode);
+  // Binary, so not among GUEST_FILES' text (guest/reseed.ts).
+  w.file('sbin/xenode-reseed', reseedProgram(), 0o755);
+  w.file('bin/xenode-store', input.storeClient, 0o755);
 
   const modDir = `lib/modules/${input.kernelVersion}`;
   w.dir(modDir);

@@ -7,6 +7,7 @@
 //   /usr/lib/xenode/web/dist                         the web UI
 //   /usr/share/man/man1/xenode.1.gz, man5/xenode.cfg.5.gz   generated from the command and key tables
 //   /usr/share/bash-completion/completions/xenode    generated from the command table
+//   /usr/share/zsh/vendor-completions/_xenode        the same, for zsh
 //   /lib/systemd/system/xenoded.service
 // Usage: node --import tsx packaging/build-deb.ts [--out DIR] [--no-build]
 
@@ -27,8 +28,9 @@ import {
 import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { renderBashCompletion } from '../scripts/gen-completion.ts';
+import { renderBashCompletion, renderZshCompletion } from '../scripts/gen-completion.ts';
 import { renderCfgMan, renderXenodedMan, renderXenodeMan } from '../scripts/gen-man.ts';
+import { DAEMON_NODE_FLAGS } from '../src/toolstack/daemon-node-flags.ts';
 
 const repo = resolve(dirname(new URL(import.meta.url).pathname), '..');
 const pkgJson = JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8')) as { version: string };
@@ -201,6 +203,9 @@ export function buildDeb(o: { outDir: string; build: boolean }): BuildResult {
     gz(join(stage, 'usr/share/man/man8/xenoded.8.gz'), renderXenodedMan());
     mkdirSync(join(stage, 'usr/share/bash-completion/completions'), { recursive: true });
     writeFileSync(join(stage, 'usr/share/bash-completion/completions/xenode'), renderBashCompletion());
+    // Debian's zsh looks in vendor-completions for packages' completion functions.
+    mkdirSync(join(stage, 'usr/share/zsh/vendor-completions'), { recursive: true });
+    writeFileSync(join(stage, 'usr/share/zsh/vendor-completions/_xenode'), renderZshCompletion());
     mkdirSync(join(stage, 'lib/systemd/system'), { recursive: true });
     copyFileSync(join(repo, 'packaging/xenoded.service'), join(stage, 'lib/systemd/system/xenoded.service'));
     const doc = join(stage, 'usr/share/doc/xenode');
@@ -215,7 +220,8 @@ export function buildDeb(o: { outDir: string; build: boolean }): BuildResult {
     );
     writeScript(
       join(stage, 'usr/sbin/xenoded'),
-      '#!/bin/sh\n# The Xenode daemon in the foreground (xenoded.service runs it).\nexec /usr/bin/node /usr/lib/xenode/dist/xenoded.mjs --foreground "$@"\n',
+      // The same V8 flags as the daemon the CLI starts itself (src/toolstack/daemon-node-flags.ts).
+      `#!/bin/sh\n# The Xenode daemon in the foreground (xenoded.service runs it).\nexec /usr/bin/node ${DAEMON_NODE_FLAGS.join(' ')} /usr/lib/xenode/dist/xenoded.mjs --foreground "$@"\n`,
     );
 
     const natives = findFiles(lib, '.node').map((p) => join('usr/lib/xenode', p));
@@ -233,7 +239,7 @@ Architecture: amd64
 Maintainer: Xenode maintainers <xenode@lists.xenode.dev>
 Installed-Size: ${du(stage)}
 Depends: ${depends}
-Recommends: qemu-utils, bash-completion, man-db
+Recommends: qemu-utils, bash-completion, man-db, gcc, libc6-dev
 Suggests: xenstore-utils
 Section: admin
 Priority: optional

@@ -132,6 +132,20 @@ export function renderXenodedMan(): string {
     '.TP',
     '.I /var/lib/xenode',
     roff('state directory; kept when the package is removed, deleted when it is purged'),
+    '.TP',
+    '.I /var/lib/xenode/xenoded.log',
+    roff(
+      'the log: one JSON line per event with level, time, msg and, where the event concerns one, ' +
+        'domid, domain and sponsor (xenode dmesg reads the last 2000 events)',
+    ),
+    '.SH LOGGING',
+    roff(
+      'Under systemd (stderr is the journal: JOURNAL_STREAM) each event is a journal entry with PRIORITY, ' +
+        'SYSLOG_IDENTIFIER=xenoded and the fields XENODE_DOMID, XENODE_DOMAIN and XENODE_SPONSOR, e.g. ' +
+        'journalctl -u xenoded -p warning, or journalctl -u xenoded XENODE_SPONSOR=alice. When journald cannot ' +
+        'take an entry at once it goes to stderr with a <N> priority prefix. In the foreground on a terminal ' +
+        'events are printed as text; XENODE_LOG_FORMAT=json prints the JSON lines instead.',
+    ),
     '.SH SEE ALSO',
     '.BR xenode (1),',
     '.BR xenode.cfg (5),',

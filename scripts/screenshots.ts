@@ -14,7 +14,7 @@ const HISTORY_MS = Number(process.env.XENODE_SCREENSHOT_HISTORY_MS ?? 70_000);
 async function main(): Promise<void> {
   mkdirSync(OUT, { recursive: true });
   await ensureDefaultGuest();
-  const host = new TestHost();
+  const host = new TestHost({ XENODE_NET_HOSTPORT: 'none' });
   const browser = await launchChromium();
   try {
     await host.ok(['list']);
@@ -24,7 +24,7 @@ async function main(): Promise<void> {
     writeFileSync(img, '');
     truncateSync(img, 64 << 20);
     const domains = [
-      `name = "web-frontend"\nmemory = 256\nvcpus = 2\nsponsor = "alice"\ndisk = [ "${img},raw,xvda,rw" ]\n`,
+      `name = "web-frontend"\nmemory = 256\nvcpus = 2\nsponsor = "alice"\ndisk = [ "${img},raw,xvda,rw", "vdev=xvdc,devtype=cdrom,target=" ]\nvif = [ "ip=10.237.0.5" ]\n`,
       'name = "db-primary"\nmemory = 384\nvcpus = 1\nsponsor = "alice"\n',
       'name = "ci-runner"\nmemory = 256\nvcpus = 1\nsponsor = "bob"\n',
     ];
@@ -69,6 +69,23 @@ async function main(): Promise<void> {
     await waitForTerminalLine(page, /^hello-from-browser$/, 30_000);
     await page.screenshot({ path: join(OUT, 'console.png') });
 
+    await page.goto(`${base}/domains/web-frontend/devices`);
+    await page.waitForSelector('tr[data-disk="xvda"] [data-rd-bytes]');
+    await page.waitForTimeout(3500);
+    await page.screenshot({ path: join(OUT, 'devices.png') });
+
+    await page.click('.memset input', { clickCount: 3 });
+    await page.keyboard.type('240');
+    await page.click('.memset button[type=submit]');
+    await page.waitForSelector('[data-mem-reached], [data-mem-unreached]', { timeout: 60_000 });
+    await page.goto(`${base}/domains/web-frontend/history`);
+    await page.waitForSelector('li[data-what="mem-set"]');
+    await page.screenshot({ path: join(OUT, 'history.png') });
+
+    await page.goto(`${base}/tokens`);
+    await page.waitForSelector('tr[data-token]');
+    await page.screenshot({ path: join(OUT, 'tokens.png') });
+
     await page.goto(`${base}/create`);
     await page.fill('textarea[aria-label="xl.cfg"]', 'name = "web2"\nmemory = 256\nvcpus = 2\nmemroy = 512\n');
     await page.click('form.create-form button[type=submit]');
@@ -90,6 +107,10 @@ async function main(): Promise<void> {
       await p.waitForSelector('[data-chart="CPU"] canvas');
       await p.waitForTimeout(500);
       await p.screenshot({ path: join(OUT, `charts-${suffix}.png`) });
+      await p.goto(`${base}/domains/web-frontend/devices`);
+      await p.waitForSelector('tr[data-disk="xvda"] [data-rd-bytes]');
+      await p.waitForTimeout(500);
+      await p.screenshot({ path: join(OUT, `devices-${suffix}.png`) });
       await p.goto(`${base}/domains/web-frontend/console`);
       await waitForTerminalLine(p, /^hello-from-browser$/, 30_000);
       await p.screenshot({ path: join(OUT, `console-${suffix}.png`) });

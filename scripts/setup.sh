@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
-need=(qemu-system-x86 busybox-static cpio e2fsprogs kmod xz-utils zstd chromium iproute2 qemu-utils xenstore-utils etcd-server mmdebstrap grub-pc-bin grub-efi-amd64-bin grub-common ovmf genisoimage mtools dosfstools fdisk openssh-client dpkg-dev dpkg-repack lintian man-db bash-completion)
+need=(qemu-system-x86 busybox-static cpio e2fsprogs kmod xz-utils zstd chromium iproute2 qemu-utils xenstore-utils etcd-server mmdebstrap grub-pc-bin grub-efi-amd64-bin grub-common ovmf genisoimage mtools dosfstools fdisk openssh-client gcc libc6-dev dpkg-dev dpkg-repack lintian man-db bash-completion zsh)
 missing=()
 for p in "${need[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p"); done
 if [ "${#missing[@]}" -gt 0 ]; then

@@ -24,14 +24,22 @@ async function main(): Promise<void> {
   const foreground = args.includes('--foreground') || args.includes('-F');
   const li = args.indexOf('--listen');
   const listen = li >= 0 ? args[li + 1] : undefined;
-  const d = await startDaemon({ foreground, listen }, controlStoreFactory);
+  // Handlers before start-up: a stop asked for while starting (systemctl stop right after start)
+  // is a clean stop once started, never the default action killing a half-started daemon.
+  let d: Awaited<ReturnType<typeof startDaemon>> | undefined;
+  let stopAsked = false;
   const shutdown = () => {
-    void d.stop().then(() => process.exit(0));
+    // A second signal while still starting: stop now (a start-up that hangs can still be stopped).
+    if (stopAsked && !d) process.exit(1);
+    stopAsked = true;
+    if (d) void d.stop().then(() => process.exit(0));
   };
   process.on('SIGTERM', shutdown);
   process.on('SIGINT', shutdown);
   // QEMU runs in its own session; a dying daemon must not take it along.
   process.on('SIGHUP', () => {});
+  d = await startDaemon({ foreground, listen }, controlStoreFactory);
+  if (stopAsked) shutdown();
 }
 
 main().catch((e: unknown) => {

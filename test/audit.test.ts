@@ -25,6 +25,8 @@ const NET = '10.237.0';
 const HOST_IP = `${NET}.1`;
 const A_IP = `${NET}.11`;
 const B_IP = `${NET}.12`;
+/** A unique-local IPv6 prefix for the host port and ma (fd17::1, fd17::11...). */
+const NET6 = 'fd17::';
 const root = process.getuid?.() === 0;
 /** TCG on a loaded 2-CPU host can fail the guest kernel's IO-APIC timer check and panic: skip the check. */
 const EXTRA = 'extra = "quiet no_timer_check"\n';
@@ -130,6 +132,15 @@ async function quiet(dom: string, ip: string, token: string): Promise<void> {
     `echo 1 > /proc/sys/net/ipv6/conf/eth0/disable_ipv6; ip neigh replace ${HOST_IP} lladdr ${hostMac} dev eth0 nud permanent`,
   );
   execFileSync('ip', ['neigh', 'replace', ip, 'lladdr', mac, 'dev', HOST_TAP, 'nud', 'permanent']);
+}
+
+/** A host interface's link-local IPv6 address (it appears once IPv6 is on). */
+async function hostLinkLocal(ifname: string): Promise<string> {
+  const get = async () =>
+    /inet6 (fe80::[0-9a-f:]+)\//.exec(
+      execFileSync('ip', ['-6', '-o', 'addr', 'show', 'dev', ifname, 'scope', 'link'], { encoding: 'utf8' }),
+    )?.[1] ?? '';
+  return waitFor(`${ifname}'s link-local address`, get, (a) => a !== '', 10_000);
 }
 
 async function counters(dom: string): Promise<number[]> {
@@ -316,6 +327,47 @@ describe('flow log and audit rules on real guests', { skip: !root && 'needs root
     assert.ok(ev.some((x) => x.rule === 'anti-spoofing' && x.detail.includes(`${NET}.50`)));
     // ma's own address still works.
     assert.match(await con('ma').run(`ping -c 2 -W 2 ${HOST_IP} | grep received`, 60_000), /2 packets received/);
+  });
+
+  it('IPv6: a spoofed IPv6 source is dropped; the first global address used and the link-local pass', async () => {
+    // IPv6 on for this test only (the others count every frame): host port and guest, no DAD wait.
+    for (const k of ['accept_dad', 'disable_ipv6']) writeFileSync(`/proc/sys/net/ipv6/conf/${HOST_TAP}/${k}`, '0');
+    execFileSync('ip', ['-6', 'addr', 'add', `${NET6}1/64`, 'dev', HOST_TAP, 'nodad']);
+    try {
+      const spoofBefore = (await vif0('ma', alice)).counters?.tx_spoof_dropped ?? 0;
+      // ma's first global address is bound when it first uses it (its ip= is IPv4 only).
+      const ok = await con('ma').run(
+        `echo 0 > /proc/sys/net/ipv6/conf/eth0/accept_dad; echo 0 > /proc/sys/net/ipv6/conf/eth0/disable_ipv6; ip -6 addr add ${NET6}11/64 dev eth0; ping6 -c 3 -W 2 ${NET6}1 | grep received`,
+        60_000,
+      );
+      assert.match(ok, /[1-3] packets received/, ok);
+      // The host's link-local, from the guest's own (EUI-64) link-local.
+      const ll = await con('ma').run(`ping6 -c 2 -W 2 -I eth0 ${await hostLinkLocal(HOST_TAP)} | grep received`);
+      assert.match(ll, /[1-2] packets received/, ll);
+      const mid = (await vif0('ma', alice)).counters?.tx_spoof_dropped ?? 0;
+      // A second global address: nothing from it reaches the host.
+      const out = await con('ma').run(
+        `ip -6 addr add ${NET6}50/64 dev eth0; ping6 -c 3 -W 1 -I ${NET6}50 ${NET6}1 | grep received; ip -6 addr del ${NET6}50/64 dev eth0`,
+        60_000,
+      );
+      assert.match(out, /0 packets received/, out);
+      const after = (await vif0('ma', alice)).counters?.tx_spoof_dropped ?? 0;
+      assert.ok(after - mid >= 3, `spoofed IPv6 counted: ${after - mid} (before the spoof: ${mid - spoofBefore})`);
+      const ev = await waitFor(
+        'the IPv6 anti-spoofing events',
+        () => events(alice),
+        (e) => e.some((x) => x.rule === 'anti-spoofing' && x.action === 'drop' && x.detail.includes(`${NET6}50`)),
+      );
+      assert.ok(
+        ev.some((x) => x.rule === 'anti-spoofing' && x.action === 'accept' && x.detail.includes(`bound to ${NET6}11`)),
+        JSON.stringify(ev.filter((x) => x.rule === 'anti-spoofing')),
+      );
+      // Its bound address still works.
+      assert.match(await con('ma').run(`ping6 -c 2 -W 2 ${NET6}1 | grep received`, 60_000), /[1-2] packets received/);
+    } finally {
+      await con('ma').run('echo 1 > /proc/sys/net/ipv6/conf/eth0/disable_ipv6');
+      writeFileSync(`/proc/sys/net/ipv6/conf/${HOST_TAP}/disable_ipv6`, '1');
+    }
   });
 
   it('net-capture writes a pcap of the vif both ways that tcpdump reads; only the owner may capture', async () => {

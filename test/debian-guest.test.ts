@@ -19,6 +19,8 @@ const BOOT_MS = 25 * 60_000;
 const TAG = `xn${process.pid}`;
 
 let host: TestHost;
+/** The migration's target daemon (the last test). */
+let dst: TestHost | undefined;
 let image: DebianImage;
 let pubkey: string;
 const cons = new Map<string, ConsoleSession>();
@@ -105,6 +107,7 @@ describe('Debian guest: firmware, NoCloud seed, QEMU guest agent', {
 
   after(async () => {
     for (const c of cons.values()) c.close();
+    await dst?.cleanup();
     await host?.cleanup();
   });
 
@@ -187,6 +190,27 @@ describe('Debian guest: firmware, NoCloud seed, QEMU guest agent', {
       headers: { authorization: `Bearer ${token}` },
     });
     assert.equal(r.status, 404);
+  });
+
+  it('migrate freezes the file systems for the copy; the target thaws them', async () => {
+    dst = new TestHost({ XENODE_NET_HOSTPORT: 'none' });
+    const token = (await dst.ok(['token', 'create', 'admin', '--admin'])).trim();
+    await agentUntil('debbios', (x) => x.alive, 5 * 60_000);
+    const from = con('debbios').output.length;
+    const logFrom = readFileSync(join(host.dir, 'xenoded.log'), 'utf8').length;
+    await host.ok(['migrate', 'debbios', `127.0.0.1:${dst.tcpPort()}`, '--token', token]);
+    // The source froze them through the agent before the copy (the guest's own log says so)...
+    assert.match(readFileSync(join(host.dir, 'xenoded.log'), 'utf8').slice(logFrom), /froze [1-9]\d* file systems/);
+    assert.match(con('debbios').output.slice(from), /qemu-ga\[\d+\]: info: guest-fsfreeze called/);
+    // ...and the target's daemon thawed them once the guest ran there.
+    const target = await dst.console('debbios');
+    try {
+      await target.expect(/qemu-ga\[\d+\]: info: guest-fsfreeze-thaw called/, 5 * 60_000);
+      const tlog = readFileSync(join(dst.dir, 'xenoded.log'), 'utf8');
+      assert.match(tlog, /thawed [1-9]\d* file systems after restore/);
+    } finally {
+      target.close();
+    }
   });
 });
 

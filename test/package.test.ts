@@ -1,13 +1,14 @@
 // Issue 23: Xenode as a Debian package. `npm run package`'s builder makes the
 // .deb from the bundles; it is installed with dpkg into a clean Debian 12 root
 // (mmdebstrap, cached; an overlay per run) holding only its dependencies; there
-// `xenode --version`, `man -w xenode` and the completion of `xenode cr<TAB>` work,
+// `xenode --version`, `man -w xenode` and the completion of `xenode cr<TAB>` (bash;
+// zsh with the host's zsh) work, /usr/sbin/xenoded runs Node with the daemon's V8 flags,
 // the state directory exists, removal keeps it and purge deletes it. The unit
 // passes `systemd-analyze verify` in that root. Lintian runs with XENODE_LINTIAN=1
 // (two minutes here): no errors.
 
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import {
   copyFileSync,
   existsSync,
@@ -26,6 +27,7 @@ import { buildDeb } from '../packaging/build-deb.ts';
 import { COMMANDS } from '../src/cli/commands.ts';
 import { serviceManages } from '../src/cli/service.ts';
 import { CONFIG_KEYS } from '../src/config/schema.ts';
+import { DAEMON_NODE_FLAGS } from '../src/toolstack/daemon-node-flags.ts';
 import { baseRoot, type Overlay, overlayRoot } from './helpers/package-root.ts';
 
 const work = mkdtempSync(join(tmpdir(), 'xenode-pkg-test-'));
@@ -102,6 +104,7 @@ describe('the Debian package', { timeout: 30 * 60_000 }, () => {
       '/usr/share/man/man5/xenode.cfg.5.gz',
       '/usr/share/man/man8/xenoded.8.gz',
       '/usr/share/bash-completion/completions/xenode',
+      '/usr/share/zsh/vendor-completions/_xenode',
       '/usr/share/doc/xenode/copyright',
     ]) {
       assert.ok(listing.includes(f), `${f} not in dpkg -c`);
@@ -150,6 +153,43 @@ describe('the Debian package', { timeout: 30 * 60_000 }, () => {
     }
   });
 
+  it('runs /usr/sbin/xenoded (what xenoded.service starts) with the flags the CLI gives its daemon', async () => {
+    const o = root as Overlay;
+    const launcher = readFileSync(join(o.root, 'usr/sbin/xenoded'), 'utf8');
+    for (const f of DAEMON_NODE_FLAGS) assert.ok(launcher.includes(f), `launcher lacks ${f}`);
+    // And the running daemon has them: its command line, read from /proc once it says it started
+    // (in the foreground its log goes to stderr). chroot, env and the launcher exec: one process.
+    const child = spawn(
+      'chroot',
+      [o.root, 'env', '-i', 'PATH=/usr/sbin:/usr/bin:/sbin:/bin', 'XENODE_LISTEN=none', '/usr/sbin/xenoded'],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    );
+    const exited = new Promise<void>((r) => child.once('exit', () => r()));
+    try {
+      let err = '';
+      await new Promise<void>((resolve, reject) => {
+        child.stderr?.on('data', (c: Buffer) => {
+          err += c.toString();
+          if (/INFO {2}xenoded \S+ started \(pid \d+\)/.test(err)) resolve();
+        });
+        child.once('exit', (code) => reject(new Error(`xenoded exited (${code}): ${err}`)));
+      });
+      assert.match(err, new RegExp(`started \\(pid ${child.pid}\\)`));
+      const argv = readFileSync(`/proc/${child.pid}/cmdline`, 'utf8').split('\0');
+      assert.deepEqual(argv.slice(1, 1 + DAEMON_NODE_FLAGS.length), [...DAEMON_NODE_FLAGS]);
+      assert.ok(argv.includes('/usr/lib/xenode/dist/xenoded.mjs'), argv.join(' '));
+      child.kill('SIGTERM');
+      await exited;
+      assert.equal(
+        existsSync(join(o.root, 'var/lib/xenode/xenoded.pid')),
+        false,
+        `stopped cleanly (exit ${child.exitCode} ${child.signalCode}): ${err}`,
+      );
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
+
   it('finds the man pages with man -w', () => {
     const o = root as Overlay;
     assert.equal(o.chroot(['man', '-w', 'xenode']).trim(), '/usr/share/man/man1/xenode.1.gz');
@@ -165,6 +205,25 @@ describe('the Debian package', { timeout: 30 * 60_000 }, () => {
     const o = root as Overlay;
     assert.deepEqual(complete(o, ['xenode', 'cr']), ['create']);
     assert.deepEqual(complete(o, ['xenode', 'shutdown', '-']), ['-w', '--wait', '-F', '--help']);
+  });
+
+  it("completes xenode cr<TAB> in zsh with the installed _xenode (the host's zsh: the base root has none)", () => {
+    const o = root as Overlay;
+    const zsh = (line: string) =>
+      execFileSync(
+        'zsh',
+        [
+          '-f',
+          new URL('./helpers/zsh-complete.zsh', import.meta.url).pathname,
+          join(o.root, 'usr/share/zsh/vendor-completions'),
+          line,
+        ],
+        { encoding: 'utf8', timeout: 60_000 },
+      )
+        .split('\n')
+        .filter((l) => l !== '');
+    assert.deepEqual(zsh('xenode cr'), ['create']);
+    assert.deepEqual(zsh('xenode shutdown -').sort(), ['--help', '--wait', '-F', '-w']);
   });
 
   it('completing a domain name never starts a daemon', () => {

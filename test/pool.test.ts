@@ -1,6 +1,8 @@
-// Issue 21: a pool of hosts on etcd. Three daemons on this machine (three
-// XENODE_DIRs, no host port for their switches) and one etcd on loopback,
-// started here with a temporary data dir and random ports. Domains are placed
+// Issue 21: a pool of hosts on etcd. Three daemons on this machine, each in its
+// own network namespace (as root: a bridge in this namespace joins them and the
+// etcd started here with a temporary data dir on a random port; each host's
+// switch has its real host port xn0 10.200.0.1 in its own namespace). Not root:
+// loopback and no host ports. Domains are placed
 // across the hosts, one moves by host name, a host is killed hard and its HA
 // domains run again elsewhere, a host's daemon is paused past its lease (its
 // QEMUs must be fenced before anyone starts them again), and etcd is killed and
@@ -10,14 +12,14 @@
 // XENODE_POOL_FAILOVERS=20 repeats the kill/pause failover that many times.
 
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ensureDefaultGuest } from '../guest/build.ts';
-import { TestHost } from './helpers/host.ts';
+import { type CliResult, ConsoleSession, TestHost, XENODE_BIN } from './helpers/host.ts';
 
 const TTL = Number(process.env.XENODE_POOL_TTL ?? 4);
 const DOMAINS = Number(process.env.XENODE_POOL_DOMAINS ?? 4);
@@ -25,6 +27,78 @@ const FAILOVERS = Number(process.env.XENODE_POOL_FAILOVERS ?? 1);
 
 const hosts = new Map<string, TestHost>();
 const names = ['a', 'b', 'c'];
+const root = process.getuid?.() === 0;
+// Per run, so that two runs on one machine do not meet.
+const TAG = process.pid % 1000;
+const NET = `10.241.${TAG % 250}`;
+const BRIDGE = `xnpbr${TAG}`;
+/** Each host's network namespace and its address on the bridge (or loopback). */
+const nsOf = (n: string) => `xnp${TAG}${n}`;
+const ipOf = (n: string) => (root ? `${NET}.${10 + names.indexOf(n)}` : '127.0.0.1');
+/** The host port every host's switch has, each in its own namespace. */
+const HOSTPORT_IP = '10.200.0.1';
+
+/** A pool host whose CLI (and so the daemon it starts, its switch and QEMUs) runs in the host's namespace. */
+class NsHost extends TestHost {
+  constructor(readonly hostName: string) {
+    super({
+      XENODE_LISTEN: `${ipOf(hostName)}:0`,
+      XENODE_NET_HOSTPORT: root ? `xn0,${HOSTPORT_IP}/24` : 'none',
+    });
+  }
+
+  override xl(args: string[], opts: { input?: string; timeoutMs?: number } = {}): Promise<CliResult> {
+    if (!root) return super.xl(args, opts);
+    return new Promise((resolve) => {
+      const child = execFile(
+        'ip',
+        ['netns', 'exec', nsOf(this.hostName), XENODE_BIN, ...args],
+        { env: this.env, timeout: opts.timeoutMs ?? 120_000 },
+        (err, stdout, stderr) => {
+          const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
+          resolve({ code, stdout, stderr });
+        },
+      );
+      if (opts.input !== undefined) child.stdin?.end(opts.input);
+      else child.stdin?.end();
+    });
+  }
+}
+
+function ip(args: string[]): void {
+  execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+}
+
+/** A bridge here with NET.1, and per host a namespace with a veth on it (NET.10+i) and loopback up. */
+function setupNamespaces(): void {
+  ip(['link', 'add', BRIDGE, 'type', 'bridge']);
+  ip(['addr', 'add', `${NET}.1/24`, 'dev', BRIDGE]);
+  ip(['link', 'set', BRIDGE, 'up']);
+  for (const n of names) {
+    const ns = nsOf(n);
+    const veth = `xnpv${TAG}${n}`;
+    ip(['netns', 'add', ns]);
+    ip(['link', 'add', veth, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns]);
+    ip(['link', 'set', veth, 'master', BRIDGE, 'up']);
+    ip(['-n', ns, 'addr', 'add', `${ipOf(n)}/24`, 'dev', 'eth0']);
+    ip(['-n', ns, 'link', 'set', 'eth0', 'up']);
+    ip(['-n', ns, 'link', 'set', 'lo', 'up']);
+  }
+}
+
+function teardownNamespaces(): void {
+  for (const n of names)
+    try {
+      ip(['netns', 'del', nsOf(n)]);
+    } catch {
+      /* not made */
+    }
+  try {
+    ip(['link', 'del', BRIDGE]);
+  } catch {
+    /* not made */
+  }
+}
 let etcd: ChildProcess | undefined;
 let etcdDir = '';
 let shared = '';
@@ -45,7 +119,7 @@ function freePort(): Promise<number> {
 }
 
 function etcdUrl(): string {
-  return `http://127.0.0.1:${clientPort}`;
+  return `http://${root ? `${NET}.1` : '127.0.0.1'}:${clientPort}`;
 }
 
 async function startEtcd(): Promise<void> {
@@ -112,6 +186,7 @@ interface PoolDomain {
   host: string;
   ha: boolean;
   state: string;
+  sponsor: string;
 }
 
 function live(): TestHost {
@@ -152,6 +227,29 @@ async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, timeou
     }
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: ${String(lastErr ?? '')}`);
     await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+const guestIp = (i: number) => `10.200.0.${20 + i}`;
+
+/** A console without the scroll-back: an earlier session's markers must not answer this one's commands. */
+function freshConsole(hostName: string, dom: string): Promise<ConsoleSession> {
+  return ConsoleSession.open(
+    `ws+unix://${(hosts.get(hostName) as TestHost).socket}:/v1/domains/${dom}/console?scrollback=0`,
+  );
+}
+
+/** Replies a guest gets from the host port of the host it runs on. */
+async function pingHostPort(hostName: string, dom: string): Promise<number> {
+  const con = await freshConsole(hostName, dom);
+  try {
+    // A migrated guest still has the old host port's MAC in its ARP cache.
+    const out = await con.run(`ip neigh flush all 2>/dev/null; ping -c 3 -W 2 ${HOSTPORT_IP}`, 60_000);
+    const m = /(\d+) packets received/.exec(out);
+    assert.ok(m, out);
+    return Number(m[1]);
+  } finally {
+    con.close();
   }
 }
 
@@ -208,8 +306,12 @@ before(async () => {
   shared = mkdtempSync('/tmp/xn-shared-');
   clientPort = await freePort();
   peerPort = await freePort();
+  if (root) {
+    teardownNamespaces(); // a run killed before its after() with the same pid
+    setupNamespaces();
+  }
   await startEtcd();
-  for (const n of names) hosts.set(n, new TestHost({ XENODE_NET_HOSTPORT: 'none' }));
+  for (const n of names) hosts.set(n, new NsHost(n));
 });
 
 after(async () => {
@@ -220,6 +322,7 @@ after(async () => {
     await h?.cleanup();
   }
   etcd?.kill('SIGKILL');
+  if (root) teardownNamespaces();
   rmSync(etcdDir, { recursive: true, force: true });
   rmSync(shared, { recursive: true, force: true });
 });
@@ -256,17 +359,32 @@ describe('pool membership', () => {
     ]);
     assert.notEqual(bad.code, 0);
     assert.match(bad.stderr, /secret/);
-    for (const n of ['b', 'c'])
-      await (hosts.get(n) as TestHost).ok(['pool', 'join', 'tp', '--etcd', etcdUrl(), '--host', n, '--secret', secret]);
-    // A name already in the pool is refused.
-    const dup = await new TestHost({ XENODE_NET_HOSTPORT: 'none' });
-    try {
-      const r = await dup.xl(['pool', 'join', 'tp', '--etcd', etcdUrl(), '--host', 'b', '--secret', secret]);
-      assert.notEqual(r.code, 0);
-      assert.match(r.stderr, /already/);
-    } finally {
-      await dup.cleanup();
+    await (hosts.get('b') as TestHost).ok([
+      'pool',
+      'join',
+      'tp',
+      '--etcd',
+      etcdUrl(),
+      '--host',
+      'b',
+      '--secret',
+      secret,
+    ]);
+    // A name already in the pool is refused (c tries b's before joining as itself).
+    const c = hosts.get('c') as TestHost;
+    const dup = await c.xl(['pool', 'join', 'tp', '--etcd', etcdUrl(), '--host', 'b', '--secret', secret]);
+    assert.notEqual(dup.code, 0);
+    assert.match(dup.stderr, /already/);
+    await c.ok(['pool', 'join', 'tp', '--etcd', etcdUrl(), '--host', 'c', '--secret', secret]);
+  });
+
+  it('each host runs in its own network namespace', { skip: !root }, async () => {
+    const nsIno = (p: string) => execFileSync('stat', ['-L', '-c', '%i', p], { encoding: 'utf8' }).trim();
+    for (const n of names) {
+      const pid = (hosts.get(n) as TestHost).daemonPid() as number;
+      assert.equal(nsIno(`/proc/${pid}/ns/net`), nsIno(`/run/netns/${nsOf(n)}`), `${n}'s daemon in ${nsOf(n)}`);
     }
+    assert.notEqual(nsIno(`/run/netns/${nsOf('a')}`), nsIno('/proc/self/ns/net'));
   });
 
   it('pool list shows every host with capacity, load, version and health', async () => {
@@ -279,7 +397,10 @@ describe('pool membership', () => {
     for (const n of names)
       assert.match(
         out,
-        new RegExp(`^${n}\\s+127\\.0\\.0\\.1:\\d+\\s+\\d+\\s+\\d+\\s+0\\s+[\\d.]+\\s+\\S+\\s+ok$`, 'm'),
+        new RegExp(
+          `^${n}\\s+${ipOf(n).replace(/\./g, '\\.')}:\\d+\\s+\\d+\\s+\\d+\\s+0\\s+[\\d.]+\\s+\\S+\\s+ok$`,
+          'm',
+        ),
       );
   });
 
@@ -292,13 +413,13 @@ describe('pool membership', () => {
       ['POST', '/v1/pool/leave'],
       ['POST', '/v1/pool/domains'],
     ]) {
-      const r = await fetch(`http://127.0.0.1:${a.tcpPort()}${path}`, {
+      const r = await fetch(`http://${ipOf('a')}:${a.tcpPort()}${path}`, {
         method,
         headers: { authorization: `Bearer ${tok}`, 'content-type': 'application/json' },
         body: method === 'POST' ? '{}' : undefined,
       });
       assert.equal(r.status, 403, `${method} ${path}`);
-      assert.doesNotMatch(await r.text(), /xnpool_|127\.0\.0\.1/);
+      assert.doesNotMatch(await r.text(), /xnpool_|127\.0\.0\.1|10\.241\./);
     }
   });
 });
@@ -341,7 +462,7 @@ describe('pool API from the hostile side', () => {
     // Already a member: a second create or join is refused.
     const again = await adminApi(a, 'POST', '/v1/pool/create', JSON.stringify({ pool: 'tq', etcd: [etcdUrl()] }));
     assert.equal(again.status, 409, again.text);
-    const forged = await fetch(`http://127.0.0.1:${a.tcpPort()}/v1/pool/refresh`, {
+    const forged = await fetch(`http://${ipOf('a')}:${a.tcpPort()}/v1/pool/refresh`, {
       method: 'POST',
       headers: { authorization: `Bearer xn_00000000_${'A'.repeat(32)}` },
     });
@@ -364,6 +485,7 @@ describe('placement and identity', () => {
         writeFileSync(disk, Buffer.alloc(1024 * 1024));
         text += `ha = 1\ndisk = ['${disk},raw,xvda,rw']\n`;
       }
+      if (root) text += `vif = ['ip=${guestIp(i)}']\n`;
       const cfg = a.writeConfig(`${name}.cfg`, text);
       const r = await a.xl(['create', '--pool', cfg]);
       assert.equal(r.code, 0, r.stderr);
@@ -381,6 +503,14 @@ describe('placement and identity', () => {
     const counts = names.map((n) => byHost.get(n) ?? 0);
     assert.ok(Math.max(...counts) - Math.min(...counts) <= 1, JSON.stringify(counts));
     for (const d of doms) await ready(d.host, d.name);
+    // Every host's switch has its own host port, in that host's namespace, and a guest reaches it.
+    if (root)
+      for (const n of names) {
+        const out = execFileSync('ip', ['-n', nsOf(n), '-o', '-4', 'addr', 'show', 'dev', 'xn0'], { encoding: 'utf8' });
+        assert.match(out, new RegExp(`${HOSTPORT_IP.replace(/\./g, '\\.')}/24`), `${n}'s host port`);
+        const d = doms.find((x) => x.host === n) as PoolDomain;
+        assert.ok((await pingHostPort(n, d.name)) >= 1, `${d.name} pings ${HOSTPORT_IP} on ${n}`);
+      }
   });
 
   it('list --pool shows every domain with its host, the same as each host lists', async () => {
@@ -457,16 +587,113 @@ describe('migration by host name', () => {
     assert.equal(after.host, to);
     assert.match(await (hosts.get(to) as TestHost).ok(['list']), new RegExp(`^${d.name}\\s`, 'm'));
     assert.doesNotMatch(await src.ok(['list']), new RegExp(`^${d.name}\\s`, 'm'));
-    const con = await (hosts.get(to) as TestHost).console(d.name);
+    const con = await freshConsole(to, d.name);
     try {
       assert.equal(await con.run('echo moved'), 'moved');
     } finally {
       con.close();
     }
+    // Its vif now plugs into the target's switch: the target's host port answers.
+    if (root) assert.ok((await pingHostPort(to, d.name)) >= 1, `${d.name} pings ${HOSTPORT_IP} on ${to}`);
     // An unknown host name is refused before anything moves.
     const bad = await (hosts.get(to) as TestHost).xl(['migrate', d.name, 'nosuchhost']);
     assert.notEqual(bad.code, 0);
     assert.match(bad.stderr, /nosuchhost/);
+  });
+});
+
+/** A request to a host's TCP API with a token. */
+async function tcpApi(n: string, tok: string, method: string, path: string, body?: unknown) {
+  const h = hosts.get(n) as TestHost;
+  const r = await fetch(`http://${ipOf(n)}:${h.tcpPort()}${path}`, {
+    method,
+    headers: {
+      authorization: `Bearer ${tok}`,
+      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+    },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  return { status: r.status, text: await r.text() };
+}
+
+async function localState(n: string, dom: string): Promise<string> {
+  const out = await (hosts.get(n) as TestHost).ok(['list', dom]);
+  return (out.trim().split('\n')[1] ?? '').split(/\s+/)[4] ?? '';
+}
+
+describe('commands forwarded to the host that runs the domain', () => {
+  it('list, pause, unpause, destroy from another host; sponsors reach only their own, on any host', async () => {
+    const a = hosts.get('a') as TestHost;
+    const r = await a.xl(['create', '--pool', 'name=fw', 'memory=128', 'sponsor="alice"']);
+    assert.equal(r.code, 0, r.stderr);
+    const owner = ((await poolDomains()).find((d) => d.name === 'fw') as PoolDomain).host;
+    const other = names.find((n) => n !== owner) as string;
+    const x = hosts.get(other) as TestHost;
+    // The admin, on a host that does not run it.
+    const long = JSON.parse(await x.ok(['list', '-l', 'fw'])) as Array<{ config: { name: string }; sponsor: string }>;
+    assert.equal(long[0]?.config.name, 'fw');
+    assert.equal(long[0]?.sponsor, 'alice');
+    assert.match(await x.ok(['list', 'fw']), /^fw\s/m);
+    await x.ok(['pause', 'fw']);
+    assert.match(await localState(owner, 'fw'), /p/);
+    await x.ok(['unpause', 'fw']);
+    assert.doesNotMatch(await localState(owner, 'fw'), /p/);
+    // alice's token from the other host reaches her domain there; mallory's does not, and learns nothing.
+    const alice = (await x.ok(['token', 'create', 'alice'])).trim();
+    const mallory = (await x.ok(['token', 'create', 'mallory'])).trim();
+    const got = await tcpApi(other, alice, 'GET', '/v1/domains/fw');
+    assert.equal(got.status, 200, got.text);
+    assert.equal((JSON.parse(got.text) as { host: string }).host, owner);
+    assert.equal((await tcpApi(other, alice, 'POST', '/v1/domains/fw/pause', {})).status, 200);
+    assert.match(await localState(owner, 'fw'), /p/);
+    assert.equal((await tcpApi(other, alice, 'POST', '/v1/domains/fw/unpause', {})).status, 200);
+    const notHers = (await poolDomains()).find((d) => d.sponsor !== 'alice' && d.host !== other) as PoolDomain;
+    for (const [tok, dom] of [
+      [mallory, 'fw'],
+      [alice, notHers.name],
+    ] as const) {
+      for (const [method, path] of [
+        ['GET', `/v1/domains/${dom}`],
+        ['POST', `/v1/domains/${dom}/destroy`],
+        ['POST', `/v1/domains/${dom}/pause`],
+      ] as const) {
+        const res = await tcpApi(other, tok, method, path, method === 'POST' ? {} : undefined);
+        assert.equal(res.status, 404, `${method} ${path}: ${res.text}`);
+        // Host names here are single letters: look for how a host would be named.
+        assert.doesNotMatch(res.text, /pool host|runs on|10\.241\./);
+      }
+    }
+    // The forwarding headers mean nothing from a sponsor's own token, on the owner itself.
+    const malloryOnOwner = (await (hosts.get(owner) as TestHost).ok(['token', 'create', 'mallory'])).trim();
+    const forged = await fetch(
+      `http://${ipOf(owner)}:${(hosts.get(owner) as TestHost).tcpPort()}/v1/domains/fw/destroy`,
+      {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${malloryOnOwner}`,
+          'content-type': 'application/json',
+          'x-xenode-pool-from': other,
+          'x-xenode-pool-sponsor': 'alice',
+        },
+        body: '{}',
+      },
+    );
+    assert.equal(forged.status, 404);
+    assert.equal((await tcpApi(owner, malloryOnOwner, 'GET', '/v1/domains/fw')).status, 404);
+    assert.equal(await localState(owner, 'fw').then((s) => s !== ''), true, 'fw still runs');
+    // Not forwarded: refused with the host's name, nothing done there.
+    const ren = await x.xl(['rename', 'fw', 'fw2']);
+    assert.notEqual(ren.code, 0);
+    assert.match(ren.stderr, new RegExp(`runs on pool host ${owner}`));
+    const con = await x.xl(['console', 'fw'], { timeoutMs: 30_000 });
+    assert.notEqual(con.code, 0);
+    assert.match(con.stderr, new RegExp(`fw runs on pool host ${owner}`));
+    // destroy from the other host.
+    await x.ok(['destroy', 'fw']);
+    assert.doesNotMatch(await (hosts.get(owner) as TestHost).ok(['list']), /^fw\s/m);
+    await waitFor('fw gone from the index', async () =>
+      (await poolDomains()).some((d) => d.name === 'fw') ? undefined : true,
+    );
   });
 });
 
@@ -479,8 +706,16 @@ async function failover(mode: 'kill' | 'stop', round: number): Promise<number[]>
   const moving = ha.filter((d) => d.host === victim);
   const watch = watchNeverTwice(new Map(ha.map((d) => [d.name, d.uuid])));
   const t0 = Date.now();
-  if (mode === 'kill') killHostHard(victim);
-  else {
+  if (mode === 'kill') {
+    killHostHard(victim);
+    if (round === 0) {
+      // A command for a domain of the dead host: a clear error at once, no hang (its lease still lives).
+      const other = hosts.get(names.find((n) => n !== victim) as string) as TestHost;
+      const r = await other.xl(['list', '-l', (moving[0] as PoolDomain).name], { timeoutMs: 60_000 });
+      assert.notEqual(r.code, 0);
+      assert.match(r.stderr, new RegExp(`pool host ${victim}, which runs this domain, (did not answer|is down)`));
+    }
+  } else {
     process.kill((hosts.get(victim) as TestHost).daemonPid() as number, 'SIGSTOP');
     stopped.add(victim);
   }

@@ -7,7 +7,7 @@
 
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { closeSync, existsSync, openSync, readdirSync, readFileSync, readSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readdirSync, readFileSync, readSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ensureDefaultGuest } from '../guest/build.ts';
@@ -219,6 +219,17 @@ describe('backendtype=xenode: block-stats and accounting count the backend’s I
       assert.equal(await con.run(`[ -e /sys/block/${hot} ] && echo present || echo gone`), 'gone');
     }
     // The first disk was never disturbed.
+    assert.equal(await con.run(`dd if=/dev/${dev} bs=4k count=1 iflag=direct 2>/dev/null | wc -c`), '4096');
+  });
+
+  it('save is refused in one line (no dirty logging yet); the domain and its disk carry on', async () => {
+    const file = join(host.dir, 'vs1.save');
+    const r = await host.xl(['save', 'vs1', file]);
+    assert.notEqual(r.code, 0, 'a save without the backend logging its writes would lose them');
+    assert.match(r.stderr, /LOG_SHMFD/, r.stderr);
+    assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
+    assert.equal(existsSync(file) ? statSync(file).size : 0, 0, 'no save file to restore from');
+    assert.match(await host.ok(['list', 'vs1']), /vs1 +\d+ +256 +1 +[r-][b-]----/, 'running, not paused');
     assert.equal(await con.run(`dd if=/dev/${dev} bs=4k count=1 iflag=direct 2>/dev/null | wc -c`), '4096');
   });
 

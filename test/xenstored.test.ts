@@ -167,9 +167,14 @@ describe('a domain’s connection', () => {
 
 describe('after a daemon restart', () => {
   it('the sockets are back and serve the same store', async () => {
+    // Wire writes are group-committed; a write-through one (the CLI's) writes the queued ones with it.
+    await ok('xenstore-write', ['/tool/xs/late', 'acknowledged']);
+    await host.ok(['store', 'write', '/tool/w/through', 'yes']);
     host.killDaemon('SIGKILL');
     await host.ok(['list']);
     assert.equal(await ok('xenstore-read', ['/tool/xs/b']), 'two words\n');
+    assert.equal(await ok('xenstore-read', ['/tool/xs/late']), 'acknowledged\n');
+    assert.equal(await host.ok(['store', 'read', '/tool/w/through']), 'yes\n');
     await until(() => existsSync(domainSocket(5)), 'domain 5’s socket');
     assert.equal(await ok('xenstore-read', ['data/secret'], domainSocket(5)), 's3cr3t\n');
     assert.ok(!existsSync(domainSocket(6)));

@@ -2,7 +2,9 @@
 // "METHOD /url" exactly as the route is registered. A route may carry its own
 // fastify `schema` instead; one with neither fails the route check.
 
+import { THROTTLE_KEYS } from '../config/disk-throttle.ts';
 import { DomainConfigSchema } from '../config/domain-schema.ts';
+import { LIMIT_KEYS, RATE_KEYS } from '../toolstack/sponsors.ts';
 
 export interface RouteDoc {
   summary: string;
@@ -41,6 +43,41 @@ const op = (summary: string, extra: Partial<RouteDoc> = {}): RouteDoc => ({ summ
 const ws = (summary: string, extra: Partial<RouteDoc> = {}): RouteDoc => ({ summary, ...extra });
 const page = (summary: string): RouteDoc => ({ summary, tags: ['web'], contentType: 'text/html' });
 const saveBody = obj({ file: str, checkpoint: bool, paused: bool });
+const num = { type: 'number' };
+const described = (schema: Record<string, unknown>, description: string) => ({ ...schema, description });
+const strList = { type: 'array', items: str };
+/** An object whose keys are only those listed (the handler refuses others). */
+const closed = (properties: Record<string, unknown>, required: string[] = []) => ({
+  ...obj(properties, required),
+  additionalProperties: false,
+});
+const nullable = (schema: Record<string, unknown>) => ({ anyOf: [schema, { type: 'null' }] });
+const quotaBody = closed({
+  ...Object.fromEntries([...LIMIT_KEYS, ...RATE_KEYS].map((k) => [k, nullable(num)])),
+  bridges: nullable(strList),
+  vlans: nullable({ type: 'array', items: int }),
+});
+const throttleSchema = described(
+  closed(Object.fromEntries(THROTTLE_KEYS.map((k) => [k, num]))),
+  "the disk's limits, as disk= spells them; {} or 0 values: none",
+);
+const joinBody = obj(
+  {
+    pool: described(str, 'the pool name (at most 64 characters)'),
+    etcd: described(strList, "etcd endpoints' URLs"),
+    host: described(str, "this host's name in the pool (default: its hostname)"),
+    secret: described(str, "the pool's secret (pool join)"),
+    address: described(str, 'address the other hosts reach this one at'),
+    shared: described(str, 'a directory all hosts share'),
+    ttl: described(num, "seconds before a silent host's entry lapses"),
+  },
+  ['pool', 'etcd'],
+);
+const migrateKnobs = {
+  downtimeMs: described(num, 'the longest pause the final copy may take'),
+  bandwidthMbps: described(num, 'a cap on the migration stream'),
+  paused: described(bool, 'leave the domain paused on arrival'),
+};
 
 export const ROUTE_DOCS: Record<string, RouteDoc> = {
   'GET /v1/openapi.json': op('This OpenAPI document', { tags: ['host'] }),
@@ -55,6 +92,13 @@ export const ROUTE_DOCS: Record<string, RouteDoc> = {
   }),
   'GET /v1/tokens': op('List tokens (ids, sponsors, labels; never the secrets); admin only', { tags: ['tokens'] }),
   'DELETE /v1/tokens/:id': op('Revoke a token; its open WebSockets close; admin only', { tags: ['tokens'] }),
+  'GET /v1/whoami/tokens': op("The caller's own tokens, without admin ones unless admin; `current` is the one in use", {
+    tags: ['tokens'],
+  }),
+  'DELETE /v1/whoami/tokens/:id': op('Revoke one of your own tokens; any other id is 404', { tags: ['tokens'] }),
+  'GET /v1/domains/:dom/history': op("The domain's event history: API actions (who, result) and states entered", {
+    tags: ['domains'],
+  }),
   // domains
   'GET /v1/domains': op("List the caller's domains (xl list)", { tags: ['domains'] }),
   'POST /v1/domains': op('Create a domain from a typed config or xl.cfg text (xl create)', {
@@ -125,7 +169,8 @@ export const ROUTE_DOCS: Record<string, RouteDoc> = {
   'GET /v1/quotas': op('Per-sponsor limits and usage (quota-list)', { tags: ['quotas'] }),
   'PUT /v1/quotas/:sponsor': op("Set a sponsor's limits (quota-set); admin only", {
     tags: ['quotas'],
-    body: { type: 'object' },
+    description: 'Keys given are set; null removes a limit; keys left out keep their value.',
+    body: quotaBody,
   }),
   'DELETE /v1/quotas/:sponsor': op("Remove a sponsor's limits (quota-unset); admin only", { tags: ['quotas'] }),
   // control store
@@ -158,7 +203,19 @@ export const ROUTE_DOCS: Record<string, RouteDoc> = {
   'GET /v1/account': op('Usage per domain and sponsor over a period (xenode account)', { tags: ['accounting'] }),
   'GET /v1/bill': op("A sponsor's bill over a period", { tags: ['accounting'] }),
   'GET /v1/prices': op('Current prices', { tags: ['accounting'] }),
-  'PUT /v1/prices': op('Set prices; admin only', { tags: ['accounting'], body: { type: 'object' } }),
+  'PUT /v1/prices': op('Set prices; admin only', {
+    tags: ['accounting'],
+    body: closed(
+      {
+        prices: described(
+          { type: 'object', maxProperties: 32, additionalProperties: nullable(str) },
+          'key: "amount/unit" (as `xenode prices set` spells it), or null to remove',
+        ),
+        replace: described(bool, 'replace the whole price list rather than change these keys'),
+      },
+      ['prices'],
+    ),
+  }),
   'GET /metrics': op('Prometheus metrics (text exposition format)', {
     tags: ['accounting'],
     contentType: 'text/plain',
@@ -185,24 +242,42 @@ export const ROUTE_DOCS: Record<string, RouteDoc> = {
     query: obj({ vif: str, count: str, seconds: str }),
   }),
   'GET /v1/domains/:dom/net': op("A domain's vifs (network-list)", { tags: ['network'] }),
-  'POST /v1/domains/:dom/net': op('Attach a vif (network-attach)', { tags: ['network'], body: { type: 'object' } }),
+  'POST /v1/domains/:dom/net': op('Attach a vif (network-attach)', {
+    tags: ['network'],
+    body: obj({ spec: described(str, "xl's vif spec, e.g. mac=00:16:3e:00:00:01,ip=10.200.0.5") }, ['spec']),
+  }),
   'DELETE /v1/domains/:dom/net/:dev': op('Detach a vif (network-detach)', { tags: ['network'] }),
   'PUT /v1/domains/:dom/net/:dev/rate': op("Change a vif's rate limit (network-rate)", {
     tags: ['network'],
-    body: { type: 'object' },
+    body: obj(
+      {
+        rate: described(
+          nullable({ type: 'string', minLength: 1, maxLength: 64 }),
+          "xl's rate=, e.g. 10Mb/s@20ms; null: none",
+        ),
+      },
+      ['rate'],
+    ),
   }),
   'GET /v1/net': op("The switch's state (network-status)", { tags: ['network'] }),
   'POST /v1/net/start': op('Start the switch; admin only', { tags: ['network'] }),
   'GET /v1/net/policy': op('Which sponsor pairs may talk (network-policy)', { tags: ['network'] }),
   'POST /v1/net/policy': op('Allow or deny a sponsor pair; admin only', {
     tags: ['network'],
-    body: { type: 'object' },
+    body: obj({ a: described(str, 'a sponsor'), b: described(str, 'another sponsor'), allow: bool }, [
+      'a',
+      'b',
+      'allow',
+    ]),
   }),
   // audit
   'GET /v1/flows': op('The flow log, filtered (flows)', { tags: ['audit'] }),
   'GET /v1/flows/verify': op("Check the flow log's hash chain (flows verify)", { tags: ['audit'] }),
   'POST /v1/flows/rotate': op('Close the current flow log segment; admin only', { tags: ['audit'] }),
-  'GET /v1/audit/events': op('Audit rule events (throttles, quarantines)', { tags: ['audit'] }),
+  'GET /v1/audit/events': op('Audit rule events (throttles, quarantines)', {
+    tags: ['audit'],
+    query: obj({ limit: str, domid: { type: 'string', description: "only this domain's events" } }),
+  }),
   'GET /v1/audit/rules': op('The audit rules', { tags: ['audit'] }),
   'PUT /v1/audit/rules': op('Replace the audit rules; admin only', {
     tags: ['audit'],
@@ -210,7 +285,13 @@ export const ROUTE_DOCS: Record<string, RouteDoc> = {
   }),
   // storage
   'GET /v1/storage': op('Storage pools (storage-list)', { tags: ['storage'] }),
-  'POST /v1/storage': op('Declare a pool (storage-add); admin only', { tags: ['storage'], body: { type: 'object' } }),
+  'POST /v1/storage': op('Declare a pool (storage-add); admin only', {
+    tags: ['storage'],
+    body: obj(
+      { name: str, dir: described(str, 'an absolute host directory'), sponsors: described(strList, 'granted at once') },
+      ['name', 'dir'],
+    ),
+  }),
   'DELETE /v1/storage/:pool': op('Remove a pool (storage-remove); admin only', {
     tags: ['storage'],
     query: obj({ force: str }),
@@ -220,7 +301,19 @@ export const ROUTE_DOCS: Record<string, RouteDoc> = {
     tags: ['storage'],
   }),
   'GET /v1/volumes': op("The caller's volumes", { tags: ['storage'], query: obj({ pool: str, sponsor: str }) }),
-  'POST /v1/volumes': op('Create a volume', { tags: ['storage'], body: { type: 'object' } }),
+  'POST /v1/volumes': op('Create a volume', {
+    tags: ['storage'],
+    body: obj(
+      {
+        pool: str,
+        name: str,
+        size: described({ anyOf: [int, str] }, 'bytes, or a size such as "1G"'),
+        format: described(str, 'raw or qcow2'),
+        sponsor: described(str, "whose volume it is (admin only; default: the caller's)"),
+      },
+      ['pool', 'name', 'size'],
+    ),
+  }),
   'DELETE /v1/volumes/:pool/:name': op('Delete a volume', { tags: ['storage'], query: obj({ sponsor: str }) }),
   'POST /v1/volumes/:pool/:name/upload': op('Upload an image as a new volume (raw request body)', {
     tags: ['storage'],
@@ -232,15 +325,21 @@ export const ROUTE_DOCS: Record<string, RouteDoc> = {
   'GET /v1/domains/:dom/block/throttle': op('Disk limits (block-throttle)', { tags: ['disks'] }),
   'PUT /v1/domains/:dom/block/:vdev/throttle': op("Change a disk's limits (block-set-throttle)", {
     tags: ['disks'],
-    body: obj({ throttle: { type: 'object' } }),
+    body: obj({ throttle: throttleSchema }, ['throttle']),
   }),
   'POST /v1/domains/:dom/block-attach': op('Attach a disk (block-attach)', {
     tags: ['disks'],
-    body: { type: 'object' },
+    body: obj({ spec: described(str, "xl's disk spec, e.g. /srv/d.img,raw,xvdc,rw (an absolute target)") }, ['spec']),
   }),
   'POST /v1/domains/:dom/block-detach': op('Detach a disk (block-detach)', {
     tags: ['disks'],
-    body: { type: 'object' },
+    body: obj(
+      {
+        vdev: described({ anyOf: [str, int] }, 'xvdc, or its Xen device number (51744)'),
+        force: described(bool, 'detach even if the guest does not release it'),
+      },
+      ['vdev'],
+    ),
   }),
   // save, restore, migrate: each a POST, and the same as a WebSocket reporting progress
   'POST /v1/domains/:dom/save': op('Save a domain to a file (xl save)', { tags: ['saverestore'], body: saveBody }),
@@ -249,15 +348,50 @@ export const ROUTE_DOCS: Record<string, RouteDoc> = {
   }),
   'POST /v1/restore': op('Restore a domain from a save file (xl restore)', {
     tags: ['saverestore'],
-    body: { type: 'object' },
+    body: obj(
+      {
+        file: described(str, 'the save file (an absolute host path; admin only)'),
+        paused: described(bool, 'leave the domain paused'),
+        overrides: described(strList, 'key=value changes to the saved config, as `xl restore` takes them'),
+        cwd: described(str, 'directory relative paths in the overrides are resolved from'),
+      },
+      ['file'],
+    ),
   }),
   'GET /v1/restore': ws('Restore, as a WebSocket with progress', { tags: ['saverestore'] }),
   'POST /v1/domains/:dom/migrate': op('Live-migrate a domain to another daemon (xl migrate)', {
     tags: ['saverestore'],
-    body: { type: 'object' },
+    body: obj(
+      {
+        host: described(str, 'the receiving daemon'),
+        port: described({ type: 'integer', minimum: 1, maximum: 65535 }, "its API's TCP port"),
+        token: described(str, "an admin token of the receiving daemon's"),
+        ...migrateKnobs,
+      },
+      ['host', 'port'],
+    ),
   }),
   'GET /v1/domains/:dom/migrate': ws('Migrate, as a WebSocket with progress', { tags: ['saverestore'] }),
   'GET /v1/migrate/incoming': ws("The receiving side of a migration (the receiving host's admin only)", {
+    tags: ['saverestore'],
+  }),
+  // templates (saverestore)
+  'GET /v1/templates': op("The caller's templates (stale: made from inputs that changed since)", {
+    tags: ['saverestore'],
+  }),
+  'POST /v1/templates': op('Make a template from a domain or a config', {
+    tags: ['saverestore'],
+    description: 'Give either domain (an existing domain of the caller) or config.',
+    body: obj(
+      {
+        name: described(str, 'the template name'),
+        domain: described({ type: 'string', minLength: 1, maxLength: 64 }, 'a domain name or id to make it from'),
+        config: DomainConfigSchema,
+      },
+      ['name'],
+    ),
+  }),
+  'DELETE /v1/templates/:name': op("Delete a template (the admin names another sponsor's as SPONSOR/NAME)", {
     tags: ['saverestore'],
   }),
   // sched
@@ -280,14 +414,23 @@ export const ROUTE_DOCS: Record<string, RouteDoc> = {
   'GET /v1/domains/:dom/guest-agent': op("What the domain's guest agent reports", { tags: ['domains'] }),
   // pool
   'GET /v1/pool': op('The pool this host belongs to', { tags: ['pool'] }),
-  'POST /v1/pool/create': op('Create a pool; admin only', { tags: ['pool'], body: { type: 'object' } }),
-  'POST /v1/pool/join': op('Join a pool; admin only', { tags: ['pool'], body: { type: 'object' } }),
+  'POST /v1/pool/create': op('Create a pool; admin only', { tags: ['pool'], body: joinBody }),
+  'POST /v1/pool/join': op('Join a pool; admin only', { tags: ['pool'], body: joinBody }),
   'POST /v1/pool/leave': op('Leave the pool; admin only', { tags: ['pool'] }),
   'GET /v1/pool/domains': op("The pool's domains on every host", { tags: ['pool'] }),
-  'POST /v1/pool/domains': op('Create a domain where the pool places it', { tags: ['pool'], body: { type: 'object' } }),
+  'POST /v1/pool/domains': op('Create a domain where the pool places it', {
+    tags: ['pool'],
+    body: obj(
+      {
+        config: DomainConfigSchema,
+        antiAffinity: described({ ...strList, maxItems: 64 }, 'domains it must not share a host with'),
+      },
+      ['config'],
+    ),
+  }),
   'POST /v1/pool/domains/:dom/migrate': op('Move a domain to another host of the pool', {
     tags: ['pool'],
-    body: { type: 'object' },
+    body: obj({ host: described(str, "the pool host's name"), ...migrateKnobs }, ['host']),
   }),
   'POST /v1/pool/refresh': op("Refresh this host's entry in the pool", { tags: ['pool'] }),
   // web UI (TCP listener only)
@@ -300,6 +443,7 @@ export const ROUTE_DOCS: Record<string, RouteDoc> = {
   'GET /': page('The web UI: domain list'),
   'GET /create': page('The web UI: create a domain'),
   'GET /usage': page('The web UI: usage and bill'),
+  'GET /audit': page('The web UI: network audit events'),
   'GET /domains/*': page('The web UI: one domain (console, charts)'),
   'GET /assets/:file': op("The web UI's scripts and styles", {
     tags: ['web'],

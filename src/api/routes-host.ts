@@ -38,7 +38,9 @@ export function registerHostRoutes(app: FastifyInstance, ctx: ApiContext): void 
     const sponsor = req.body?.sponsor;
     if (!sponsor) throw new XenodeError('usage', 'sponsor is required');
     const r = ctx.tokens.create(sponsor, { admin: req.body.admin, label: req.body.label });
-    ctx.log.info(`token ${r.info.id} created for sponsor ${sponsor}${r.info.admin ? ' (admin)' : ''}`);
+    ctx.log.info(`token ${r.info.id} created for sponsor ${sponsor}${r.info.admin ? ' (admin)' : ''}`, {
+      sponsor,
+    });
     return r;
   });
 

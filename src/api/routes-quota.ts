@@ -108,7 +108,9 @@ async function applySponsorLimits(ctx: ApiContext, sponsor: string): Promise<voi
       try {
         await p.onSponsorLimits(name, limits);
       } catch (e) {
-        ctx.log.warn(`${p.name}: limits of sponsor ${name} not applied: ${(e as Error).message}`);
+        ctx.log.warn(`${p.name}: limits of sponsor ${name} not applied: ${(e as Error).message}`, {
+          sponsor: name,
+        });
       }
     }
   }

@@ -23,7 +23,7 @@ import {
 } from './web-auth.ts';
 
 /** The app's own pages; each serves index.html and the client-side router takes over. */
-const APP_PAGES = ['/', '/create', '/usage', '/domains/*'];
+const APP_PAGES = ['/', '/create', '/usage', '/audit', '/tokens', '/domains/*'];
 
 // Scripts and styles only from this origin; inline styles are needed by xterm and uPlot.
 const CSP = [
@@ -108,7 +108,9 @@ export async function registerWebRoutes(app: FastifyInstance, ctx: ApiContext, a
     // The cookie carries a session id of its own: logout ends it without ending the token.
     setSessionCookie(req, reply, ctx.tokens.createSession(p.tokenId, SESSION_SECONDS * 1000));
     // The token id names the token in `token list`; the secret is never logged.
-    ctx.log.info(`web login: sponsor ${p.sponsor}${p.admin ? ' (admin)' : ''}, token ${p.tokenId}`);
+    ctx.log.info(`web login: sponsor ${p.sponsor}${p.admin ? ' (admin)' : ''}, token ${p.tokenId}`, {
+      sponsor: p.sponsor,
+    });
     return publicPrincipal(p);
   });
 

@@ -14,6 +14,7 @@ import type { ApiContext } from './context.ts';
 import { registerOpenApiRoute, trackRoutes } from './openapi.ts';
 import { registerDomainRoutes } from './routes-domains.ts';
 import { registerHostRoutes } from './routes-host.ts';
+import { registerOwnTokenRoutes } from './routes-own-tokens.ts';
 import { registerQuotaRoutes } from './routes-quota.ts';
 import { registerWebRoutes } from './routes-web.ts';
 import { registerXlRoutes } from './routes-xl.ts';
@@ -119,6 +120,7 @@ export async function buildApi(ctx: ApiContext, mode: 'local' | 'tcp'): Promise<
     return sendError(reply, err);
   });
   registerHostRoutes(app, ctx);
+  registerOwnTokenRoutes(app, ctx);
   registerDomainRoutes(app, ctx);
   registerXlRoutes(app, ctx);
   registerQuotaRoutes(app, ctx);

@@ -19,6 +19,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type WebSocket from 'ws';
 import { type WireError, XenodeError } from '../errors.ts';
+import { DAEMON_NODE_FLAGS } from '../toolstack/daemon-node-flags.ts';
 import { type XenodeDirs, xenodeDirs } from '../toolstack/dirs.ts';
 import { SERVICE_UNIT, serviceManages } from './service.ts';
 import { type StartLock, tryStartLock } from './start-lock.ts';
@@ -49,12 +50,8 @@ export interface ClientOptions {
   quiet?: boolean;
 }
 
-/**
- * V8 flags for the daemon: a 1 MiB young generation and one V8 worker thread cut
- * its resident memory at idle by about 15 MiB (docs/benchmarks.md, "Daemon memory");
- * the daemon allocates little per request, so the extra scavenges are short.
- */
-export const DAEMON_NODE_FLAGS = ['--max-semi-space-size=1', '--v8-pool-size=1'] as const;
+// The daemon's V8 flags, shared with the packaged launcher (packaging/build-deb.ts).
+export { DAEMON_NODE_FLAGS };
 
 export class ApiClient {
   readonly dirs: XenodeDirs;

@@ -80,7 +80,9 @@ A config without kernel= boots the default guest (built on first use).`,
       const d = await c.post<DomainView>('/v1/domains', { config, paused: opts.paused === true });
       if (!opts.quiet && d.boot) {
         ctx.err(
-          `Domain ${d.name} (domid ${d.domid}) started on ${d.boot.machine}/${d.boot.accel}: ${d.boot.accelReason}\n`,
+          d.boot.template
+            ? `Domain ${d.name} (domid ${d.domid}) started from template ${d.boot.template} (no boot) on ${d.boot.machine}/${d.boot.accel}\n`
+            : `Domain ${d.name} (domid ${d.domid}) started on ${d.boot.machine}/${d.boot.accel}: ${d.boot.accelReason}\n`,
         );
       }
       if (opts.console) return attachConsole(c, String(d.domid));
@@ -226,7 +228,12 @@ A config without kernel= boots the default guest (built on first use).`,
       if (opts.type && opts.type !== 'serial')
         throw new XenodeError('usage', `console type '${opts.type}' not supported`, { hint: 'use -t serial' });
       const c = ctx.client();
-      const d = await c.get<DomainView>(`/v1/domains/${enc(dom)}`);
+      const d = await c.get<DomainView & { host?: string }>(`/v1/domains/${enc(dom)}`);
+      // A pool forwards the view of a domain of another host; its console is not forwarded (docs/pool.md).
+      if (d.host)
+        throw new XenodeError('state', `${d.name} runs on pool host ${d.host}`, {
+          hint: `attach its console on ${d.host}`,
+        });
       return attachConsole(c, String(d.domid), { scrollback: opts.scrollback !== false });
     },
   },

@@ -59,6 +59,11 @@ export interface MigrationTuning {
    * then a cancel is always safe (the target cannot have the whole state).
    */
   pauseBeforeSwitchover?: boolean;
+  /**
+   * Leave guest RAM in a shared backend out of the stream (QEMU's x-ignore-shared):
+   * the device state only, both ends, for RAM that stays in a file (templates).
+   */
+  ignoreShared?: boolean;
 }
 
 /** QEMU's default max-bandwidth is 128 MiB/s; saves and local moves should not be capped by it. */
@@ -200,6 +205,7 @@ export class Migration {
       { capability: 'events', state: true },
       { capability: 'return-path', state: t.returnPath === true },
       { capability: 'pause-before-switchover', state: t.pauseBeforeSwitchover === true },
+      { capability: 'x-ignore-shared', state: t.ignoreShared === true },
     ];
     await Promise.all([
       this.qmp.execute('migrate-set-capabilities', { capabilities }),

@@ -38,6 +38,11 @@ export interface BuildOptions {
   tcgTbSizeMiB?: number;
   /** Device arguments contributed by features (disks, NICs, memory devices). */
   extraArgs?: string[];
+  /**
+   * Guest RAM from a file instead of a fresh memfd (templates): `shared` false maps
+   * it privately, so the guest's writes stay its own (copy-on-write over the file).
+   */
+  ram?: { path: string; shared: boolean };
 }
 
 /**
@@ -81,7 +86,9 @@ export function buildQemuCommand(
     `${cfg.vcpus},maxcpus=${cfg.maxvcpus}`,
     // Guest RAM in a shared memfd: vhost-user backends, static_shm and fast save need it.
     '-object',
-    `memory-backend-memfd,id=ram,size=${mem},share=on`,
+    o.ram
+      ? `memory-backend-file,id=ram,size=${mem},mem-path=${qemuEscape(o.ram.path)},share=${o.ram.shared ? 'on' : 'off'}`
+      : `memory-backend-memfd,id=ram,size=${mem},share=on`,
     '-m',
     cfg.maxmem > cfg.memory ? `${mem},slots=4,maxmem=${cfg.maxmem}M` : mem,
     '-nodefaults',
@@ -98,6 +105,9 @@ export function buildQemuCommand(
     // its driver before the ready line, while the ISA one's (pvpanic-mmio) is not there.
     '-device',
     `pvpanic-pci,id=pvpanic,addr=0x${PVPANIC_SLOT.toString(16)}`,
+    // A VM generation ID (ACPI): a new random one each QEMU start, so a guest
+    // restored from a template sees it change and reseeds its RNG (Linux vmgenid).
+    ...(boot.machine === 'microvm' ? [] : ['-device', 'vmgenid,id=vmgenid0,guid=auto']),
     // No logfile=: QEMU logs a byte twice when its socket write fails with EAGAIN
     // (a slow reader); xenoded writes console.log from the stream it reads.
     '-chardev',

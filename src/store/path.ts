@@ -8,6 +8,8 @@ export const ABS_PATH_MAX = 3072;
 // Characters are xenstore's; `/` handled separately so `//` and a trailing `/` can be refused.
 const COMPONENT = /^[A-Za-z0-9_@-]+$/;
 const DOMAIN_PREFIX = /^\/local\/domain\/\d{1,5}\//;
+/** The whole of a well-formed path in one test (the per-component loop below names what is wrong). */
+const WELL_FORMED = /^(?:\/[A-Za-z0-9_@-]+)+$/;
 
 function invalid(path: unknown, why: string): StoreError {
   return new StoreError('EINVAL', `invalid path ${JSON.stringify(path)}: ${why}`, {
@@ -18,7 +20,7 @@ function invalid(path: unknown, why: string): StoreError {
 /** Throws EINVAL unless `path` is a well-formed absolute path. */
 export function checkPath(path: unknown): asserts path is string {
   if (typeof path !== 'string') throw invalid(path, 'not a string');
-  if (path === '/') return;
+  if (path === '/' || (path.length <= ABS_PATH_MAX && WELL_FORMED.test(path))) return;
   if (!path.startsWith('/')) throw invalid(path, 'not absolute');
   if (path.length > ABS_PATH_MAX) throw invalid(path.slice(0, 40), `longer than ${ABS_PATH_MAX} bytes`);
   if (path.endsWith('/')) throw invalid(path, 'trailing /');

@@ -1,8 +1,10 @@
-// Write-through persistence in an embedded SQLite database. The in-memory tree
-// stays the read path; every committed store change is one SQLite transaction,
-// so after a crash (even kill -9) the database holds exactly the committed
-// changes. WAL with synchronous=NORMAL survives process crashes; a power loss
-// may lose the last few commits but never corrupts the file.
+// Persistence in an embedded SQLite database. The in-memory tree stays the read
+// path; every change set the store hands over (one operation, or a group
+// commit of many) is one SQLite transaction, so after a crash (even kill -9)
+// the database holds exactly the change sets applied. WAL with
+// synchronous=NORMAL survives process crashes; a power loss may lose the last
+// few commits but never corrupts the file. The WAL is checkpointed when the
+// store has been idle for a moment, not inside a request's commit.
 
 import Database from 'better-sqlite3';
 import { XenodeError } from '../errors.ts';
@@ -18,6 +20,10 @@ export interface NodeRow {
 }
 
 const SCHEMA_VERSION = '1';
+/** Quiet time after the last commit before the WAL is checkpointed. */
+const CHECKPOINT_IDLE_MS = 200;
+/** Commits after which a store that is never idle checkpoints anyway, so the WAL stays bounded. */
+const CHECKPOINT_FORCE_COMMITS = 2000;
 
 interface RawRow {
   path: string;
@@ -31,6 +37,8 @@ export class SqliteBackend {
   private readonly upsert: Database.Statement<[string, string, string, number]>;
   private readonly remove: Database.Statement<[string]>;
   private readonly applyAll: (changes: ReadonlyArray<readonly [string, StoredNode | null]>) => void;
+  private commitsSinceCheckpoint = 0;
+  private idleTimer: NodeJS.Timeout | undefined;
 
   constructor(readonly file: string) {
     try {
@@ -47,6 +55,8 @@ export class SqliteBackend {
       this.db.pragma('locking_mode = EXCLUSIVE');
       this.db.pragma('journal_mode = WAL');
       this.db.pragma('synchronous = NORMAL');
+      // Checkpoints are ours (checkpoint()), run when idle rather than in whichever commit crosses 1000 pages.
+      this.db.pragma('wal_autocheckpoint = 0');
       this.db.exec('BEGIN EXCLUSIVE; COMMIT;');
       this.db.exec(`
         CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -107,9 +117,38 @@ export class SqliteBackend {
   /** Writes one committed change set atomically. */
   apply(changes: ReadonlyArray<readonly [string, StoredNode | null]>): void {
     this.applyAll(changes);
+    if (++this.commitsSinceCheckpoint >= CHECKPOINT_FORCE_COMMITS) {
+      this.checkpoint();
+    } else if (this.idleTimer === undefined) {
+      this.idleTimer = setTimeout(() => {
+        this.idleTimer = undefined;
+        this.checkpoint();
+      }, CHECKPOINT_IDLE_MS);
+      // Never what keeps a process alive: close() checkpoints anyway.
+      this.idleTimer.unref();
+    } else {
+      this.idleTimer.refresh();
+    }
+  }
+
+  /** Copies the WAL into the database file and empties it (the store is its only user: nothing to wait for). */
+  checkpoint(): void {
+    if (this.idleTimer !== undefined) {
+      clearTimeout(this.idleTimer);
+      this.idleTimer = undefined;
+    }
+    this.commitsSinceCheckpoint = 0;
+    if (!this.db.open) return;
+    try {
+      this.db.pragma('wal_checkpoint(TRUNCATE)');
+    } catch {
+      // The WAL keeps the data; the next checkpoint tries again.
+    }
   }
 
   close(): void {
+    if (this.idleTimer !== undefined) clearTimeout(this.idleTimer);
+    this.idleTimer = undefined;
     this.db.close();
   }
 }

@@ -1,7 +1,10 @@
 // The control store: a xenstore-style tree with permissions, watches,
-// transactions and quotas, persisted write-through to SQLite. Everything runs
-// synchronously on the caller's turn of the event loop, so a direct operation
-// is atomic; only watch delivery is deferred.
+// transactions and quotas, persisted to SQLite. Everything runs synchronously
+// on the caller's turn of the event loop, so a direct operation is atomic; only
+// watch delivery is deferred. Changes are written through to SQLite before the
+// call returns, except inside deferCommits() (the xenstored wire protocol):
+// those are group-committed, many per SQLite transaction, within
+// groupCommitMs, so a daemon crash loses at most that window of them.
 
 import {
   DOMID_GUEST_MAX,
@@ -28,7 +31,7 @@ import {
 } from './ops.ts';
 import { type NodeReader, Overlay } from './overlay.ts';
 import { checkPath, checkPathQuota, checkWatchPath, childPath, isSpecial, parentOf } from './path.ts';
-import { DOMID_MAX, ownerOf, validatePerms, withOwner } from './perms.ts';
+import { accessFor, DOMID_MAX, ownerOf, READ, validatePerms, withOwner } from './perms.ts';
 import { parseSnapshot, SNAPSHOT_FORMAT, type SnapshotNode, type StoreSnapshot } from './snapshot.ts';
 import { SqliteBackend } from './sqlite-backend.ts';
 import { Transaction } from './transaction.ts';
@@ -52,6 +55,13 @@ export interface ControlStoreOptions {
   quotas?: Partial<Quotas>;
   /** Called when a watch callback throws; the default logs to stderr. */
   onWatchError?: (error: unknown, event: WatchEvent) => void;
+  /**
+   * How long a change made inside deferCommits() may wait before it is in
+   * SQLite (ms; default 2). 0 makes those changes write-through like the rest.
+   */
+  groupCommitMs?: number;
+  /** Called when a group commit fails (it is retried); the default logs to stderr. */
+  onCommitError?: (error: unknown) => void;
 }
 
 /** One caller's view of the store, optionally inside a transaction. */
@@ -85,6 +95,15 @@ export interface DomainUsage {
 const SPECIAL_NODES = ['@introduceDomain', '@releaseDomain'];
 const LONE_SURROGATE = /\p{Cs}/u;
 const TOOLSTACK_ONLY: PermList = Object.freeze([Object.freeze({ id: 0, perm: 'n' })]);
+
+/** Deferred changes beyond which a group commit is written at once rather than at the end of its window. */
+const GROUP_COMMIT_MAX = 4096;
+/** Longest wait between retries of a failing group commit. */
+const GROUP_COMMIT_RETRY_MAX_MS = 1000;
+
+function defaultCommitError(error: unknown): void {
+  console.error('control store: group commit to SQLite failed (will retry):', error);
+}
 
 function defaultWatchError(error: unknown, event: WatchEvent): void {
   console.error(`control store: watch callback for ${event.path} (${event.token}) threw:`, error);
@@ -145,12 +164,23 @@ export class ControlStore {
   private generation = 0;
   private nextTxid = 1;
   private closed = false;
+  private readonly groupCommitMs: number;
+  private readonly onCommitError: (error: unknown) => void;
+  /** Changes live in memory (and acknowledged) but not yet in SQLite: path → final state. */
+  private readonly unflushed = new Map<string, StoredNode | null>();
+  private flushTimer: NodeJS.Timeout | undefined;
+  private flushRetryMs = 0;
+  private deferDepth = 0;
 
   constructor(opts: ControlStoreOptions = {}) {
     const quotas = { ...DEFAULT_QUOTAS, ...opts.quotas };
     checkQuotas(quotas);
     this.quotas = Object.freeze(quotas);
     this.watches = new WatchRegistry(opts.onWatchError ?? defaultWatchError);
+    const window = opts.groupCommitMs ?? 2;
+    if (!Number.isFinite(window) || window < 0) throw new StoreError('EINVAL', 'groupCommitMs must be >= 0');
+    this.groupCommitMs = window;
+    this.onCommitError = opts.onCommitError ?? defaultCommitError;
     this.backend = new SqliteBackend(opts.dbPath ?? ':memory:');
     try {
       this.load();
@@ -164,6 +194,9 @@ export class ControlStore {
 
   read(caller: Caller, path: string, txid = 0): string {
     this.checkPathFor(caller, path);
+    // Fast path: a plain read of a node the caller may read needs no overlay.
+    const node = txid === 0 ? this.readable(caller, path) : undefined;
+    if (node) return node.value;
     return this.run(caller, txid, (ctx) => readOp(ctx, path));
   }
 
@@ -195,6 +228,8 @@ export class ControlStore {
   /** Child names, sorted. */
   directory(caller: Caller, path: string, txid = 0): string[] {
     this.checkPathFor(caller, path);
+    const node = txid === 0 ? this.readable(caller, path) : undefined;
+    if (node) return [...node.children];
     return this.run(caller, txid, (ctx) => directoryOp(ctx, path));
   }
 
@@ -468,13 +503,46 @@ export class ControlStore {
     });
   }
 
+  // ---- group commit ---------------------------------------------------------------
+
+  /**
+   * Runs `fn` with the changes it makes group-committed: they are live (read,
+   * watched, acknowledged) at once and written to SQLite, together with the
+   * others of the window, within groupCommitMs. A crash of the process loses
+   * at most that window's changes; a transaction's changes stay all-or-nothing.
+   */
+  deferCommits<T>(fn: () => T): T {
+    this.deferDepth++;
+    try {
+      return fn();
+    } finally {
+      this.deferDepth--;
+    }
+  }
+
+  /** Changes acknowledged but not yet written to SQLite. */
+  get unflushedChanges(): number {
+    return this.unflushed.size;
+  }
+
+  /** Writes every group-committed change now. Throws if SQLite refuses (they stay queued). */
+  flush(): void {
+    this.checkOpen();
+    this.writeUnflushed();
+  }
+
   // ---- lifecycle ----------------------------------------------------------------
 
-  /** Closes the database; pending watch events are still delivered. */
+  /** Writes what is still queued and closes the database; pending watch events are still delivered. */
   close(): void {
     if (this.closed) return;
     this.closed = true;
     this.transactions.clear();
+    try {
+      this.writeUnflushed();
+    } catch (e) {
+      this.onCommitError(e);
+    }
     this.backend.close();
   }
 
@@ -508,6 +576,14 @@ export class ControlStore {
     if (!this.nodes.has('/')) seed.set('/', makeNode('', TOOLSTACK_ONLY));
     for (const special of SPECIAL_NODES) if (!this.nodes.has(special)) seed.set(special, makeNode('', TOOLSTACK_ONLY));
     if (seed.size > 0) this.commit(seed, new Map([[0, seed.size]]), []);
+  }
+
+  /** The live node at `path` if the caller may read it; undefined sends the caller down the full path (errors). */
+  private readable(caller: Caller, path: string): StoredNode | undefined {
+    this.checkOpen();
+    checkCaller(caller);
+    const node = this.nodes.get(path);
+    return node && (accessFor(caller, node.perms) & READ) !== 0 ? node : undefined;
   }
 
   private checkOpen(): void {
@@ -582,7 +658,10 @@ export class ControlStore {
     return result;
   }
 
-  /** Makes a change set live: durable first, then in memory, then watch events. */
+  /**
+   * Makes a change set live: durable first (or queued for the group commit
+   * inside deferCommits), then in memory, then watch events.
+   */
   private commit(
     changes: ReadonlyMap<string, StoredNode | null>,
     ownerDelta: ReadonlyMap<number, number>,
@@ -593,13 +672,59 @@ export class ControlStore {
     // Fresh objects: a node object, once live, never changes (transactions hold on to them).
     const stamped: Array<readonly [string, StoredNode | null]> = [];
     for (const [path, node] of changes) stamped.push([path, node ? { ...node, gen } : null]);
-    this.backend.apply(stamped);
+    if (this.deferDepth > 0 && this.groupCommitMs > 0) {
+      for (const [path, node] of stamped) this.unflushed.set(path, node);
+      if (this.unflushed.size >= GROUP_COMMIT_MAX) this.flushSoon(0);
+      else this.flushSoon(this.groupCommitMs);
+    } else if (this.unflushed.size > 0) {
+      // Write-through, after (and with) what is queued: SQLite never holds a newer state under an older one.
+      const all = new Map(this.unflushed);
+      for (const [path, node] of stamped) all.set(path, node);
+      this.backend.apply([...all]);
+      this.unflushed.clear();
+      this.cancelFlush();
+    } else {
+      this.backend.apply(stamped);
+    }
     for (const [path, node] of stamped) {
       if (node) this.nodes.set(path, node);
       else this.nodes.delete(path);
     }
     for (const [domid, by] of ownerDelta) this.bumpOwned(domid, by);
     this.watches.fire(events);
+  }
+
+  /** Arms the group commit's timer; the window runs from the first queued change, so later ones do not stretch it. */
+  private flushSoon(ms: number): void {
+    if (this.flushTimer !== undefined) {
+      if (ms > 0) return;
+      clearTimeout(this.flushTimer);
+    }
+    this.flushTimer = setTimeout(() => {
+      this.flushTimer = undefined;
+      if (this.closed) return;
+      try {
+        this.writeUnflushed();
+        this.flushRetryMs = 0;
+      } catch (e) {
+        this.onCommitError(e);
+        this.flushRetryMs = Math.min(GROUP_COMMIT_RETRY_MAX_MS, Math.max(this.groupCommitMs, this.flushRetryMs * 2));
+        this.flushSoon(this.flushRetryMs);
+      }
+    }, ms);
+  }
+
+  private cancelFlush(): void {
+    if (this.flushTimer === undefined) return;
+    clearTimeout(this.flushTimer);
+    this.flushTimer = undefined;
+  }
+
+  private writeUnflushed(): void {
+    if (this.unflushed.size === 0) return;
+    this.backend.apply([...this.unflushed]);
+    this.unflushed.clear();
+    this.cancelFlush();
   }
 
   private fireSpecial(name: string, domid: number): void {

@@ -91,6 +91,8 @@ export async function startDaemon(o: DaemonOptions, storeFactory?: StoreFactory)
     qemuBinary,
     tcgTbSizeMiB: process.env.XENODE_TCG_TB_MIB ? Number(process.env.XENODE_TCG_TB_MIB) : undefined,
   });
+  // Events that name a domain by domid carry its name and sponsor as fields too.
+  log.setDomainLabeler((domid) => toolstack.labelOf(domid));
   await toolstack.reattachAll();
 
   const hostInfo = (): HostInfo => ({

@@ -21,6 +21,8 @@ export interface BootInfo {
   initrd?: string;
   cmdline: string;
   qemuBinary: string;
+  /** The template this domain's QEMU started from instead of booting (a start point's label). */
+  template?: string;
 }
 
 export interface DomainRecord {

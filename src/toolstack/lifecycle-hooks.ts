@@ -22,6 +22,24 @@ export interface LaunchContribution {
   cmdline?: string[];
 }
 
+/**
+ * A saved machine a new domain starts from instead of booting (a template):
+ * QEMU starts with `-incoming defer`, guest RAM from `ram`, and `incoming` loads
+ * the device state. The create that asked owns it until `release`.
+ */
+export interface StartPoint {
+  /** What the domain started from, as `create` reports it (the template's name). */
+  label: string;
+  ram: { path: string; shared: boolean };
+  /** Descriptors QEMU inherits as its fds 3, 4, … */
+  passFds: number[];
+  /** The CPU model the saved state ran on. */
+  cpu?: string;
+  incoming(d: Domain, m: QemuMachine): Promise<{ running: boolean } | undefined>;
+  /** Once the create is over, whatever its outcome (descriptors closed). Never throws. */
+  release(): void;
+}
+
 export interface PluginHost {
   dirs: XenodeDirs;
   log: DaemonLog;
@@ -99,6 +117,12 @@ export interface LifecycleHooks {
    * cannot both pass a limit. Throw to refuse.
    */
   admit?(cfg: DomainConfig, p: Principal): void;
+  /**
+   * A create (not a restore, not a restart) asks whether the domain can start
+   * from a saved machine instead of booting (templates); undefined to boot.
+   * A start point that then fails to load falls back to a boot.
+   */
+  startFrom?(cfg: DomainConfig, p: Principal): Promise<StartPoint | undefined>;
   /** A plugin that owns sponsors' host files (storage pools) offers this gate. */
   readonly fileGate?: SponsorFileGate;
   /** What a sponsor holds of this plugin's resources, for `quota-list`. */

@@ -4,6 +4,7 @@ import { accountingPlugin } from '../features/accounting/plugin.ts';
 import { auditPlugin } from '../features/audit/plugin.ts';
 import { cloudInitPlugin } from '../features/cloudinit/plugin.ts';
 import { diskPlugin } from '../features/disks/plugin.ts';
+import { historyPlugin } from '../features/history/plugin.ts';
 import { memoryPlugins } from '../features/memory/plugin.ts';
 import { metricsPlugin } from '../features/metrics/plugin.ts';
 import { netPlugin } from '../features/network/plugin.ts';
@@ -24,6 +25,7 @@ export function createPlugins(): ToolstackPlugin[] {
     // First: its last sample of a domain reads the devices before the others' teardown releases them.
     accountingPlugin(),
     metricsPlugin(),
+    historyPlugin(),
     ...memoryPlugins(),
     net,
     auditPlugin(net),

@@ -23,7 +23,7 @@ import { Domain } from './domain.ts';
 import type { DomainRecord, DomainState, DomainTable, ShutdownReason } from './domain-table.ts';
 import { collectIntents, keptUnfinished, resolveIntents } from './intent-recovery.ts';
 import { crashPoint, type IntentHost } from './intents.ts';
-import type { LifecycleHooks, SponsorFileGate } from './lifecycle-hooks.ts';
+import type { LifecycleHooks, SponsorFileGate, StartPoint } from './lifecycle-hooks.ts';
 import type { DaemonLog } from './log.ts';
 import type { MemSetOptions, MemSetResult } from './memory-types.ts';
 import { canSeeSponsor, type Principal } from './principal.ts';
@@ -69,6 +69,8 @@ export interface CreateOptions {
    * the table holds a stand-in for the hand-over (NAME--incoming).
    */
   machineName?: string;
+  /** Guest RAM from a file (a template's, mapped privately) instead of a fresh memfd. */
+  ram?: { path: string; shared: boolean };
 }
 
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
@@ -172,6 +174,11 @@ export class Toolstack {
     return this.o.hostAccel;
   }
 
+  /** The QEMU binary domains run unless their config overrides it. */
+  get qemuBinary(): string {
+    return this.o.qemuBinary;
+  }
+
   // ---- lookup -------------------------------------------------------------
 
   list(p: Principal): Domain[] {
@@ -199,6 +206,12 @@ export class Toolstack {
     if (!agent && ipv4.length === 0 && os === undefined) return undefined;
     const osName = os !== undefined && /^[\x20-\x7e]{1,128}$/.test(os) ? os : undefined;
     return { agent, ipv4, osName };
+  }
+
+  /** Name and sponsor of a live domain, for the daemon log's fields (admin-side only). */
+  labelOf(domid: number): { name: string; sponsor: string } | undefined {
+    const d = this.domains.get(domid);
+    return d && { name: d.name, sponsor: d.rec.sponsor };
   }
 
   find(ref: string, p: Principal): Domain {
@@ -238,6 +251,34 @@ export class Toolstack {
   async create(cfg: DomainConfig, p: Principal, opts: CreateOptions = {}): Promise<Domain> {
     // A domain just saved or migrated away keeps its name in the table until its teardown ends.
     if ([...this.retiring.keys()].some((r) => r.name === cfg.name)) await this.finishRetiring();
+    // A plain create may start from a saved machine (a template) instead of a boot.
+    const start = opts.incoming ? undefined : await this.startPoint(cfg, p);
+    try {
+      return await this.createDomain(cfg, p, opts, start);
+    } finally {
+      start?.release();
+    }
+  }
+
+  /** The first start point a plugin offers for this config; a plugin that fails is skipped. */
+  private async startPoint(cfg: DomainConfig, p: Principal): Promise<StartPoint | undefined> {
+    for (const x of this.plugins) {
+      try {
+        const s = await x.startFrom?.(cfg, p);
+        if (s) return s;
+      } catch (e) {
+        this.o.log.warn(`${x.name}: no start point for ${cfg.name}: ${e instanceof Error ? e.message : String(e)}`);
+      }
+    }
+    return undefined;
+  }
+
+  private async createDomain(
+    cfg: DomainConfig,
+    p: Principal,
+    opts: CreateOptions,
+    start: StartPoint | undefined,
+  ): Promise<Domain> {
     // A sponsor's config without sponsor= is its own (the key defaults to admin).
     if (!p.admin && cfg.sponsor === 'admin') cfg = { ...cfg, sponsor: p.sponsor };
     if (!NAME_RE.test(cfg.name)) throw new XenodeError('config', `invalid domain name '${cfg.name}'`);
@@ -277,7 +318,26 @@ export class Toolstack {
     this.o.store.introduce(rec);
     crashPoint('create.recorded');
     try {
-      await this.launch(d, opts);
+      if (start) {
+        try {
+          await this.launch(d, {
+            ...opts,
+            incoming: (dd, m) => start.incoming(dd, m),
+            passFds: start.passFds,
+            cpu: start.cpu,
+            ram: start.ram,
+            template: start.label,
+          });
+        } catch (e) {
+          // A start point that does not load is no reason to fail the create: boot instead.
+          this.o.log.warn(
+            `starting from ${start.label} failed (${e instanceof Error ? e.message : String(e)}); booting instead`,
+            domid,
+          );
+          rmSync(rec.runDir, { recursive: true, force: true });
+          await this.launch(d, opts);
+        }
+      } else await this.launch(d, opts);
       crashPoint('create.running');
     } catch (e) {
       this.domains.delete(domid);
@@ -336,7 +396,7 @@ export class Toolstack {
   }
 
   /** Start a QEMU for the domain and bring it to running (or paused). */
-  private async launch(d: Domain, opts: CreateOptions): Promise<void> {
+  private async launch(d: Domain, opts: CreateOptions & { template?: string }): Promise<void> {
     const rec = d.rec;
     // The guest's kernel command line (xenode.name=) and QEMU's -name, both fixed for the QEMU's life.
     const named = opts.machineName ? { ...rec.config, name: opts.machineName } : rec.config;
@@ -366,6 +426,7 @@ export class Toolstack {
       qemuBinary,
       tcgTbSizeMiB: plan.accel === 'tcg' ? this.o.tcgTbSizeMiB : undefined,
       extraArgs,
+      ram: opts.ram,
     });
     if (opts.passFds?.length) cmd.passFds = opts.passFds;
     rec.boot = {
@@ -377,6 +438,7 @@ export class Toolstack {
       initrd: plan.initrd,
       cmdline: plan.cmdline,
       qemuBinary,
+      ...(opts.template ? { template: opts.template } : {}),
     };
     opts.onProgress?.(`starting QEMU (${plan.machine}, ${plan.accel})`);
     let m: QemuMachine;

@@ -107,6 +107,11 @@ describe('guest image', { skip: haveApt ? false : 'needs apt-get' }, () => {
       assert.ok(files.has(f), f);
     }
     assert.match(files.get('etc/rc')?.data.toString() ?? '', /XENODE-READY uptime=/);
+    // The store channel's client, compiled static (guest/store-client.ts): an executable ELF, no interpreter.
+    const client = files.get('bin/xenode-store');
+    assert.ok(client && client.data.subarray(0, 4).toString('latin1') === '\x7fELF', '/bin/xenode-store is an ELF');
+    assert.equal(client.mode & 0o111, 0o111, 'executable');
+    assert.ok(!client.data.includes('/lib64/ld-linux'), 'static: no dynamic loader');
     const modules = (files.get('etc/modules')?.data.toString() ?? '').split('\n').filter((m) => m !== '');
     for (const m of ['virtio_pci', 'virtio_blk', 'virtio_net', 'virtio_console', 'evdev', 'button']) {
       assert.ok(modules.includes(m), `${m} in /etc/modules`);

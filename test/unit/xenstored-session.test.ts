@@ -536,3 +536,40 @@ describe('replies never exceed the payload limit', () => {
     assert.equal(dom0().t(XS.READ, '/huge\0'), 'ERR:E2BIG');
   });
 });
+
+describe('group commit', () => {
+  it('a request’s changes are answered and live at once, and queued for SQLite; reads leave nothing queued', () => {
+    const { store, server, dom0 } = setup();
+    const c = dom0();
+    assert.equal(c.t(XS.WRITE, '/gc/a\0v'), 'OK');
+    assert.ok(store.unflushedChanges > 0, 'the WRITE waits for the group commit');
+    assert.equal(c.t(XS.READ, '/gc/a\0'), 'v');
+    assert.equal(store.read(TOOLSTACK, '/gc/a'), 'v');
+    store.flush();
+    assert.equal(c.t(XS.READ, '/gc/a\0'), 'v');
+    assert.equal(c.t(XS.DIRECTORY, '/gc\0'), 'a');
+    assert.equal(store.unflushedChanges, 0);
+    const tx = c.t(XS.TRANSACTION_START, '\0');
+    assert.equal(c.t(XS.WRITE, '/gc/b\0w', Number(tx)), 'OK');
+    assert.equal(store.unflushedChanges, 0, 'nothing is live before the commit');
+    assert.equal(c.t(XS.TRANSACTION_END, 'T\0', Number(tx)), 'OK');
+    assert.ok(store.unflushedChanges > 0);
+    server.close();
+    store.close();
+  });
+
+  it('a READ answered by the fast path still hides a node the domain may not read', () => {
+    const { store, server, dom0, dom } = setup();
+    store.introduceDomain(3);
+    store.introduceDomain(4);
+    const admin = dom0();
+    assert.equal(admin.t(XS.WRITE, '/local/domain/3/data/s\0secret'), 'OK');
+    const d4 = dom(4);
+    assert.equal(d4.t(XS.READ, '/local/domain/3/data/s\0'), 'ERR:EACCES');
+    assert.equal(d4.t(XS.READ, '/local/domain/3/data/none\0'), 'ERR:EACCES');
+    assert.equal(dom(3).t(XS.READ, 'data/s\0'), 'secret');
+    assert.equal(dom(3).t(XS.READ, 'data/none\0'), 'ERR:ENOENT');
+    server.close();
+    store.close();
+  });
+});

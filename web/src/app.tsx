@@ -4,9 +4,11 @@ import { useEffect, useState } from 'preact/hooks';
 import { api, logout } from './api.ts';
 import { ConfirmDialog } from './components/ConfirmDialog.tsx';
 import { linkState } from './live.ts';
+import { AuditPage } from './pages/AuditPage.tsx';
 import { CreatePage } from './pages/CreatePage.tsx';
 import { DomainList } from './pages/DomainList.tsx';
 import { DomainPage } from './pages/DomainPage.tsx';
+import { TokensPage } from './pages/TokensPage.tsx';
 import { UsagePage } from './pages/UsagePage.tsx';
 import { parseRoute, path } from './router.ts';
 import type { HostInfo, Principal } from './types.ts';
@@ -32,6 +34,12 @@ function Header({ who, host }: { who: Principal | undefined; host: HostInfo | un
         <a href="/usage" class={route.page === 'usage' ? 'active' : ''}>
           Usage
         </a>
+        <a href="/tokens" class={route.page === 'tokens' ? 'active' : ''}>
+          Tokens
+        </a>
+        <a href="/audit" class={route.page === 'audit' ? 'active' : ''}>
+          Audit
+        </a>
       </nav>
       <div class="topbar-right">
         {host && (
@@ -54,10 +62,12 @@ function Header({ who, host }: { who: Principal | undefined; host: HostInfo | un
   );
 }
 
-const PAGE_TITLE: Record<'list' | 'create' | 'usage' | 'missing', string> = {
+const PAGE_TITLE: Record<'list' | 'create' | 'usage' | 'tokens' | 'audit' | 'missing', string> = {
   list: 'Domains',
   create: 'Create a domain',
   usage: 'Usage',
+  tokens: 'API tokens',
+  audit: 'Network audit',
   missing: 'No such page',
 };
 
@@ -91,6 +101,8 @@ export function App() {
         {route.page === 'list' && <DomainList host={host} />}
         {route.page === 'create' && <CreatePage />}
         {route.page === 'usage' && <UsagePage who={who} />}
+        {route.page === 'tokens' && <TokensPage who={who} />}
+        {route.page === 'audit' && <AuditPage who={who} />}
         {route.page === 'domain' && <DomainPage dom={route.dom} tab={route.tab} />}
         {route.page === 'missing' && (
           <div class="page">

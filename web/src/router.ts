@@ -30,16 +30,20 @@ export type Route =
   | { page: 'list' }
   | { page: 'create' }
   | { page: 'usage' }
+  | { page: 'tokens' }
+  | { page: 'audit' }
   | { page: 'domain'; dom: string; tab: DomainTab }
   | { page: 'missing' };
 
-export type DomainTab = 'overview' | 'console' | 'config' | 'store';
-const TABS: DomainTab[] = ['overview', 'console', 'config', 'store'];
+export type DomainTab = 'overview' | 'console' | 'devices' | 'transfer' | 'history' | 'config' | 'store' | 'audit';
+const TABS: DomainTab[] = ['overview', 'console', 'devices', 'transfer', 'history', 'config', 'store', 'audit'];
 
 export function parseRoute(p: string): Route {
   if (p === '/' || p === '') return { page: 'list' };
   if (p === '/create') return { page: 'create' };
   if (p === '/usage') return { page: 'usage' };
+  if (p === '/tokens') return { page: 'tokens' };
+  if (p === '/audit') return { page: 'audit' };
   const m = /^\/domains\/([^/]+)(?:\/([a-z]+))?\/?$/.exec(p);
   if (m) {
     const tab = (m[2] ?? 'overview') as DomainTab;

@@ -69,6 +69,14 @@ export interface SyncBlockImage extends BlockImage {
   flushSync(): void;
 }
 
+/** A SyncBlockImage that can say, without blocking, whether the page cache takes a read or write now. */
+export interface NowBlockImage extends SyncBlockImage {
+  /** Read now if every byte is cached; false (nothing to count on) otherwise. */
+  readvNow(bufs: Uint8Array[], pos: number): boolean;
+  /** Write now if it cannot wait on the disk; false (nothing written) otherwise. */
+  writevNow(bufs: Uint8Array[], pos: number): boolean;
+}
+
 /**
  * A request checked and ready: either already answered (`done`, an error or
  * GET_ID), or the one image operation left to do and the result it gives.
@@ -181,6 +189,36 @@ export function serveRequestSync(chain: Chain, image: SyncBlockImage, o: BlkOpti
       r = p.ok;
     } else if (p.op === 'flush') {
       image.flushSync();
+      r = p.ok;
+    } else return undefined;
+  } catch (e) {
+    r = ioError(e, p);
+  }
+  status[0] = r.status;
+  return r;
+}
+
+/**
+ * Serve a request now if it cannot block this thread: a read the page cache
+ * holds, a write of whole pages into it, or a request answered without the
+ * image (an error, GET_ID). Undefined, with nothing done to the guest's
+ * status byte, for the rest (a cache miss, a flush, a discard): serve those
+ * with serveRequest, which plans the request afresh. Several requests on the
+ * ring at once are then served without a worker thread between.
+ */
+export function serveRequestNow(chain: Chain, image: NowBlockImage, o: BlkOptions): BlkResult | undefined {
+  const status = chain.statusByte;
+  if (!status) return NO_STATUS;
+  let r: BlkResult;
+  let p: Planned | undefined;
+  try {
+    p = plan(chain, image, o);
+    if ('done' in p) r = p.done;
+    else if (p.op === 'read') {
+      if (!image.readvNow(p.bufs, p.pos)) return undefined;
+      r = p.ok;
+    } else if (p.op === 'write') {
+      if (!image.writevNow(p.bufs, p.pos)) return undefined;
       r = p.ok;
     } else return undefined;
   } catch (e) {

@@ -13,9 +13,11 @@ import {
   DISCARD_ALIGNMENT_SECTORS,
   MAX_DISCARD_SECTORS,
   MAX_DISCARD_SEG,
+  type NowBlockImage,
   SECTOR,
   type SyncBlockImage,
   serveRequest,
+  serveRequestNow,
   serveRequestSync,
   VIRTIO_BLK_S_OK,
 } from './blk-request.ts';
@@ -146,6 +148,8 @@ export class VhostBlkDevice {
   readonly stats: DeviceStats = { requests: 0, errors: 0, resubmitted: 0, connections: 0 };
   /** The image can move data on this thread: a request served alone is (serveRequestSync). */
   private readonly syncImage?: SyncBlockImage;
+  /** The image can tell a page-cache hit: several requests at once are served here when they are. */
+  private readonly nowImage?: NowBlockImage;
   /** Called when a request completes (the bench's restart gap, the control socket's counters). */
   onComplete?: () => void;
 
@@ -155,6 +159,7 @@ export class VhostBlkDevice {
   ) {
     this.queues = Array.from({ length: o.numQueues ?? 1 }, (_, index) => this.freshQueue(index));
     if ('readvSync' in image) this.syncImage = image as SyncBlockImage;
+    if ('readvNow' in image) this.nowImage = image as NowBlockImage;
   }
 
   private freshQueue(index: number): Queue {
@@ -542,24 +547,49 @@ export class VhostBlkDevice {
   private serve(q: Queue): void {
     const ring = q.ring;
     if (!ring || !q.enabled || q.broken) return;
+    // Requests completed on this thread in this pass: one interrupt for them all, at the end.
+    let done = 0;
     try {
       for (;;) {
         const first = ring.pop();
         if (first) {
           const second = ring.pop();
           // One request and nothing else running (queue depth 1): served here and now,
-          // without the worker threads' hand-offs, and its interrupt sent at once.
-          if (!second && q.pending === 0 && this.syncImage && this.serveNow(q, ring, first)) continue;
-          this.submit(q, ring, first);
-          if (second) this.submit(q, ring, second);
-          for (let c = ring.pop(); c; c = ring.pop()) this.submit(q, ring, c);
+          // without the worker threads' hand-offs.
+          if (!second && q.pending === 0 && this.syncImage && this.serveNow(q, ring, first)) {
+            done++;
+            continue;
+          }
+          // Several: each one the page cache takes at once is served here too, the rest
+          // go to the worker threads and overlap there.
+          done += this.take(q, ring, first);
+          if (second) done += this.take(q, ring, second);
+          for (let c = ring.pop(); c; c = ring.pop()) done += this.take(q, ring, c);
           continue;
         }
         if (!ring.armKick()) break;
       }
     } catch (e) {
       this.breakQueue(q, e);
+    } finally {
+      if (done > 0 && q.ring === ring && ring.takeSignal() && q.callFd >= 0) signalEventFd(q.callFd);
     }
+  }
+
+  /** Serve a request now if it cannot block (1), else on the worker threads (0). */
+  private take(q: Queue, ring: SplitQueue, chain: ReturnType<SplitQueue['walk']>): number {
+    if (this.nowImage) {
+      const t0 = performance.now();
+      const r = serveRequestNow(chain, this.nowImage, this.blkOptions);
+      if (r) {
+        q.pending++;
+        this.stats.requests++;
+        this.finish(q, ring, chain.head, r, t0, true);
+        return 1;
+      }
+    }
+    this.submit(q, ring, chain);
+    return 0;
   }
 
   /** Serve a request synchronously; false (nothing done) for the kinds that stay asynchronous. */
@@ -592,9 +622,8 @@ export class VhostBlkDevice {
     if (q.ring === ring && this.connected) {
       this.count(r, t0);
       ring.push(head, r.written);
-      if (now) {
-        if (ring.takeSignal() && q.callFd >= 0) signalEventFd(q.callFd);
-      } else this.signalSoon(q);
+      // Completed on this thread: serve() sends the interrupt once the ring is empty.
+      if (!now) this.signalSoon(q);
       this.onComplete?.();
     }
     if (--q.pending === 0) for (const w of q.drained.splice(0)) w();

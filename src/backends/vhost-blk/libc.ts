@@ -8,6 +8,8 @@ import koffi, { type LibraryHandle } from 'koffi';
 
 export const EAGAIN = 11;
 export const EINTR = 4;
+const EINVAL_ERRNO = 22;
+const EOPNOTSUPP = 95;
 export const POLLIN = 0x1;
 export const POLLERR = 0x8;
 export const POLLHUP = 0x10;
@@ -52,6 +54,7 @@ interface Libc {
   fallocate: Fn;
   read: Fn;
   write: Fn;
+  preadv2: Fn;
 }
 
 let lib: Libc | undefined;
@@ -76,6 +79,7 @@ function libc(): Libc {
     fallocate: l.func('int fallocate(int fd, int mode, int64_t off, int64_t len)'),
     read: l.func('long read(int fd, void *buf, size_t n)'),
     write: l.func('long write(int fd, const void *buf, size_t n)'),
+    preadv2: l.func('long preadv2(int fd, const void *iov, int iovcnt, int64_t off, int flags)'),
   };
   return lib;
 }
@@ -250,12 +254,49 @@ function pollOut(fd: number, timeoutMs: number): void {
   libc().poll(buf, 1, timeoutMs);
 }
 
+/** Where each mapping's bytes start in this process: preadv2 takes addresses. */
+const mappedAt = new WeakMap<ArrayBufferLike, bigint>();
+
 /** Map `len` bytes of `fd` from `offset`, read-write and shared. */
 export function mapShared(fd: number, len: number, offset: number): { ptr: unknown; bytes: Uint8Array } {
   const ptr = libc().mmap(null, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, offset);
   const addr = koffi.address(ptr);
   if (addr === 0xffffffffffffffffn || addr === 0n) throw new SysError('mmap', koffi.errno());
-  return { ptr, bytes: new Uint8Array(koffi.view(ptr, len)) };
+  const bytes = new Uint8Array(koffi.view(ptr, len));
+  mappedAt.set(bytes.buffer, addr);
+  return { ptr, bytes };
+}
+
+const RWF_NOWAIT = 0x8;
+const IOV_NOW_MAX = 64;
+const iovNow = Buffer.alloc(16 * IOV_NOW_MAX);
+let nowaitUnsupported = false;
+
+/**
+ * preadv2(RWF_NOWAIT) on this thread: all of `bufs` read at `pos` if the page
+ * cache holds every byte, else nothing to count on (false; the caller reads
+ * them on a worker thread). Only for views of mapShared memory (guest RAM).
+ */
+export function readvIfCached(fd: number, bufs: readonly Uint8Array[], pos: number): boolean {
+  if (nowaitUnsupported || bufs.length > IOV_NOW_MAX) return false;
+  let want = 0;
+  for (let i = 0; i < bufs.length; i++) {
+    const b = bufs[i] as Uint8Array;
+    const base = mappedAt.get(b.buffer);
+    if (base === undefined) return false;
+    iovNow.writeBigUInt64LE(base + BigInt(b.byteOffset), 16 * i);
+    iovNow.writeBigUInt64LE(BigInt(b.length), 16 * i + 8);
+    want += b.length;
+  }
+  const n = Number(libc().preadv2(fd, iovNow, bufs.length, pos, RWF_NOWAIT));
+  if (n < 0) {
+    const e = koffi.errno();
+    // A kernel or file system without RWF_NOWAIT: always the worker threads.
+    if (e === EOPNOTSUPP || e === EINVAL_ERRNO) nowaitUnsupported = true;
+    return false;
+  }
+  // A short read (part of it cached): the worker thread reads it all again.
+  return n === want;
 }
 
 export function unmap(ptr: unknown, len: number): void {

@@ -19,7 +19,13 @@ import {
   writevSync,
 } from 'node:fs';
 import { SECTOR, type SyncBlockImage } from './blk-request.ts';
-import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE, fallocateAsync } from './libc.ts';
+import {
+  FALLOC_FL_KEEP_SIZE,
+  FALLOC_FL_PUNCH_HOLE,
+  FALLOC_FL_ZERO_RANGE,
+  fallocateAsync,
+  readvIfCached,
+} from './libc.ts';
 
 const EINVAL = 'EINVAL';
 /** Linux's IOV_MAX: longer lists go in several calls. */
@@ -27,6 +33,7 @@ const IOV_MAX = 1024;
 /** O_DIRECT wants buffers, positions and lengths aligned to the logical block size; 4 KiB is always enough. */
 const DIRECT_ALIGN = 4096;
 const ZERO_CHUNK = 1 << 20;
+const PAGE = 4096;
 
 export type DirectMode = 'auto' | 'on' | 'off';
 
@@ -177,6 +184,29 @@ export class RawImage implements SyncBlockImage {
         allOfSync(fn, this.buffered, bufs, pos, what);
       } else throw e;
     }
+  }
+
+  /**
+   * A read the page cache holds, done now on this thread (no hand-off to a
+   * worker); false if any of it is not cached (or the image is read with
+   * O_DIRECT there), and then nothing is to be counted on in `bufs`.
+   */
+  readvNow(bufs: Uint8Array[], pos: number): boolean {
+    return this.fdFor(bufs, pos) === this.buffered && readvIfCached(this.buffered, bufs, pos);
+  }
+
+  /**
+   * A write into the page cache, done now on this thread: whole pages only (a
+   * partial page may have to be read first), never with O_DIRECT; false and
+   * nothing written otherwise.
+   */
+  writevNow(bufs: Uint8Array[], pos: number): boolean {
+    if (this.readOnly || pos % PAGE !== 0 || this.fdFor(bufs, pos) !== this.buffered) return false;
+    let n = 0;
+    for (const b of bufs) n += b.length;
+    if (n % PAGE !== 0) return false;
+    allOfSync(writevSync, this.buffered, bufs, pos, 'write');
+    return true;
   }
 
   flushSync(): void {

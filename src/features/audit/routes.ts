@@ -59,8 +59,11 @@ export function registerAuditRoutes(app: FastifyInstance, _ctx: ApiContext, audi
   });
 
   app.get<{ Querystring: Query }>('/v1/audit/events', async (req) => {
-    const limit = whole(req.query ?? {}, 'limit', 1, 5000) ?? 100;
-    return { events: audit.events(req.principal, limit) };
+    const q = req.query ?? {};
+    const limit = whole(q, 'limit', 1, 5000) ?? 100;
+    // One domain's events (its page in the web UI); within what the caller may see anyway.
+    const domid = whole(q, 'domid', 0, 9_999_999);
+    return { events: audit.events(req.principal, limit, domid) };
   });
 
   app.get('/v1/audit/rules', async (req) => {

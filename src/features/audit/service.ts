@@ -111,12 +111,16 @@ export class AuditService {
     return s ? this.flows.query(s) : [];
   }
 
-  events(p: Principal, limit: number): AuditEvent[] {
+  events(p: Principal, limit: number, domid?: number): AuditEvent[] {
     const mine = p.admin
       ? this.ring
       : p.sponsor === ADMIN_SPONSOR
         ? []
         : this.ring.filter((e) => e.sponsor === p.sponsor);
+    if (domid !== undefined) {
+      const one = mine.filter((e) => e.domid === domid);
+      return one.slice(Math.max(0, one.length - limit));
+    }
     return mine.slice(Math.max(0, mine.length - limit));
   }
 

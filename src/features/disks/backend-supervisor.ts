@@ -14,6 +14,7 @@ import { existsSync, openSync, rmSync } from 'node:fs';
 import { createConnection, type Socket } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { DEFAULT_DISK_IO } from '../../engine/disk-args.ts';
 import type { DaemonLog } from '../../toolstack/log.ts';
 
 /** How long a backend may take to answer on its control socket after it is spawned. */
@@ -172,6 +173,11 @@ export class BlkBackendSupervisor {
       s.vdev,
       '--idle-exit',
       String(IDLE_EXIT_S),
+      // The host page cache, as Xenode's QEMU disks use it (cache.direct=off): the same
+      // write-back semantics (a guest flush is fdatasync), and page-cache hits served
+      // without a worker thread (docs/benchmarks.md, bench:io).
+      '--direct',
+      DEFAULT_DISK_IO.direct ? 'auto' : 'off',
       ...(s.readOnly ? ['--read-only'] : []),
     ];
     const out = openSync(e.paths.log, 'a');

@@ -7,6 +7,7 @@ import type { Domain } from '../../toolstack/domain.ts';
 import type { IoCounterSource, IoCounters } from '../../toolstack/lifecycle-hooks.ts';
 import { LOCAL_ADMIN, type Principal } from '../../toolstack/principal.ts';
 import { processRssKiB } from '../../toolstack/proc-stats.ts';
+import { HistoryFile } from './history-file.ts';
 
 /** What the sampler needs of the toolstack (Toolstack has it all). */
 export interface SampledDomains {
@@ -43,6 +44,18 @@ interface DomainTrack {
   pid: number | undefined;
   last?: { t: number; cpu: number; io: IoCounters };
   samples: MetricsSample[];
+  /** The same samples on disk, for the next daemon. */
+  file?: HistoryFile<MetricsSample>;
+}
+
+const NUM_OR_NULL = ['cpuPct', 'rssMiB', 'diskReadBps', 'diskWriteBps', 'netRxBps', 'netTxBps'] as const;
+
+/** A sample read back from disk has the right shape (the file may be damaged). */
+function isSample(v: unknown): v is MetricsSample {
+  if (typeof v !== 'object' || v === null) return false;
+  const o = v as Record<string, unknown>;
+  if (typeof o.t !== 'number' || typeof o.memTargetMiB !== 'number') return false;
+  return NUM_OR_NULL.every((k) => o[k] === null || typeof o[k] === 'number');
 }
 
 const IO_KEYS = ['diskReadBytes', 'diskWriteBytes', 'netRxBytes', 'netTxBytes'] as const;
@@ -132,7 +145,9 @@ export class MetricsSampler extends EventEmitter<SamplerEvents> {
   private async sampleOne(ts: SampledDomains, d: Domain): Promise<MetricsSample | undefined> {
     let tr = this.tracks.get(d.domid);
     if (!tr || tr.pid !== d.rec.pid) {
-      tr = { pid: d.rec.pid, samples: tr?.samples ?? [] };
+      // First sight of the domain in this daemon: pick up what the last one kept.
+      const file = tr?.file ?? (d.rec.runDir ? new HistoryFile(d.rec.runDir, this.keep, isSample) : undefined);
+      tr = { pid: d.rec.pid, samples: tr?.samples ?? file?.load() ?? [], file };
       this.tracks.set(d.domid, tr);
     }
     const t = Date.now();
@@ -155,6 +170,7 @@ export class MetricsSampler extends EventEmitter<SamplerEvents> {
     tr.last = { t, cpu, io };
     tr.samples.push(sample);
     if (tr.samples.length > this.keep) tr.samples.splice(0, tr.samples.length - this.keep);
+    tr.file?.append(sample, tr.samples);
     return sample;
   }
 }

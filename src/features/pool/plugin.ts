@@ -9,6 +9,7 @@ import type { DomainConfig } from '../../config/types.ts';
 import type { Domain } from '../../toolstack/domain.ts';
 import type { PluginHost, ToolstackPlugin } from '../../toolstack/plugin.ts';
 import type { Principal } from '../../toolstack/principal.ts';
+import { registerPoolForwarding } from './forward.ts';
 import { registerPoolRoutes } from './routes.ts';
 import { PoolService } from './service.ts';
 
@@ -39,6 +40,7 @@ export function poolPlugin(): ToolstackPlugin {
       if (!pool) return;
       pool.attach(ctx);
       registerPoolRoutes(app, pool);
+      registerPoolForwarding(app, pool, ctx);
     },
     async stop() {
       pool?.stop();

@@ -32,6 +32,10 @@ import {
 import { type Placement, place } from './placement.ts';
 import { checkSecretShape, newSecret, seal, secretHash, secretMatches, unseal } from './secret.ts';
 
+/** Headers of a domain command forwarded to its host: from which host, on behalf of which sponsor ('' = admin). */
+export const FORWARD_FROM = 'x-xenode-pool-from';
+export const FORWARD_SPONSOR = 'x-xenode-pool-sponsor';
+
 /** After a host's lease is seen gone, wait this long more before starting its HA domains elsewhere. */
 const GRACE_MS = 1000;
 /** The daemon stops trusting its lease this long before the fencer acts. */
@@ -846,6 +850,65 @@ export class PoolService {
         .then(etcd.put(key).value(JSON.stringify(next)))
         .commit();
       if (t.succeeded) return;
+    }
+  }
+
+  /** The index entry of a domain that runs on another pool host (by name or uuid), if any. */
+  remoteEntry(ref: string): IndexEntry | undefined {
+    if (!this.file) return undefined;
+    let e = this.index.get(ref)?.e;
+    if (!e && /^[0-9a-f-]{36}$/i.test(ref)) e = [...this.index.values()].find((x) => x.e.uuid === ref)?.e;
+    return e && e.host !== this.me ? e : undefined;
+  }
+
+  /** Whether a token is the one this host gave the other members (its peer token). */
+  isPeerToken(tokenId: string | undefined): boolean {
+    if (!tokenId || !this.file) return false;
+    try {
+      return readFileSync(join(this.poolDir, 'peer-token-id'), 'utf8').trim() === tokenId;
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * A domain command for another host, sent with that host's peer token and on
+   * behalf of `p`: the owner applies its own sponsor rules to `p` (forward.ts).
+   * Bounded in time: a host that stopped answering is an error, never a hang.
+   */
+  async forward(
+    host: string,
+    method: string,
+    path: string,
+    p: Principal,
+    body: string | undefined,
+    timeoutMs: number,
+  ): Promise<{ status: number; text: string }> {
+    const f = this.need().f;
+    const peer = this.peers.get(host);
+    if (!peer) throw new XenodeError('not-found', `no host ${host} in pool ${f.pool}`);
+    if (!this.live.has(host))
+      throw new XenodeError('state', `pool host ${host}, which runs this domain, is down`, {
+        hint: 'an HA domain runs again elsewhere once its lease has expired (xenode list --pool)',
+      });
+    try {
+      const r = await fetch(`http://${peer.address}${path}`, {
+        method,
+        headers: {
+          authorization: `Bearer ${unseal(f.secret, peer.token)}`,
+          [FORWARD_FROM]: this.me,
+          [FORWARD_SPONSOR]: p.admin ? '' : p.sponsor,
+          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+        },
+        body,
+        signal: AbortSignal.timeout(timeoutMs),
+      });
+      return { status: r.status, text: await r.text() };
+    } catch (e) {
+      const why = (e as Error).name === 'TimeoutError' ? `no answer within ${Math.round(timeoutMs / 1000)} s` : msg(e);
+      throw new XenodeError('engine', `pool host ${host}, which runs this domain, did not answer: ${why}`, {
+        hint: 'xenode pool list shows its health',
+      });
     }
   }
 

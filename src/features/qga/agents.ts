@@ -13,6 +13,9 @@ import type { DomainStoreSink } from '../../toolstack/store-sink.ts';
 const POLL_MS = 10_000;
 /** A ping: the agent is there, or the request goes the other way (ACPI). */
 const PING_MS = 2000;
+/** After a restore or migration: how often, and how far apart, the thaw is tried. */
+const THAW_TRIES = 12;
+const THAW_RETRY_MS = 5000;
 
 export interface AgentInfo {
   /** The agent answered its last ping. */
@@ -159,16 +162,24 @@ export class GuestAgents {
     return thaw;
   }
 
-  /** After a restore or migration the guest may come back frozen (it was saved so): thawed. */
+  /**
+   * After a restore or migration the guest may come back frozen (it was saved so):
+   * thawed. Tried again for a while: right after the load the agent may not answer
+   * yet (a busy TCG host), and a guest nobody thaws stays frozen.
+   */
   async thawIfFrozen(domid: number): Promise<void> {
-    const e = this.byDomid.get(domid);
-    if (!e) return;
-    try {
-      await e.client.ping(PING_MS);
-      const n = await e.client.thaw();
-      if (n > 0) this.log?.info(`QEMU guest agent: thawed ${n} file systems after restore`, domid);
-    } catch {
-      /* no agent, or nothing frozen */
+    for (let i = 0; i < THAW_TRIES; i++) {
+      const e = this.byDomid.get(domid);
+      if (!e) return;
+      try {
+        await e.client.ping(PING_MS);
+        const n = await e.client.thaw();
+        if (n > 0) this.log?.info(`QEMU guest agent: thawed ${n} file systems after restore`, domid);
+        return;
+      } catch {
+        /* no agent (yet) */
+      }
+      await new Promise((r) => setTimeout(r, THAW_RETRY_MS).unref());
     }
   }
 }

@@ -8,6 +8,7 @@ import type { CmdContext, CommandSpec } from '../../cli/command-spec.ts';
 import { type WireError, XenodeError } from '../../errors.ts';
 import type { MigrateResult } from './migrate.ts';
 import type { OpProgress, RestoreResult, SaveResult } from './saverestore.ts';
+import { templateCommand } from './template-commands.ts';
 
 const enc = encodeURIComponent;
 const MiB = 1048576;
@@ -249,4 +250,4 @@ must see them at the same paths (shared storage).`,
   },
 };
 
-export const saveRestoreCommands: CommandSpec[] = [save, restore, migrate];
+export const saveRestoreCommands: CommandSpec[] = [save, restore, migrate, templateCommand];

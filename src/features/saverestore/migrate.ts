@@ -18,7 +18,7 @@ import type { Toolstack } from '../../toolstack/toolstack.ts';
 import { consoleTail, exportDomainStore, transferableConfig, transferMeta } from './domain-transfer.ts';
 import { MIGRATE_PATH, MIGRATED_SUFFIX, parseMessage, type ToSource, type ToTarget } from './migrate-protocol.ts';
 import { openStream, STREAM_KEY_BYTES } from './migrate-stream.ts';
-import { exclusive, type ProgressFn } from './saverestore.ts';
+import { exclusive, type ProgressFn, quiesceGuest } from './saverestore.ts';
 
 export interface MigrateRequest {
   host: string;
@@ -201,6 +201,7 @@ export function migrateDomain(
       'begin',
     );
     let started = false;
+    let thaw: (() => Promise<void>) | undefined;
     try {
       link.send({ type: 'prepare', config: cfg, meta, paused: req.paused === true });
       // The target may first build the default guest image; allow for that.
@@ -236,6 +237,11 @@ export function migrateDomain(
       } finally {
         stream.destroy();
       }
+      // The guest's file systems frozen through its agent for the whole copy, as for a
+      // save: the target gets them clean and thaws them once it runs the guest (the
+      // agent's plugin, after an incoming migration); undone here if the guest stays.
+      // Not with -p: a guest left paused on the target has nobody to thaw it later.
+      if (running && !req.paused) thaw = await quiesceGuest(ts, d);
       await mig.start(uri, { running });
       // Hand over the moment QEMU reports completed: the target has every byte then;
       // the source's own finalizing (and its final statistics) overlaps the target's start.
@@ -342,6 +348,7 @@ export function migrateDomain(
         });
       }
       // The target did not take it: the source is authoritative, make it whole again.
+      if (d.machine?.alive && d.rec.state === 'running') await thaw?.();
       if (!link.closed) link.send({ type: 'abort', reason: why });
       link.close();
       if (d.name !== name) ts.rename(d, name);

@@ -3,7 +3,14 @@
 // domain. QEMU moves the machine state; everything around it is ours.
 
 import { closeSync, existsSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
-import { appendToFileUri, FIRST_PASSED_FD, inheritedFdUri, Migration, MigrationError } from '../../engine/migration.ts';
+import {
+  appendToFileUri,
+  FIRST_PASSED_FD,
+  inheritedFdUri,
+  Migration,
+  MigrationError,
+  type MigrationTuning,
+} from '../../engine/migration.ts';
 import type { QemuMachine } from '../../engine/qemu-machine.ts';
 import { XenodeError } from '../../errors.ts';
 import type { Domain } from '../../toolstack/domain.ts';
@@ -57,6 +64,8 @@ export interface SaveRequest {
   checkpoint?: boolean;
   /** xl -p: keep the domain, paused. */
   leavePaused?: boolean;
+  /** Templates: guest RAM stays in its shared file; the stream holds the device state only. */
+  ramInFile?: boolean;
 }
 
 export interface SaveResult {
@@ -77,6 +86,10 @@ export interface RestoreRequest {
   overrides?: string[];
   /** Directory relative paths in overrides are resolved against (the CLI's). */
   cwd?: string;
+  /** Templates: guest RAM in this file, shared, so that a save with ramInFile leaves it there. */
+  ramFile?: string;
+  /** Templates: the builder never runs, so its vifs get fresh MACs (the source's are in use). */
+  freshMacs?: boolean;
 }
 
 export interface RestoreResult {
@@ -185,7 +198,7 @@ export function saveDomain(ts: Toolstack, d: Domain, req: SaveRequest, progress?
       w.addSection(SECTION.console, consoleTail(d), FLAG_OPTIONAL);
       w.beginStream();
       const mig = new Migration(m);
-      await mig.configure();
+      await mig.configure({ ignoreShared: req.ramInFile === true });
       // QEMU appends the stream to the file itself; we hash it just behind.
       const status = intent.status;
       rmSync(status, { force: true });
@@ -322,6 +335,7 @@ export async function loadIncoming(
   run: (mig: Migration) => Promise<void>,
   timeoutMs: number,
   abort?: AbortSignal,
+  tuning: MigrationTuning = {},
 ): Promise<void> {
   const mig = new Migration(m);
   // Aborted before the wait below listens for it: it would never hear of it.
@@ -329,7 +343,7 @@ export async function loadIncoming(
   d.expectingExit = true;
   try {
     // Sent ahead of run()'s commands (QMP keeps their order): events are on before the load starts.
-    const tuned = mig.configure();
+    const tuned = mig.configure(tuning);
     const loaded = mig.waitIncoming(timeoutMs, abort);
     loaded.catch(() => undefined);
     const fed = run(mig);
@@ -365,6 +379,7 @@ export async function restoreFromFile(
   const store = f.sections.has(SECTION.store) ? jsonSection(f, SECTION.store) : undefined;
   const tail = f.sections.get(SECTION.console);
   cfg = pinMachine(applyOverrides(cfg, req.overrides ?? [], req.cwd), meta);
+  if (req.freshMacs) cfg = { ...cfg, vif: cfg.vif.map(({ mac: _mac, ...v }) => v) };
   checkHostFiles(cfg);
   checkMachineCompat(ts, cfg, meta);
   // A checkpoint restored next to its still-running original: give the copy its own uuid.
@@ -420,7 +435,12 @@ export async function restoreFromFile(
         );
         return undefined;
       },
-      { paused: req.paused === true, cpu: savedCpuModel(meta), passFds: [streamFd] },
+      {
+        paused: req.paused === true,
+        cpu: savedCpuModel(meta),
+        passFds: [streamFd],
+        ...(req.ramFile ? { ram: { path: req.ramFile, shared: true } } : {}),
+      },
     );
   } catch (e) {
     // A damaged file is the news, whatever else failed meanwhile.

@@ -112,6 +112,24 @@ export function encodeFrame(type: number, reqId: number, txId: number, payload: 
   return out;
 }
 
+/** A frame whose payload is `text` in `encoding`, written straight into the frame (no intermediate buffer). */
+export function encodeTextFrame(
+  type: number,
+  reqId: number,
+  txId: number,
+  text: string,
+  encoding: 'utf8' | 'latin1',
+): Buffer {
+  const len = Buffer.byteLength(text, encoding);
+  const out = Buffer.allocUnsafe(HEADER_SIZE + len);
+  out.writeUInt32LE(type >>> 0, 0);
+  out.writeUInt32LE(reqId >>> 0, 4);
+  out.writeUInt32LE(txId >>> 0, 8);
+  out.writeUInt32LE(len, 12);
+  out.write(text, HEADER_SIZE, len, encoding);
+  return out;
+}
+
 /** xenstored's onearg(): the payload is one string with exactly one NUL, at its end (latin1). */
 export function singleArg(payload: Buffer): string | undefined {
   const nul = payload.indexOf(0);

@@ -10,7 +10,7 @@ import { isStoreError } from '../errors.ts';
 import { parsePerm } from '../perms.ts';
 import type { ControlStore } from '../store.ts';
 import type { Caller, Perm } from '../types.ts';
-import { atoi, countStrings, encodeFrame, payloadStrings, singleArg } from './codec.ts';
+import { atoi, countStrings, encodeFrame, encodeTextFrame, payloadStrings, singleArg } from './codec.ts';
 import { controlCommand } from './control.ts';
 import { DOMID_SELF, PAYLOAD_MAX, type WireErrno, type WireMessage, XsType } from './protocol.ts';
 
@@ -121,11 +121,25 @@ export class WireSession {
     return this._closed;
   }
 
-  /** Answers one request. Never throws: every failure becomes an error reply. */
+  /**
+   * Answers one request. Never throws: every failure becomes an error reply.
+   * Its changes are group-committed (ControlStore.deferCommits): live and
+   * answered at once, in SQLite within the store's window, as xenstored
+   * answers before anything is on disk.
+   */
   handle(msg: WireMessage): void {
     if (this._closed) return;
     try {
-      this.reply(msg, this.dispatch(msg));
+      if (msg.type === XsType.READ && msg.txId === 0) {
+        // The commonest request, answered without an intermediate buffer.
+        const value = this.host.store.read(this.caller(), this.path(singleArg(msg.payload)));
+        this.replyText(msg, value);
+        return;
+      }
+      this.reply(
+        msg,
+        this.host.store.deferCommits(() => this.dispatch(msg)),
+      );
     } catch (e) {
       this.error(msg, this.errnoOf(e));
     }
@@ -383,6 +397,11 @@ export class WireSession {
     token.copy(body, pathLen + 1);
     body[len - 1] = 0;
     this.sink.send(encodeFrame(XsType.WATCH_EVENT, 0, 0, body), 'event');
+  }
+
+  private replyText(msg: WireMessage, value: string): void {
+    if (Buffer.byteLength(value, 'utf8') > PAYLOAD_MAX) this.error(msg, 'E2BIG');
+    else this.sink.send(encodeTextFrame(msg.type, msg.reqId, msg.txId, value, 'utf8'), 'reply');
   }
 
   private reply(msg: WireMessage, payload: Buffer): void {

@@ -6,6 +6,8 @@ import { ApiError, api, errorText } from '../api.ts';
 import { ConfigEditor } from '../components/ConfigEditor.tsx';
 import { navigate } from '../router.ts';
 import type { DomainView } from '../types.ts';
+import { lineOfNamedFile } from './error-line.ts';
+import { RestoreForm } from './TransferPanel.tsx';
 
 const TEMPLATE = `# xl.cfg: the same syntax as for xenode create
 name = "web1"
@@ -108,7 +110,8 @@ export function CreatePage() {
       else navigate(`/domains/${d.domid}`);
     } catch (err) {
       const loc = err instanceof ApiError ? err.wire.location : undefined;
-      setError({ text: errorText(err), line: loc?.line || undefined, column: loc?.column || undefined });
+      const line = loc?.line || (err instanceof ApiError ? lineOfNamedFile(err.wire.message, configText) : undefined);
+      setError({ text: errorText(err), line, column: loc?.column || undefined });
     } finally {
       setBusy(false);
     }
@@ -265,6 +268,7 @@ export function CreatePage() {
           </button>
         </div>
       </form>
+      <RestoreForm />
     </div>
   );
 }

@@ -7,6 +7,7 @@ import { StateBadge } from '../components/StateBadge.tsx';
 import { formatMiB, formatPct, formatUptime } from '../format.ts';
 import { domains, latestSamples, linkState, now } from '../live.ts';
 import type { DomainView, HostInfo } from '../types.ts';
+import { ListControls, SortHeader, viewOf } from './list-view.tsx';
 
 function CpuCell({ pct, vcpus }: { pct: number | null | undefined; vcpus: number }) {
   const width = pct === null || pct === undefined ? 0 : Math.min(100, pct / vcpus);
@@ -57,6 +58,7 @@ export function DomainList({ host }: { host: HostInfo | undefined }) {
   const [error, setError] = useState('');
   const list = [...domains.value.values()].sort((a, b) => a.domid - b.domid);
   const samples = latestSamples.value;
+  const shown = viewOf(list, samples);
   const t = now.value;
   const running = list.filter((d) => d.state === 'running').length;
   const paused = list.filter((d) => d.state === 'paused').length;
@@ -108,6 +110,7 @@ export function DomainList({ host }: { host: HostInfo | undefined }) {
           </button>
         </div>
       )}
+      <ListControls shown={shown.length} total={list.length} />
       <div class="card table-card">
         <table class="domains">
           {/* Fixed column widths: a Pause that becomes Resume moves nothing. */}
@@ -124,21 +127,33 @@ export function DomainList({ host }: { host: HostInfo | undefined }) {
           </colgroup>
           <thead>
             <tr>
-              <th>Name</th>
-              <th class="num hide-sm">ID</th>
-              <th>State</th>
-              <th class="num hide-xs">Memory</th>
-              <th class="num hide-sm">vCPUs</th>
-              <th class="hide-sm">CPU</th>
-              <th class="num hide-sm">Uptime</th>
-              <th class="hide-sm">Sponsor</th>
+              <SortHeader k="name">Name</SortHeader>
+              <SortHeader k="id" cls="num hide-sm">
+                ID
+              </SortHeader>
+              <SortHeader k="state">State</SortHeader>
+              <SortHeader k="memory" cls="num hide-xs">
+                Memory
+              </SortHeader>
+              <SortHeader k="vcpus" cls="num hide-sm">
+                vCPUs
+              </SortHeader>
+              <SortHeader k="cpu" cls="hide-sm">
+                CPU
+              </SortHeader>
+              <SortHeader k="uptime" cls="num hide-sm">
+                Uptime
+              </SortHeader>
+              <SortHeader k="sponsor" cls="hide-sm">
+                Sponsor
+              </SortHeader>
               <th>
                 <span class="sr-only">Actions</span>
               </th>
             </tr>
           </thead>
           <tbody>
-            {list.map((d) => (
+            {shown.map((d) => (
               <tr key={d.domid} data-domain={d.name} data-domid={d.domid}>
                 <td>
                   <a class="dom-name" href={`/domains/${d.domid}`}>
@@ -163,6 +178,13 @@ export function DomainList({ host }: { host: HostInfo | undefined }) {
                 </td>
               </tr>
             ))}
+            {list.length > 0 && shown.length === 0 && (
+              <tr>
+                <td colSpan={9} class="empty" data-list-none>
+                  No domain matches the search or filter.
+                </td>
+              </tr>
+            )}
             {list.length === 0 && (
               <tr>
                 <td colSpan={9} class="empty">

@@ -3,9 +3,11 @@
 
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { api, enc, errorText } from '../api.ts';
+import { DomainAuditEvents } from '../components/AuditEvents.tsx';
 import { confirmAction } from '../components/ConfirmDialog.tsx';
 import { Console } from '../components/Console.tsx';
 import { Icon } from '../components/Icon.tsx';
+import { MemTargetWatch } from '../components/MemTargetWatch.tsx';
 import { MetricChart, type SeriesSpec } from '../components/MetricChart.tsx';
 import { StateBadge } from '../components/StateBadge.tsx';
 import { StoreTree } from '../components/StoreTree.tsx';
@@ -13,6 +15,9 @@ import { formatMiB, formatPct, formatRate, formatUptime } from '../format.ts';
 import { domains, latestSamples, linkState, now, onSample } from '../live.ts';
 import { type DomainTab, navigate } from '../router.ts';
 import type { DomainView, MetricsHistory, MetricsSample } from '../types.ts';
+import { DevicesPanel } from './DevicesPanel.tsx';
+import { HistoryPanel } from './HistoryPanel.tsx';
+import { OpOutcome, TransferPanel } from './TransferPanel.tsx';
 
 const KEEP = 300;
 
@@ -198,6 +203,9 @@ function Actions({ d, onError }: { d: DomainView; onError: (m: string) => void }
   const target = latestSamples.value.get(d.domid)?.memTargetMiB ?? d.memMiB;
   const [mem, setMem] = useState(String(target));
   useEffect(() => setMem(String(target)), [target]);
+  // The last target set here, followed until the guest gets there (or says it cannot).
+  const [memWatch, setMemWatch] = useState<{ mib: number; since: number } | undefined>(undefined);
+  useEffect(() => setMemWatch(undefined), [d.domid]);
   // Nothing is offered while the daemon is unreachable: the state shown may be stale.
   const offline = linkState.value !== 'live';
   const live = !offline && (d.state === 'running' || d.state === 'paused');
@@ -210,6 +218,7 @@ function Actions({ d, onError }: { d: DomainView; onError: (m: string) => void }
       await api('POST', `/v1/domains/${d.domid}/${action}`, body);
       if (action === 'destroy') navigate('/');
       if (action === 'shutdown') setShutdownSince(Date.now());
+      if (action === 'mem-set') setMemWatch({ mib: (body as { mib: number }).mib, since: Date.now() });
     } catch (e) {
       onError(errorText(e));
     } finally {
@@ -298,6 +307,15 @@ function Actions({ d, onError }: { d: DomainView; onError: (m: string) => void }
           Set
         </button>
       </form>
+      {memWatch && live && (
+        <MemTargetWatch
+          key={memWatch.since}
+          dom={d.domid}
+          name={d.name}
+          targetMiB={memWatch.mib}
+          since={memWatch.since}
+        />
+      )}
       {shutdownSince !== undefined && (
         <ShutdownPending
           d={d}
@@ -318,8 +336,12 @@ function Actions({ d, onError }: { d: DomainView; onError: (m: string) => void }
 const TAB_LABEL: Record<DomainTab, string> = {
   overview: 'Overview',
   console: 'Console',
+  devices: 'Devices',
+  transfer: 'Save / migrate',
+  history: 'History',
   config: 'Config',
   store: 'Store',
+  audit: 'Audit',
 };
 
 export function DomainPage({ dom, tab }: { dom: string; tab: DomainTab }) {
@@ -360,6 +382,7 @@ export function DomainPage({ dom, tab }: { dom: string; tab: DomainTab }) {
               ? `There is no domain ${dom} that you may see.`
               : loadError || 'Loading…'}
         </div>
+        <OpOutcome />
         <a href="/">← All domains</a>
       </div>
     );
@@ -401,10 +424,15 @@ export function DomainPage({ dom, tab }: { dom: string; tab: DomainTab }) {
       </nav>
       {tab === 'overview' && <Overview d={d} detail={detail} />}
       {tab === 'console' && <Console dom={String(d.domid)} />}
+      {tab === 'audit' && <DomainAuditEvents domid={d.domid} />}
+      {tab === 'devices' && <DevicesPanel d={d} />}
+      {tab === 'transfer' && <TransferPanel d={d} />}
+      {tab === 'history' && <HistoryPanel d={d} />}
       {tab === 'config' && (
         <section class="card">
           <h3>Configuration (parsed from xl.cfg)</h3>
-          <pre class="json" data-config>
+          {/* biome-ignore lint/a11y/noNoninteractiveTabindex: a scrolling region must be reachable by keyboard (axe scrollable-region-focusable) */}
+          <pre class="json" data-config tabIndex={0}>
             {detail?.config ? JSON.stringify(detail.config, null, 2) : 'Loading…'}
           </pre>
         </section>

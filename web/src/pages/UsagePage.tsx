@@ -4,6 +4,7 @@
 
 import { useEffect, useState } from 'preact/hooks';
 import { api, errorText } from '../api.ts';
+import { SponsorBill } from '../components/SponsorBill.tsx';
 import { formatMiB } from '../format.ts';
 import type { Principal } from '../types.ts';
 
@@ -216,6 +217,7 @@ export function UsagePage({ who }: { who: Principal | undefined }) {
                 )}
               </tbody>
             </table>
+            <SponsorBill sponsor={s} since={range} />
           </section>
         );
       })}
