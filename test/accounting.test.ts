@@ -281,11 +281,14 @@ describe('accounting against real guests', () => {
 
   it('a daemon kill -9 in the middle of a busy guest loses no accounted interval', async (t) => {
     const c = con('a1');
-    // Busy for 10 s, then read the whole disk again (caches dropped), while the daemon is away.
-    c.send(
-      '(end=$(($(date +%s)+10)); while [ $(date +%s) -lt $end ]; do :; done; echo 3 > /proc/sys/vm/drop_caches; dd if=/dev/vda of=/dev/null bs=64k 2>/dev/null; echo JOB""DONE9) &\n',
-    );
     const before = await sampledAfter('a1', Date.now());
+    // Busy for 10 s, then read the whole disk again (caches dropped), while the daemon is away.
+    // Started after the sample, and the kill comes once it runs: a slow sample on a loaded
+    // host must not let the busy part end before the daemon is gone.
+    c.send(
+      '(echo JOB""START9; end=$(($(date +%s)+10)); while [ $(date +%s) -lt $end ]; do :; done; echo 3 > /proc/sys/vm/drop_caches; dd if=/dev/vda of=/dev/null bs=64k 2>/dev/null; echo JOB""DONE9) &\n',
+    );
+    await c.expect(/JOBSTART9/, 60_000);
     const pid = await qemuPid('a1');
     const cpuAtKill = procCpu(pid);
     host.killDaemon('SIGKILL');
