@@ -444,6 +444,7 @@ export const ROUTE_DOCS: Record<string, RouteDoc> = {
   'GET /create': page('The web UI: create a domain'),
   'GET /usage': page('The web UI: usage and bill'),
   'GET /audit': page('The web UI: network audit events'),
+  'GET /tokens': page('The web UI: API tokens (a sponsor its own)'),
   'GET /domains/*': page('The web UI: one domain (console, charts)'),
   'GET /assets/:file': op("The web UI's scripts and styles", {
     tags: ['web'],
