@@ -202,6 +202,7 @@ export class ConsoleSession {
   private text = '';
   private waiters: Array<() => void> = [];
   private seq = 0;
+  private readonly tag = Math.random().toString(36).slice(2, 8);
   closed = false;
 
   private constructor(private readonly ws: WebSocket) {
@@ -253,7 +254,8 @@ export class ConsoleSession {
 
   /** Run a shell command in the guest and return its output (between markers). */
   async run(cmd: string, timeoutMs = 30_000): Promise<string> {
-    const n = ++this.seq;
+    // The session's own tag: a console opened later replays earlier sessions' output, markers included.
+    const n = `${this.tag}${++this.seq}`;
     const from = this.text.length;
     // The quotes split the marker in the echoed input, so only real output matches.
     this.send(`echo "__S""${n}__"; ${cmd}; echo "__E""${n}__"\n`);

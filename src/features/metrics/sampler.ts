@@ -101,7 +101,21 @@ export class MetricsSampler extends EventEmitter<SamplerEvents> {
   }
 
   history(domid: number): MetricsHistory {
-    return { domid, intervalMs: this.intervalMs, samples: [...(this.tracks.get(domid)?.samples ?? [])] };
+    let tr = this.tracks.get(domid);
+    if (!tr) {
+      // Asked before this daemon's first sample of the domain: what the last daemon kept.
+      const d = this.toolstack?.list(LOCAL_ADMIN).find((x) => x.domid === domid);
+      if (d?.rec.pid) tr = this.firstSight(d);
+    }
+    return { domid, intervalMs: this.intervalMs, samples: [...(tr?.samples ?? [])] };
+  }
+
+  /** A new track for a domain (or a new QEMU of it), starting from its history file. */
+  private firstSight(d: Domain, prev?: DomainTrack): DomainTrack {
+    const file = prev?.file ?? (d.rec.runDir ? new HistoryFile(d.rec.runDir, this.keep, isSample) : undefined);
+    const tr: DomainTrack = { pid: d.rec.pid, samples: prev?.samples ?? file?.load() ?? [], file };
+    this.tracks.set(d.domid, tr);
+    return tr;
   }
 
   latest(domid: number): MetricsSample | undefined {
@@ -144,12 +158,8 @@ export class MetricsSampler extends EventEmitter<SamplerEvents> {
 
   private async sampleOne(ts: SampledDomains, d: Domain): Promise<MetricsSample | undefined> {
     let tr = this.tracks.get(d.domid);
-    if (!tr || tr.pid !== d.rec.pid) {
-      // First sight of the domain in this daemon: pick up what the last one kept.
-      const file = tr?.file ?? (d.rec.runDir ? new HistoryFile(d.rec.runDir, this.keep, isSample) : undefined);
-      tr = { pid: d.rec.pid, samples: tr?.samples ?? file?.load() ?? [], file };
-      this.tracks.set(d.domid, tr);
-    }
+    // First sight of the domain in this daemon: pick up what the last one kept.
+    if (!tr || tr.pid !== d.rec.pid) tr = this.firstSight(d, tr);
     const t = Date.now();
     const cpu = d.cpuSeconds();
     const io = await this.ioCounters(ts, d);
